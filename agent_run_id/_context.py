@@ -1,0 +1,244 @@
+"""The current run: a ContextVar, the RunContext that sets it, and the run observers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, cast
+
+from ._run_id import RunId
+
+__all__ = [
+    "RunContext",
+    "RunFinisher",
+    "RunObserver",
+    "add_run_observer",
+    "current_run_id",
+    "remove_run_observer",
+]
+
+_log = logging.getLogger("agent_run_id")
+
+#: Called when a run ends, with the exception that escaped it (None when it ended normally).
+RunFinisher = Callable[[BaseException | None], object]
+#: Called when a run starts, with the run and its RunContext; may return a RunFinisher.
+RunObserver = Callable[[RunId, "RunContext"], RunFinisher | None]
+
+_NOTE_PREFIX = "run_id="
+
+
+class _Frame:
+    """One entry into a RunContext: what the ContextVar holds while the run is current."""
+
+    __slots__ = ("finishers", "owner", "previous", "run_id", "token")
+
+    def __init__(self, run_id: RunId, owner: RunContext, previous: _Frame | None) -> None:
+        self.run_id = run_id
+        self.owner = owner
+        self.previous = previous
+        self.finishers: list[tuple[RunObserver, RunFinisher]] = []
+        self.token: Any = None
+
+
+_current: ContextVar[_Frame | None] = ContextVar("agent_run_id.current", default=None)
+
+
+def current_run_id() -> RunId | None:
+    """Return the run current in this thread or task, or None outside any run."""
+    frame = _current.get()
+    return None if frame is None else frame.run_id
+
+
+class RunContext:
+    """Make a run the current one for a block of sync or async code.
+
+    Inside ``with RunContext(run_id=run_id):`` (or ``async with``), :func:`current_run_id`
+    returns ``run_id`` in this thread or task and in the tasks and threads it starts with a copy
+    of its context; other tasks and threads are untouched. On exit the previous run comes back,
+    also when an exception escapes, which then carries the note ``run_id=<id>`` (Python 3.11+).
+
+    Args:
+        run_id: the run to enter. When omitted, a new run is minted at each entry: a child of the
+            run current then, or a new root run.
+        name: what runs here (an agent's or function's name), for observers such as run spans.
+        user_id: the user the run works for, for observers such as the run registry.
+        task: a short summary of the task, for observers.
+        metadata: any other JSON-able facts about the run, for observers.
+
+    Example::
+
+        with RunContext() as run:
+            logger.info("agent started")  # stamped with run.run_id
+    """
+
+    def __init__(
+        self,
+        run_id: RunId | None = None,
+        *,
+        name: str | None = None,
+        user_id: str | None = None,
+        task: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        if run_id is not None and not isinstance(run_id, RunId):
+            raise TypeError(
+                f"run_id must be a RunId or None, got {type(run_id).__name__}: "
+                "wrap a string with RunId.from_string(text)"
+            )
+        for what, value in (("name", name), ("user_id", user_id), ("task", task)):
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
+        self._run_id = run_id
+        self._last: RunId | None = run_id
+        self._open: list[_Frame] = []
+        self.name = name
+        self.user_id = user_id
+        self.task = task
+        self.metadata: Mapping[str, Any] = dict(metadata or {})
+
+    @property
+    def run_id(self) -> RunId:
+        """The run of this context: inside the block the one entered, after it the last one."""
+        if self._run_id is not None:
+            return self._run_id
+        frame = self._own_frame()
+        if frame is not None:
+            return frame.run_id
+        if self._last is None:
+            raise RuntimeError(
+                "RunContext() mints its run id when entered: read .run_id inside or after "
+                "the with block, or pass run_id=RunId.generate()"
+            )
+        return self._last
+
+    def __enter__(self) -> RunContext:
+        previous = _current.get()
+        run_id = self._run_id
+        if run_id is None:
+            run_id = RunId.generate(None if previous is None else previous.run_id)
+            self._last = run_id
+        frame = _Frame(run_id, self, previous)
+        frame.token = _current.set(frame)
+        self._open.append(frame)
+        observers = _observers
+        if observers:
+            _start(frame, observers)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        frame = self._own_frame()
+        if frame is None:
+            if not self._open:
+                raise RuntimeError("RunContext exited without being entered")
+            # Left in another context than it was entered in (an async generator closed by
+            # another task): that context keeps its own value, so there is nothing to reset.
+            frame = self._open[-1]
+        else:
+            _current.reset(frame.token)
+        self._open.remove(frame)
+        if exc is not None:
+            _add_note(exc, frame.run_id)
+        for observer, finish in reversed(frame.finishers):
+            try:
+                finish(exc)
+            except Exception:
+                _report(observer, "when the run ended")
+
+    async def __aenter__(self) -> RunContext:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def _own_frame(self) -> _Frame | None:
+        frame = _current.get()
+        while frame is not None and frame.owner is not self:
+            frame = frame.previous
+        return frame
+
+    def __repr__(self) -> str:
+        run = self._run_id if self._run_id is not None else self._last
+        return f"RunContext(run_id={run!r})"
+
+
+def _add_note(exc: BaseException, run_id: RunId) -> None:
+    """Note the innermost run on an exception once, whatever runs it crosses on its way out."""
+    add_note = getattr(exc, "add_note", None)  # PEP 678, Python 3.11+
+    if add_note is None or not isinstance(exc, Exception):
+        return
+    notes = getattr(exc, "__notes__", ())
+    if any(isinstance(note, str) and note.startswith(_NOTE_PREFIX) for note in notes):
+        return
+    add_note(f"{_NOTE_PREFIX}{run_id.value}")
+
+
+# Observers are kept in a tuple replaced as a whole under a lock, so entering a run reads them
+# without taking the lock.
+_observers: tuple[RunObserver, ...] = ()
+_observers_lock = threading.Lock()
+_reported: set[int] = set()
+
+
+def add_run_observer(observer: RunObserver) -> None:
+    """Call ``observer(run_id, context)`` each time a run is entered, in any thread or task.
+
+    The observer may return a finisher, called with the exception that escaped the run (or None)
+    when the run is left. This is how integrations (the run registry, OpenTelemetry, Sentry) hook
+    into runs. Adding the same observer twice registers it once. An observer or finisher that
+    raises never breaks the run: its first failure is logged as a warning on the
+    ``agent_run_id`` logger with its traceback, later ones at debug level.
+    """
+    if not callable(cast(object, observer)):
+        raise TypeError(f"observer must be callable, got {type(observer).__name__}")
+    global _observers
+    with _observers_lock:
+        if observer not in _observers:
+            _observers = (*_observers, observer)
+
+
+def remove_run_observer(observer: RunObserver) -> None:
+    """Stop calling ``observer``; runs already entered still call their finishers."""
+    global _observers
+    with _observers_lock:
+        _observers = tuple(o for o in _observers if o != observer)
+
+
+def _start(frame: _Frame, observers: tuple[RunObserver, ...]) -> None:
+    context = frame.owner
+    for observer in observers:
+        try:
+            finish = observer(frame.run_id, context)
+        except Exception:
+            _report(observer, "when the run started")
+        else:
+            if finish is not None:
+                frame.finishers.append((observer, finish))
+
+
+def _report(culprit: object, when: str) -> None:
+    key = id(getattr(culprit, "__func__", culprit))
+    first = key not in _reported
+    _reported.add(key)
+    _log.log(
+        logging.WARNING if first else logging.DEBUG,
+        "run observer %r failed %s; the run goes on%s",
+        culprit,
+        when,
+        "" if first else " (repeated failure)",
+        exc_info=True,
+    )

@@ -1,0 +1,117 @@
+"""How a run crosses a boundary: header and environment names, and reading an incoming id.
+
+This is the one place for the wire policy. The inbound middleware, the outbound wrappers and the
+helpers below all take the names and the validation rule from here.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._context import current_run_id
+from ._run_id import ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID, ENV_RUN_ID, RunId
+
+__all__ = [
+    "ENV_PARENT_RUN_ID",
+    "ENV_ROOT_RUN_ID",
+    "ENV_RUN_ID",
+    "HEADER",
+    "PARENT_HEADER",
+    "ROOT_HEADER",
+    "environ",
+    "headers",
+    "parse_wire_id",
+    "run_from_wire",
+]
+
+#: The header that carries the run id.
+HEADER = "X-Run-Id"
+#: The header that carries the id of the run's parent, when it has one.
+PARENT_HEADER = "X-Parent-Run-Id"
+#: The header that carries the id of the first run of the tree, when the run has a parent.
+ROOT_HEADER = "X-Root-Run-Id"
+
+
+# On the wire only the two plain forms are taken: 8-4-4-4-12 or 32 hex digits, ASCII, any case.
+# Braces and urn: prefixes are for humans typing ids, not for headers.
+_WIRE = re.compile(
+    rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}"
+)
+
+
+def parse_wire_id(raw: bytes | str | None) -> str | None:
+    """Return the canonical id in an incoming header or variable value, or None if it is not one.
+
+    Takes only a UUID as ``8-4-4-4-12`` or as 32 hex digits (ASCII, any case) and normalizes it;
+    anything else (empty, too long, other characters, non-ASCII) gives None. Never raises.
+    """
+    if raw is None or len(raw) > 36:
+        return None
+    if isinstance(raw, str):
+        if not raw.isascii():
+            return None
+        raw = raw.encode("ascii")
+    if not _WIRE.fullmatch(raw):
+        return None
+    digits = raw.decode("ascii").replace("-", "").lower()
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def run_from_wire(
+    run: bytes | str | None,
+    parent: bytes | str | None = None,
+    root: bytes | str | None = None,
+) -> RunId | None:
+    """Return the RunId carried by incoming values, with the lineage that is valid, or None.
+
+    ``run`` must pass :func:`parse_wire_id`; an invalid or self-referring parent or root is
+    dropped rather than failing the run.
+    """
+    value = parse_wire_id(run)
+    if value is None:
+        return None
+    root_value = parse_wire_id(root)
+    if root_value == value:
+        root_value = None
+    parent_value = parse_wire_id(parent)
+    parent_id = None
+    if parent_value is not None and parent_value != value:
+        parent_id = RunId(parent_value, root=root_value)
+    return RunId(value, parent=parent_id, root=root_value)
+
+
+def headers() -> dict[str, str]:
+    """Return the HTTP headers that carry the current run, or ``{}`` outside any run.
+
+    ``X-Run-Id`` always, plus ``X-Parent-Run-Id`` and ``X-Root-Run-Id`` when the run has a
+    parent. Ready for ``extra_headers=`` in the OpenAI and Anthropic SDKs, or any client.
+    """
+    run_id = current_run_id()
+    if run_id is None:
+        return {}
+    return _fields(run_id, HEADER, PARENT_HEADER, ROOT_HEADER)
+
+
+def environ() -> dict[str, str]:
+    """Return the environment variables that carry the current run to a subprocess.
+
+    ``AGENT_RUN_ID``, plus ``AGENT_PARENT_RUN_ID`` and ``AGENT_ROOT_RUN_ID`` when the run has a
+    parent; ``{}`` outside any run. Read them back with ``RunId.from_env()``.
+
+    Example::
+
+        subprocess.run(cmd, env={**os.environ, **agent_run_id.environ()})
+    """
+    run_id = current_run_id()
+    if run_id is None:
+        return {}
+    return _fields(run_id, ENV_RUN_ID, ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID)
+
+
+def _fields(run_id: RunId, run: str, parent: str, root: str) -> dict[str, str]:
+    fields = {run: run_id.value}
+    if run_id.parent is not None:
+        fields[parent] = run_id.parent.value
+    if run_id.root is not run_id:
+        fields[root] = run_id.root.value
+    return fields

@@ -1,0 +1,244 @@
+"""The RunId value: one UUID per agent run, with its lineage."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["ENV_PARENT_RUN_ID", "ENV_ROOT_RUN_ID", "ENV_RUN_ID", "RunId", "show_value"]
+
+#: The environment variables that carry a run to a subprocess (see ``agent_run_id.environ``).
+ENV_RUN_ID = "AGENT_RUN_ID"
+ENV_PARENT_RUN_ID = "AGENT_PARENT_RUN_ID"
+ENV_ROOT_RUN_ID = "AGENT_ROOT_RUN_ID"
+
+# The textual forms of a UUID that ``uuid.UUID`` documents: canonical 8-4-4-4-12, 32 hex digits,
+# either one in braces or after ``urn:uuid:``, in any case. ``uuid.UUID`` itself is laxer than its
+# documentation (it takes non-ASCII digits, underscores, a ``0x`` prefix, hyphens anywhere), so the
+# grammar is spelled out here instead of delegating to it. ``[0-9a-fA-F]`` is ASCII only.
+_HEX32 = r"[0-9a-fA-F]{32}"
+_HYPHENATED = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_BODY = rf"(?:{_HYPHENATED}|{_HEX32})"
+_UUID_TEXT = re.compile(rf"(?:{_BODY}|\{{{_BODY}\}}|(?i:urn:uuid:){_BODY})")
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+_EXAMPLE = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
+_SHOWN = 40
+
+# Maps the 17th hex digit of 16 random bytes onto the RFC 9562 variant digits 8, 9, a, b.
+_VARIANT = {digit: "89ab"[i % 4] for i, digit in enumerate("0123456789abcdef")}
+
+_urandom = os.urandom
+
+
+def show_value(value: object) -> str:
+    """Return ``value`` escaped to ASCII and cut short, fit for an error message or a log line."""
+    if isinstance(value, (bytes, bytearray)):
+        text = repr(bytes(value[:_SHOWN]))
+    else:
+        text = ascii(value[:_SHOWN] if isinstance(value, str) else value)[: _SHOWN + 2]
+    length = len(value) if isinstance(value, (str, bytes, bytearray)) else 0
+    if length > _SHOWN:
+        text += f"... ({length} characters)"
+    return text
+
+
+def _canonical(text: str) -> str | None:
+    """Return the canonical form of a UUID written in one of its documented forms, else None."""
+    if _CANONICAL.fullmatch(text):
+        return text
+    if not _UUID_TEXT.fullmatch(text):
+        return None
+    digits = text.replace("-", "").lower()
+    if digits[0] == "{":
+        digits = digits[1:-1]
+    elif digits[0] == "u":
+        digits = digits[9:]  # after "urn:uuid:"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def _parse(value: object, what: str) -> str:
+    """Return the canonical form of ``value`` or raise an error naming ``what``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str holding a UUID, got {type(value).__name__}")
+    canonical = _canonical(value)
+    if canonical is None:
+        raise ValueError(
+            f"{what} {show_value(value)} is not a UUID: pass one such as {_EXAMPLE!r} "
+            "(36 characters with hyphens, or 32 hex digits), or make one with RunId.generate()"
+        )
+    return canonical
+
+
+def _new_value() -> str:
+    """Return a random version-4 UUID in canonical form.
+
+    Same randomness as ``uuid.uuid4()`` (16 bytes from ``os.urandom``, so a forked child never
+    repeats its parent's ids), without building a ``uuid.UUID`` on the way.
+    """
+    h = _urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+class RunId:
+    """The id of one agent run: a UUID in canonical form, with its parent and root run.
+
+    Make one with ``RunId.generate()`` at the start of a run, or with ``RunId.from_string(text)``
+    for an id that came from elsewhere. A RunId is immutable and hashable; equality and hash use
+    the id alone, not the lineage.
+
+    Args:
+        value: a UUID as text, in any form ``RunId.from_string`` takes.
+        parent: the run that started this one, if any (a RunId, or its id as text).
+        root: the first run of the tree; defaults to the parent's root, or to this run when it has
+            no parent. Give it alone when the parent is unknown but the root arrived from outside.
+
+    Example::
+
+        run_id = RunId.generate()
+        step = run_id.child()  # step.parent == run_id, step.root == run_id
+    """
+
+    __slots__ = ("_parent", "_root", "_value")
+
+    _value: str
+    _parent: RunId | None
+    _root: RunId | None
+
+    def __init__(
+        self,
+        value: str,
+        *,
+        parent: RunId | str | None = None,
+        root: RunId | str | None = None,
+    ) -> None:
+        canonical = _parse(value, "RunId value")
+        parent_id = _coerce(parent, "parent")
+        root_id = _coerce(root, "root")
+        if parent_id is not None and parent_id._value == canonical:
+            raise ValueError(f"a run cannot be its own parent: parent={canonical!r}")
+        if root_id is not None and root_id._value == canonical:
+            root_id = None  # the run is its own root: stored as None, like a root made here
+        if root_id is None and parent_id is not None:
+            root_id = parent_id.root
+        _init(self, canonical, parent_id, root_id)
+
+    @classmethod
+    def generate(cls, parent: RunId | None = None) -> RunId:
+        """Return a new random run id (UUID version 4), a child of ``parent`` when given."""
+        run_id = object.__new__(cls)
+        if parent is None:
+            _init(run_id, _new_value(), None, None)
+        elif isinstance(parent, RunId):
+            _init(run_id, _new_value(), parent, parent.root)
+        else:
+            raise TypeError(
+                f"parent must be a RunId or None, got {type(parent).__name__}: "
+                "use RunId.from_string(text) for an id held as text"
+            )
+        return run_id
+
+    @classmethod
+    def from_string(cls, s: str) -> RunId:
+        """Return the run id written in ``s``, in canonical form.
+
+        Takes the forms ``uuid.UUID`` documents: ``8-4-4-4-12`` or 32 hex digits, in any case,
+        optionally in braces or after ``urn:uuid:``. Anything else raises ValueError.
+        """
+        run_id = object.__new__(cls)
+        _init(run_id, _parse(s, "run id"), None, None)
+        return run_id
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> RunId | None:
+        """Return the run passed in ``AGENT_RUN_ID`` (with its lineage), or None when unset.
+
+        Reads ``os.environ`` unless ``env`` is given; see :func:`agent_run_id.environ`.
+        Raises ValueError when a variable holds something that is not a UUID.
+        """
+        env = os.environ if env is None else env
+        value = env.get(ENV_RUN_ID)
+        if not value:
+            return None
+        fields = {}
+        for name in (ENV_RUN_ID, ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID):
+            text = env.get(name)
+            fields[name] = None if not text else RunId(_parse(text, f"${name}"))
+        parent, root = fields[ENV_PARENT_RUN_ID], fields[ENV_ROOT_RUN_ID]
+        if parent is not None and root is not None:
+            parent = RunId(parent.value, root=root)
+        return cls(value, parent=parent, root=root)
+
+    @property
+    def value(self) -> str:
+        """The id in canonical form: lowercase ``8-4-4-4-12``."""
+        return self._value
+
+    @property
+    def parent(self) -> RunId | None:
+        """The run that started this one, or None for a root run or an unknown parent."""
+        return self._parent
+
+    @property
+    def root(self) -> RunId:
+        """The first run of this run's tree: the run itself when it has no known ancestor."""
+        return self if self._root is None else self._root
+
+    @property
+    def uuid(self) -> uuid.UUID:
+        """The id as a ``uuid.UUID``."""
+        return uuid.UUID(self._value)
+
+    def child(self) -> RunId:
+        """Return a new run id whose parent is this run (``RunId.generate(parent=self)``)."""
+        return RunId.generate(parent=self)
+
+    def short(self) -> str:
+        """Return the first 8 characters, for display where space is tight."""
+        return self._value[:8]
+
+    def __str__(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"RunId({self._value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RunId):
+            return self._value == other._value
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"RunId is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"RunId is immutable: cannot delete {name!r}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (self._value, self._parent, self._root))
+
+
+def _init(run_id: RunId, value: str, parent: RunId | None, root: RunId | None) -> None:
+    object.__setattr__(run_id, "_value", value)
+    object.__setattr__(run_id, "_parent", parent)
+    object.__setattr__(run_id, "_root", root)
+
+
+def _restore(value: str, parent: RunId | None, root: RunId | None) -> RunId:
+    run_id = object.__new__(RunId)
+    _init(run_id, value, parent, root)
+    return run_id
+
+
+def _coerce(value: RunId | str | None, what: str) -> RunId | None:
+    if value is None or isinstance(value, RunId):
+        return value
+    if isinstance(value, str):
+        return RunId.from_string(value)
+    raise TypeError(f"{what} must be a RunId, a str or None, got {type(value).__name__}")

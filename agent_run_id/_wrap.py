@@ -1,0 +1,113 @@
+"""Function wrappers: run each call as a new run, or carry the current run to another thread."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from ._context import RunContext
+
+__all__ = ["in_current_run", "new_run"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@overload
+def new_run(fn: Callable[P, R], /) -> Callable[P, R]: ...
+
+
+@overload
+def new_run(
+    *,
+    name: str | None = None,
+    user_id: str | None = None,
+    task: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def new_run(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    user_id: str | None = None,
+    task: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Run every call of the decorated function as its own new run.
+
+    Each call enters a fresh ``RunContext()``: a child of the caller's run, or a new root run.
+    Works on plain and ``async def`` functions, called concurrently from any number of threads
+    and tasks. Use it bare (``@new_run``) or with the RunContext options
+    (``@new_run(user_id=..., task=...)``); ``name`` defaults to the function's qualified name.
+
+    Example::
+
+        @new_run
+        async def handle(task: str) -> str: ...
+    """
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        if not callable(cast(object, func)):
+            raise TypeError(f"new_run decorates a function, got {type(func).__name__}")
+        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"new_run cannot decorate the generator function {func.__qualname__}: a run "
+                "cannot stay current across yields; enter RunContext() inside its body instead"
+            )
+        make_context = functools.partial(
+            RunContext,
+            name=name or getattr(func, "__qualname__", None),
+            user_id=user_id,
+            task=task,
+            metadata=metadata,
+        )
+        make_context()  # checks the options once, at decoration time
+
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with make_context():
+                    return await func(*args, **kwargs)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def run_sync(*args: P.args, **kwargs: P.kwargs) -> R:
+            with make_context():
+                return func(*args, **kwargs)
+
+        return run_sync
+
+    if fn is None:
+        return decorate
+    return decorate(fn)
+
+
+def in_current_run(fn: Callable[P, R]) -> Callable[P, R]:
+    """Return a callable that runs ``fn`` inside the run current now, wherever it is called.
+
+    For code that does not carry the context along: ``ThreadPoolExecutor.submit``,
+    ``loop.run_in_executor``, callbacks of other libraries. The whole context of this moment is
+    captured (so OpenTelemetry spans come along too) and each call runs in a fresh copy of it,
+    so the callable may be called many times, from many threads at once.
+
+    Example::
+
+        loop.run_in_executor(None, in_current_run(call_tool), "search_web")
+    """
+    if not callable(cast(object, fn)):
+        raise TypeError(f"in_current_run takes a callable, got {type(fn).__name__}")
+    captured = contextvars.copy_context()
+
+    @functools.wraps(fn)
+    def run_in_captured(*args: P.args, **kwargs: P.kwargs) -> R:
+        return captured.copy().run(fn, *args, **kwargs)
+
+    return run_in_captured
