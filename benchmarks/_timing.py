@@ -39,6 +39,5 @@ def report(title: str, medians: Mapping[str, float], *, baseline: str) -> None:
     print(f"\n{title}")
     print(f"  {'case':<48} {'median':>10} {'ratio':>7} {'over base':>10}")
     for name, value in medians.items():
-        print(
-            f"  {name:<48} {value * 1e9:>8.0f}ns {value / base:>6.2f}x {(value - base) * 1e9:>8.0f}ns"
-        )
+        over = (value - base) * 1e9
+        print(f"  {name:<48} {value * 1e9:>8.0f}ns {value / base:>6.2f}x {over:>8.0f}ns")
