@@ -7,6 +7,8 @@ helpers below all take the names and the validation rule from here.
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 
 from ._context import current_run_id
 from ._run_id import ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID, ENV_RUN_ID, RunId
@@ -18,9 +20,13 @@ __all__ = [
     "HEADER",
     "PARENT_HEADER",
     "ROOT_HEADER",
+    "IncomingFallback",
+    "add_incoming_fallback",
     "environ",
     "headers",
     "parse_wire_id",
+    "remove_incoming_fallback",
+    "run_from_fallbacks",
     "run_from_wire",
 ]
 
@@ -78,6 +84,49 @@ def run_from_wire(
     if parent_value is not None and parent_value != value:
         parent_id = RunId(parent_value, root=root_value)
     return RunId(value, parent=parent_id, root=root_value)
+
+
+#: Finds a run in an incoming request that has no valid ``X-Run-Id`` header (for example in
+#: OpenTelemetry baggage). Called with a function that returns a request header by its lower-case
+#: name (None when absent); returns the run, or None.
+IncomingFallback = Callable[[Callable[[str], str | None]], RunId | None]
+
+_fallbacks: tuple[IncomingFallback, ...] = ()
+_fallbacks_lock = threading.Lock()
+
+
+def add_incoming_fallback(fallback: IncomingFallback) -> None:
+    """Let the inbound middleware ask ``fallback`` for a run when the header carries none.
+
+    For integrations (``agent_run_id.otel`` reads the run from incoming baggage); adding the same
+    fallback twice adds it once. The header always wins over a fallback.
+    """
+    global _fallbacks
+    with _fallbacks_lock:
+        if fallback not in _fallbacks:
+            _fallbacks = (*_fallbacks, fallback)
+
+
+def remove_incoming_fallback(fallback: IncomingFallback) -> None:
+    """Stop asking ``fallback``; a no-op when it was not added."""
+    global _fallbacks
+    with _fallbacks_lock:
+        _fallbacks = tuple(f for f in _fallbacks if f != fallback)
+
+
+def run_from_fallbacks(get_header: Callable[[str], str | None]) -> RunId | None:
+    """Return the run the first fallback finds in a request with no valid run header, or None.
+
+    A fallback that raises is skipped: incoming data must never fail a request.
+    """
+    for fallback in _fallbacks:
+        try:
+            run_id = fallback(get_header)
+        except Exception:
+            continue
+        if run_id is not None:
+            return run_id
+    return None
 
 
 def headers() -> dict[str, str]:
