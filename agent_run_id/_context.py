@@ -90,9 +90,12 @@ class RunContext:
                 f"run_id must be a RunId or None, got {type(run_id).__name__}: "
                 "wrap a string with RunId.from_string(text)"
             )
-        for what, value in (("name", name), ("user_id", user_id), ("task", task)):
-            if value is not None and not isinstance(value, str):
-                raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
+        # Middleware makes one RunContext per request, mostly with run_id alone: skip the checks
+        # of options that were not given.
+        if name is not None or user_id is not None or task is not None:
+            for what, value in (("name", name), ("user_id", user_id), ("task", task)):
+                if value is not None and not isinstance(value, str):
+                    raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
         self._run_id = run_id
@@ -101,7 +104,7 @@ class RunContext:
         self.name = name
         self.user_id = user_id
         self.task = task
-        self.metadata: Mapping[str, Any] = dict(metadata or {})
+        self.metadata: Mapping[str, Any] = {} if metadata is None else dict(metadata)
 
     @property
     def run_id(self) -> RunId:
@@ -138,7 +141,9 @@ class RunContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        frame = self._own_frame()
+        frame = _current.get()
+        if frame is None or frame.owner is not self:  # not the usual case: left in order
+            frame = self._own_frame()
         if frame is None:
             if not self._open:
                 raise RuntimeError("RunContext exited without being entered")
@@ -155,6 +160,8 @@ class RunContext:
         self._open.remove(frame)
         if exc is not None:
             _add_note(exc, frame.run_id)
+        if not frame.finishers:
+            return
         for observer, finish in reversed(frame.finishers):
             try:
                 finish(exc)
