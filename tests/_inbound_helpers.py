@@ -31,6 +31,7 @@ def uvicorn_server(app: Any) -> Iterator[str]:
         host="127.0.0.1",
         port=0,
         log_level="warning",
+        log_config=None,  # leave the logging setup (and the tests' capturing handlers) alone
         lifespan="off",
         http="h11",
         ws="websockets-sansio",

@@ -27,6 +27,7 @@ from starlette.websockets import WebSocket
 
 import agent_run_id.logging as run_logging
 from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
+from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
 from agent_run_id._types import Message, Scope
 from agent_run_id.asgi import RunIdMiddleware
 
@@ -658,3 +659,22 @@ async def test_the_headers_of_a_sent_message_are_not_mutated_in_place() -> None:
 def test_the_reject_answer_is_plain_json() -> None:
     middleware = RunIdMiddleware(bare, on_invalid="reject")
     assert json.loads(middleware.policy.reject_body)["detail"].startswith("invalid X-Run-Id")
+
+
+async def test_an_incoming_fallback_reads_the_request_headers_when_no_id_came() -> None:
+    asked: list[tuple[str | None, ...]] = []
+
+    def from_baggage(get_header: Any) -> RunId:
+        asked.append((get_header("baggage"), get_header("Content-Type"), get_header("absent")))
+        return RunId(RUN_B)
+
+    add_incoming_fallback(from_baggage)
+    try:
+        async with client(starlette_app()) as http:
+            headers = [("baggage", "a=1"), ("baggage", "b=2"), ("content-type", "text/x")]
+            response = await http.get("/", headers=headers)
+    finally:
+        remove_incoming_fallback(from_baggage)
+    assert response.json()["current"] == RUN_B
+    assert response.headers["x-run-id"] == RUN_B
+    assert asked == [("a=1,b=2", "text/x", None)]

@@ -19,6 +19,7 @@ from werkzeug.test import Client
 
 import agent_run_id.logging as run_logging
 from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
+from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
 from agent_run_id.wsgi import ENVIRON_KEY, RunIdMiddleware
 
 
@@ -318,3 +319,29 @@ def test_any_header_text_never_raises_and_only_a_canonical_id_goes_out(
     if value is not None and not is_canonical(value):
         assert out[0] != value
     assert current_run_id() is None
+
+
+def test_an_incoming_fallback_reads_the_request_headers_when_no_id_came() -> None:
+    asked: list[tuple[str | None, ...]] = []
+
+    def from_baggage(get_header: Any) -> RunId:
+        asked.append((get_header("baggage"), get_header("Content-Type"), get_header("absent")))
+        return RunId(RUN_B)
+
+    add_incoming_fallback(from_baggage)
+    try:
+        response = Client(flask_app()).get(
+            "/", headers={"baggage": "a=1", "Content-Type": "text/x"}
+        )
+    finally:
+        remove_incoming_fallback(from_baggage)
+    assert response.json is not None
+    assert response.json["current"] == RUN_B
+    assert asked == [("a=1", "text/x", None)]
+
+
+def test_response_header_false_sends_no_header() -> None:
+    response = Client(flask_app(response_header=False)).get("/", headers={"X-Run-Id": RUN_A})
+    assert response.json is not None
+    assert response.json["current"] == RUN_A
+    assert "X-Run-Id" not in response.headers
