@@ -112,9 +112,11 @@ class RunIdMiddleware:
             await self._reject(scope, send)
             return
         value = run.value.encode("ascii")
-        lineage = run.parent is not None or run.root is not run
-        if raw != value or lineage or parent is not None or root is not None:
-            scope["headers"] = self._request_headers(headers, run, value, lineage)
+        if raw is None and parent is None and root is None and run.root is run:
+            scope["headers"] = [*headers, (key, value)]
+        elif raw != value or parent is not None or root is not None or run.root is not run:
+            # Rewritten unless they already say exactly this run (a root run, canonical form).
+            scope["headers"] = self._request_headers(headers, run, value)
         state = scope.get("state")
         if state is None:
             scope["state"] = {"run_id": run}
@@ -141,15 +143,15 @@ class RunIdMiddleware:
                 await self.app(scope, receive, send)
 
     def _request_headers(
-        self, headers: list[tuple[bytes, bytes]], run: RunId, value: bytes, lineage: bool
+        self, headers: list[tuple[bytes, bytes]], run: RunId, value: bytes
     ) -> list[tuple[bytes, bytes]]:
         """Return the request headers with the run's own in place of those that came."""
         key = self._key
         kept = [pair for pair in headers if pair[0] not in (key, _PARENT_KEY, _ROOT_KEY)]
         kept.append((key, value))
-        if lineage:
-            if run.parent is not None:
-                kept.append((_PARENT_KEY, run.parent.value.encode("ascii")))
+        if run.parent is not None:
+            kept.append((_PARENT_KEY, run.parent.value.encode("ascii")))
+        if run.root is not run:
             kept.append((_ROOT_KEY, run.root.value.encode("ascii")))
         return kept
 
