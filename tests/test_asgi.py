@@ -12,7 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
-from _inbound_helpers import RUN_A, RUN_B, RUN_C, captured, is_canonical, uvicorn_server
+from _inbound_helpers import (
+    RUN_A,
+    RUN_B,
+    RUN_C,
+    captured,
+    is_canonical,
+    load_example,
+    uvicorn_server,
+)
 from fastapi import Depends, FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -678,3 +686,16 @@ async def test_an_incoming_fallback_reads_the_request_headers_when_no_id_came() 
     assert response.json()["current"] == RUN_B
     assert response.headers["x-run-id"] == RUN_B
     assert asked == [("a=1,b=2", "text/x", None)]
+
+
+async def test_the_fastapi_example_answers_inside_its_run_and_exposes_the_header() -> None:
+    example = load_example("fastapi_app")
+    async with client(example.app) as http:
+        response = await http.get(
+            "/agent",
+            params={"task": "abc"},
+            headers={"X-Run-Id": RUN_A, "Origin": "http://localhost:3000"},
+        )
+    assert response.json() == {"run_id": RUN_A, "result": "cba"}
+    assert response.headers.get_list("x-run-id") == [RUN_A]
+    assert response.headers["access-control-expose-headers"] == "X-Run-Id"

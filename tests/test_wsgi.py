@@ -11,7 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
-from _inbound_helpers import RUN_A, RUN_B, RUN_C, captured, is_canonical, wsgi_server
+from _inbound_helpers import (
+    RUN_A,
+    RUN_B,
+    RUN_C,
+    captured,
+    is_canonical,
+    load_example,
+    wsgi_server,
+)
 from flask import Flask, Response, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -345,3 +353,13 @@ def test_response_header_false_sends_no_header() -> None:
     assert response.json is not None
     assert response.json["current"] == RUN_A
     assert "X-Run-Id" not in response.headers
+
+
+def test_the_flask_example_answers_and_streams_inside_its_run() -> None:
+    example = load_example("flask_app")
+    client = Client(example.app)
+    response = client.get("/agent", query_string={"task": "abc"}, headers={"X-Run-Id": RUN_A})
+    assert response.json == {"run_id": RUN_A, "result": "cba"}
+    assert response.headers.getlist("X-Run-Id") == [RUN_A]
+    streamed = client.get("/stream", headers={"X-Run-Id": RUN_B})
+    assert streamed.text.splitlines() == [f"{RUN_B} plan", f"{RUN_B} act", f"{RUN_B} answer"]
