@@ -139,7 +139,10 @@ class InboundPolicy:
         if mode == "ignore":
             return RunId.generate()
         if raw is not None:
-            run = run_from_wire(_one(raw), _one(parent), _one(root))
+            if parent is None and root is None:
+                run = run_from_wire(_one(raw))
+            else:
+                run = run_from_wire(_one(raw), _one(parent), _one(root))
             if run is not None:
                 return run if mode == "continue" else run.child()
             if self.reject:
