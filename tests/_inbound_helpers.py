@@ -28,6 +28,9 @@ def is_canonical(value: object) -> bool:
 @contextmanager
 def uvicorn_server(app: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a thread on a free port of 127.0.0.1; yield its base URL."""
+    # uvicorn sets the level of its loggers for the whole process: restore them afterwards.
+    loggers = [logging.getLogger(f"uvicorn.{name}") for name in ("error", "access", "asgi")]
+    saved = [(logger, logger.level, logger.propagate, logger.handlers[:]) for logger in loggers]
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -53,6 +56,10 @@ def uvicorn_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(20)
+        for logger, level, propagate, handlers in saved:
+            logger.setLevel(level)
+            logger.propagate = propagate
+            logger.handlers[:] = handlers
 
 
 @contextmanager

@@ -12,15 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from _inbound_helpers import (
-    RUN_A,
-    RUN_B,
-    RUN_C,
-    captured,
-    is_canonical,
-    load_example,
-    uvicorn_server,
-)
 from fastapi import Depends, FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -38,6 +29,16 @@ from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
 from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
 from agent_run_id._types import Message, Scope
 from agent_run_id.asgi import RunIdMiddleware
+
+from ._inbound_helpers import (
+    RUN_A,
+    RUN_B,
+    RUN_C,
+    captured,
+    is_canonical,
+    load_example,
+    uvicorn_server,
+)
 
 
 def current() -> str | None:

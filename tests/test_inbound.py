@@ -7,13 +7,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from _inbound_helpers import RUN_A, RUN_B, RUN_C, captured
 
 from agent_run_id import RunContext, RunId, current_run_id
 from agent_run_id._inbound import InboundPolicy
 from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
 from agent_run_id.asgi import RunIdMiddleware as AsgiMiddleware
 from agent_run_id.wsgi import RunIdMiddleware as WsgiMiddleware
+
+from ._inbound_helpers import RUN_A, RUN_B, RUN_C, captured
 
 MIDDLEWARES = [AsgiMiddleware, WsgiMiddleware]
 

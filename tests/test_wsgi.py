@@ -11,15 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from _inbound_helpers import (
-    RUN_A,
-    RUN_B,
-    RUN_C,
-    captured,
-    is_canonical,
-    load_example,
-    wsgi_server,
-)
 from flask import Flask, Response, request
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,6 +20,16 @@ import agent_run_id.logging as run_logging
 from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
 from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
 from agent_run_id.wsgi import ENVIRON_KEY, RunIdMiddleware
+
+from ._inbound_helpers import (
+    RUN_A,
+    RUN_B,
+    RUN_C,
+    captured,
+    is_canonical,
+    load_example,
+    wsgi_server,
+)
 
 
 def current() -> str | None:
