@@ -142,7 +142,7 @@ class RunContext:
         tb: TracebackType | None,
     ) -> None:
         frame = _current.get()
-        if frame is None or frame.owner is not self:  # not the usual case: left in order
+        if frame is None or frame.owner is not self:  # not left in the order entered: look
             frame = self._own_frame()
         if frame is None:
             if not self._open:

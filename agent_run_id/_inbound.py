@@ -140,7 +140,9 @@ class InboundPolicy:
             return RunId.generate()
         if raw is not None:
             if parent is None and root is None:
-                run = run_from_wire(_one(raw))
+                run = run_from_wire(raw)
+                if run is None:  # only a rare repeated header is worth a second look
+                    run = run_from_wire(_one(raw))
             else:
                 run = run_from_wire(_one(raw), _one(parent), _one(root))
             if run is not None:
