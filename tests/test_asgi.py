@@ -518,6 +518,19 @@ def test_over_uvicorn_a_websocket_gets_the_id_in_the_handshake() -> None:
             assert socket.recv() == f"hi {RUN_A} {RUN_A}"
 
 
+def test_over_uvicorn_reject_refuses_a_websocket_handshake_with_an_invalid_id() -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    with uvicorn_server(starlette_app(on_invalid="reject")) as url:
+        ws_url = url.replace("http", "ws") + "/ws"
+        with pytest.raises(InvalidStatus) as caught:
+            connect(ws_url, additional_headers={"X-Run-Id": "not-a-run"})
+        with connect(ws_url, additional_headers={"X-Run-Id": RUN_A}) as socket:
+            assert socket.recv() == RUN_A
+    assert caught.value.response.status_code == 403
+
+
 def test_over_uvicorn_a_client_leaving_mid_stream_ends_the_run() -> None:
     ended = threading.Event()
     gate = threading.Event()
