@@ -100,13 +100,14 @@ class RunIdMiddleware:
         key = self._key
         raw = parent = root = None
         headers = scope.get("headers", ())
-        for name, value in headers:
+        # Repeated headers are joined with commas, as HTTP reads them; the policy sorts them out.
+        for name, field in headers:
             if name == key:
-                raw = value if raw is None else raw + b"," + value
+                raw = field if raw is None else raw + b"," + field
             elif name == _PARENT_KEY:
-                parent = value if parent is None else parent + b"," + value
+                parent = field if parent is None else parent + b"," + field
             elif name == _ROOT_KEY:
-                root = value if root is None else root + b"," + value
+                root = field if root is None else root + b"," + field
         run = self.policy.run_for(scope, raw, parent, root)
         if run is None:
             await self._reject(scope, send)
