@@ -21,7 +21,7 @@ from agent_run_id.asgi import RunIdMiddleware
 
 from ._timing import compare
 
-BATCH = 100
+BATCH = 20
 _BASE_HEADERS = [
     (b"host", b"127.0.0.1:8000"),
     (b"user-agent", b"python-httpx/0.28.1"),
@@ -113,7 +113,7 @@ def main() -> None:
                 loop, make(CorrelationIdMiddleware), theirs_in
             ),
         }
-        medians = {name: t / BATCH for name, t in compare(cases, number=100, rounds=15).items()}
+        medians = {name: t / BATCH for name, t in compare(cases, number=25, rounds=61).items()}
         _report(f"ASGI middleware per request, {title} ({BATCH} requests a batch)", medians)
     loop.close()
 
