@@ -16,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from agent_run_id._types import ASGIApp, Message, Scope
+from agent_run_id import RunContext, RunId
+from agent_run_id._types import ASGIApp, Message, Receive, Scope, Send
 from agent_run_id.asgi import RunIdMiddleware
 
 from ._timing import compare
@@ -81,6 +82,18 @@ def starlette(middleware: type | None) -> ASGIApp:
     return app
 
 
+class _RunContextAlone:
+    """Enter a ready-made run around the app: the floor of any middleware that enters a run."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.run_id = RunId.generate()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        with RunContext(run_id=self.run_id):
+            await self.app(scope, receive, send)
+
+
 def _runner(loop: asyncio.AbstractEventLoop, app: ASGIApp, scope: Scope) -> Callable[[], None]:
     async def batch() -> None:
         for _ in range(BATCH):
@@ -104,6 +117,7 @@ def main() -> None:
     ):
         cases = {
             "app alone": _runner(loop, make(None), plain),
+            "RunContext alone (no header work)": _runner(loop, make(_RunContextAlone), plain),
             "RunIdMiddleware, no header": _runner(loop, make(RunIdMiddleware), plain),
             "CorrelationIdMiddleware, no header": _runner(
                 loop, make(CorrelationIdMiddleware), plain
