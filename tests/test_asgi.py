@@ -713,3 +713,17 @@ async def test_the_fastapi_example_answers_inside_its_run_and_exposes_the_header
     assert response.json() == {"run_id": RUN_A, "result": "cba"}
     assert response.headers.get_list("x-run-id") == [RUN_A]
     assert response.headers["access-control-expose-headers"] == "X-Run-Id"
+
+
+async def test_a_callable_incoming_decides_per_request_from_the_scope() -> None:
+    def trust_internal(scope: Scope) -> str:
+        return "continue" if scope["client"][0].startswith("10.") else "ignore"
+
+    inside = client(starlette_app(incoming=trust_internal), client=("10.0.0.7", 5000))
+    outside = client(starlette_app(incoming=trust_internal), client=("203.0.113.9", 5000))
+    async with inside as trusted, outside as untrusted:
+        kept = await trusted.get("/", headers={"X-Run-Id": RUN_A})
+        ignored = await untrusted.get("/", headers={"X-Run-Id": RUN_A})
+    assert kept.json()["current"] == RUN_A
+    assert ignored.json()["current"] != RUN_A
+    assert ignored.headers["x-run-id"] == ignored.json()["current"]

@@ -364,3 +364,16 @@ def test_the_flask_example_answers_and_streams_inside_its_run() -> None:
     assert response.headers.getlist("X-Run-Id") == [RUN_A]
     streamed = client.get("/stream", headers={"X-Run-Id": RUN_B})
     assert streamed.text.splitlines() == [f"{RUN_B} plan", f"{RUN_B} act", f"{RUN_B} answer"]
+
+
+def test_a_callable_incoming_decides_per_request_from_the_environ() -> None:
+    def trust_internal(environ: dict[str, Any]) -> str:
+        return "continue" if environ["REMOTE_ADDR"].startswith("10.") else "ignore"
+
+    client = Client(flask_app(incoming=trust_internal))
+    kept = client.get("/", headers={"X-Run-Id": RUN_A}, environ_base={"REMOTE_ADDR": "10.0.0.7"})
+    ignored = client.get("/", headers={"X-Run-Id": RUN_A}, environ_base={"REMOTE_ADDR": "1.2.3.4"})
+    assert kept.json is not None
+    assert kept.json["current"] == RUN_A
+    assert ignored.json is not None
+    assert ignored.json["current"] != RUN_A
