@@ -17,7 +17,7 @@ from types import SimpleNamespace
 try:
     import aiohttp
     from yarl import URL
-except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
+except ImportError as exc:
     from ._optional import missing_extra
 
     raise missing_extra("aiohttp", "aiohttp", "aiohttp") from exc

@@ -17,7 +17,7 @@ from typing import ClassVar, TypeVar
 
 try:
     import httpx
-except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
+except ImportError as exc:
     from ._optional import missing_extra
 
     raise missing_extra("httpx", "httpx", "httpx") from exc

@@ -17,7 +17,7 @@ from typing import ClassVar, TypeVar
 
 try:
     import httpx2
-except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
+except ImportError as exc:
     from ._optional import missing_extra
 
     raise missing_extra("httpx2", "httpx2", "httpx2") from exc
