@@ -5,6 +5,7 @@ Paths:
 - ``/redirect?to=URL&status=302``: redirects to ``URL``.
 - ``/stream?chunks=N``: the echo JSON on a first line, then N chunks of 1 KiB, streamed.
 - ``/flaky?key=K``: 503 the first time a key is seen, then the echo.
+- An LLM request whose marker starts with ``flaky`` gets a 503 the first time.
 - ``/v1/chat/completions`` and ``/v1/messages``: minimal OpenAI and Anthropic answers whose text
   is the ``X-Run-Id`` the server got.
 
@@ -94,6 +95,10 @@ class LocalServer:
         elif path == "/flaky" and query["key"] not in self._flaky:
             self._flaky.add(query["key"])
             await _respond(send, 503, b"try again")
+        elif marker and marker.startswith("flaky") and marker not in self._flaky:
+            # An LLM call that fails once; the SDKs honour retry-after-ms, so no back-off wait.
+            self._flaky.add(marker)
+            await _respond(send, 503, b"{}", [(b"retry-after-ms", b"1")])
         elif path == "/v1/chat/completions":
             await _json(send, _completion(run["x-run-id"]))
         elif path == "/v1/messages":
