@@ -40,10 +40,11 @@ class LocalServer:
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(512)
         self.port: int = self._sock.getsockname()[1]
+        # No log_config, log_level or access_log=False: each would change the process-wide
+        # logging setup (uvicorn's loggers) that other tests rely on.
         config = uvicorn.Config(
             self.app,
-            log_level="warning",
-            access_log=False,
+            log_config=None,
             lifespan="off",
             interface="asgi3",
             ws="none",

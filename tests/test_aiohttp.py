@@ -9,12 +9,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from _outbound_helpers import RUN_HEADERS, LocalServer, import_without, server
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from agent_run_id import RunContext, RunId
 from agent_run_id.aiohttp import _redirect_host, trace_config
+from tests._outbound_helpers import RUN_HEADERS, LocalServer, import_without, server
 
 __all__ = ["server"]
 

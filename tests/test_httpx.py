@@ -10,9 +10,9 @@ from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import pytest
-from _outbound_helpers import RUN_HEADERS, LocalServer, server
 
 from agent_run_id import RunContext, RunId
+from tests._outbound_helpers import RUN_HEADERS, LocalServer, server
 
 __all__ = ["server"]
 
@@ -479,3 +479,25 @@ async def test_real_server_200_concurrent_runs_on_one_shared_async_client(
         assert got["headers"]["x-run-id"] == sent
         assert got["marker"] == sent
     assert len({sent for sent, _ in pairs}) == 200
+
+
+def test_a_header_the_caller_changed_between_hops_is_theirs_and_stays(kit: SimpleNamespace) -> None:
+    """A request hook that rewrites X-Run-Id on the redirected request wins over ours."""
+    hops: list[str] = []
+
+    def rewrite_on_redirect(request: Any) -> None:
+        hops.append(str(request.url))
+        if len(hops) > 1:
+            request.headers["X-Run-Id"] = "changed"
+
+    client = sync_client(kit, hosts=("a.example",))
+    client.event_hooks = {"request": [rewrite_on_redirect]}
+    with RunContext(CHILD):
+        response = client.get(
+            "https://a.example/redirect", params={"to": "https://b.example/"}, follow_redirects=True
+        )
+    assert response.json() == {
+        "x-run-id": "changed",
+        "x-parent-run-id": None,
+        "x-root-run-id": None,
+    }

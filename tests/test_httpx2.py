@@ -8,12 +8,12 @@ from __future__ import annotations
 import httpx
 import httpx2
 import pytest
-from _outbound_helpers import import_without
 
 import agent_run_id.httpx
 import agent_run_id.httpx2
 from agent_run_id import RunContext, RunId
 from agent_run_id._httpx_common import AsyncTransportBase, TransportBase
+from tests._outbound_helpers import import_without
 
 
 def test_the_three_names_are_httpx2_types_built_on_the_shared_implementation() -> None:

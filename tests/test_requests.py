@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 import requests
-from _outbound_helpers import RUN_HEADERS, LocalServer, import_without, server
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from agent_run_id import RunContext, RunId
 from agent_run_id.requests import RunIdAdapter, instrument
+from tests._outbound_helpers import RUN_HEADERS, LocalServer, import_without, server
 
 __all__ = ["server"]
 

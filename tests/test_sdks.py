@@ -14,11 +14,11 @@ import httpx
 import httpx2
 import openai
 import pytest
-from _outbound_helpers import LocalServer, server
 
 import agent_run_id.httpx
 import agent_run_id.httpx2
 from agent_run_id import RunContext, RunId
+from tests._outbound_helpers import LocalServer, server
 
 __all__ = ["server"]
 
