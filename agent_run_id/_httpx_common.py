@@ -12,8 +12,9 @@ from typing import Any, ClassVar, TypeVar
 
 from ._context import _current
 from ._hosts import HostAllowList, allow_list
-from ._outbound import apply
-from ._run_id import show_value
+from ._outbound import Added, apply
+from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER
+from ._run_id import RunId, show_value
 
 __all__ = ["AsyncTransportBase", "TransportBase", "instrument_client", "prepare"]
 
@@ -22,19 +23,71 @@ __all__ = ["AsyncTransportBase", "TransportBase", "instrument_client", "prepare"
 _MARK = "agent_run_id.added"
 
 ClientT = TypeVar("ClientT")
+_NAMES = (HEADER, PARENT_HEADER, ROOT_HEADER)
 
 
 def prepare(request: Any, policy: HostAllowList | None) -> None:
     """Give ``request`` the current run's headers (see ``_outbound``), just before it is sent."""
     extensions = request.extensions
-    before = extensions.get(_MARK, ())
-    if not before and _current.get() is None:
-        return
-    allowed = policy is None or policy.allows(request.url.raw_host.decode("ascii"))
-    added = apply(request.headers, allowed, before)
-    if added or before:
-        # A new dict, so an extensions mapping the caller shares between requests is not marked.
-        request.extensions = {**extensions, _MARK: added}
+    before = extensions.get(_MARK)
+    if before is None:
+        # The first hop of a request: the hot path, kept to the fewest steps.
+        frame = _current.get()
+        if frame is None:
+            return
+        if policy is not None and not policy.allows(request.url.raw_host.decode("ascii")):
+            return
+        headers = request.headers
+        if _FAST.get(type(headers)) or _probe(type(headers)):
+            added = _add(headers._list, frame.run_id)
+        else:
+            added = apply(headers, True)
+        if not added:
+            return
+    else:
+        allowed = policy is None or policy.allows(request.url.raw_host.decode("ascii"))
+        added = apply(request.headers, allowed, before)
+    # A new dict, so an extensions mapping the caller shares between requests is not marked.
+    request.extensions = {**extensions, _MARK: added}
+
+
+# httpx and httpx2 keep headers in ``Headers._list`` as (raw name, lowercase name, value) byte
+# triples. Reading and appending to it directly costs a fraction of ``in`` and ``[]=``, which
+# re-encode and scan on each call; each Headers class is probed once, and one that does not
+# keep that layout goes through the public mapping API instead.
+_FAST: dict[type, bool] = {}
+_RAW = tuple((name, name.encode("ascii"), name.lower().encode("ascii")) for name in _NAMES)
+
+
+def _probe(cls: type) -> bool:
+    try:
+        probe = cls({"X-Probe": "1"})
+        fast = probe._list == [(b"X-Probe", b"x-probe", b"1")] and type(probe._list) is list
+        probe._list.append((b"X-Added", b"x-added", b"2"))
+        fast = fast and probe.get("x-added") == "2"
+    except Exception:
+        fast = False
+    _FAST[cls] = fast
+    return fast
+
+
+def _add(items: list[tuple[bytes, bytes, bytes]], run_id: RunId) -> Added:
+    """Add the run to a Headers' byte triples, following the rule of ``_outbound.apply``."""
+    present = [item[1] for item in items]
+    (run_name, run_raw, run_lower), parent_names, root_names = _RAW
+    if run_lower in present:
+        return ()
+    value = run_id.value
+    items.append((run_raw, run_lower, value.encode("ascii")))
+    parent = run_id.parent
+    if parent is None:
+        return ((run_name, value),)
+    added = [(run_name, value)]
+    for (name, raw, lower), lineage in ((parent_names, parent), (root_names, run_id.root)):
+        if lower not in present:
+            items.append((raw, lower, lineage.value.encode("ascii")))
+            added.append((name, lineage.value))
+    return tuple(added)
 
 
 def _check_transport(cls: type, transport: object, base: type, kind: str) -> None:

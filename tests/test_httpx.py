@@ -501,3 +501,19 @@ def test_a_header_the_caller_changed_between_hops_is_theirs_and_stays(kit: Simpl
         "x-parent-run-id": None,
         "x-root-run-id": None,
     }
+
+
+def test_headers_without_the_known_layout_go_through_the_mapping_api(
+    kit: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path relies on httpx internals; without them the public API gives the same."""
+    from agent_run_id import _httpx_common
+
+    assert _httpx_common._probe(dict) is False
+    monkeypatch.setitem(_httpx_common._FAST, kit.http.Headers, False)
+    client = sync_client(kit)
+    with RunContext(CHILD):
+        got = client.get("https://a.example/", headers={"X-Root-Run-Id": "mine"}).json()
+        mine = client.get("https://a.example/", headers={"X-Run-Id": "mine"}).json()
+    assert got == {"x-run-id": CHILD.value, "x-parent-run-id": ROOT.value, "x-root-run-id": "mine"}
+    assert mine == {"x-run-id": "mine", "x-parent-run-id": None, "x-root-run-id": None}
