@@ -36,8 +36,10 @@ class RunIdTransport(TransportBase, httpx.BaseTransport):
     request made inside a run; outside any run, and when the request already has ``X-Run-Id``
     (the caller's), nothing is added. On a redirect the headers it added are taken off again
     when the new host is not allowed. ``close()`` and the context manager reach the wrapped
-    transport. Proxies from the environment get their own transports in httpx: use
-    :func:`instrument` on such clients.
+    transport. A client's ``proxy=`` and ``mounts=`` get transports of their own, which this
+    one does not wrap (and given ``transport=``, httpx ignores proxies from the environment):
+    wrap the proxied transport, ``RunIdTransport(httpx.HTTPTransport(proxy=...))``, or use
+    :func:`instrument`.
 
     Args:
         transport: the transport to send through; a new ``httpx.HTTPTransport()`` by default
