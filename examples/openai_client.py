@@ -30,6 +30,12 @@ from agent_run_id.httpx2 import RunIdTransport
 _print_lock = threading.Lock()
 
 
+def say(text: str) -> None:
+    """Print one whole line, even while other threads print."""
+    with _print_lock:
+        print(text)
+
+
 class FakeService(BaseHTTPRequestHandler):
     """A stand-in for the LLM API and a search tool: answers, and shows the run it was sent."""
 
@@ -64,10 +70,7 @@ class FakeService(BaseHTTPRequestHandler):
         run = self.headers.get("X-Run-Id", "-")
         parent = self.headers.get("X-Parent-Run-Id", "-")
         path = urlsplit(self.path).path
-        with _print_lock:
-            print(
-                f"  server got {self.command:4} {path:<22} X-Run-Id={run[:8]} parent={parent[:8]}"
-            )
+        say(f"  server got {self.command:4} {path:<22} X-Run-Id={run[:8]} parent={parent[:8]}")
 
     def _json(self, data: object) -> None:
         payload = json.dumps(data).encode()
@@ -118,10 +121,10 @@ def main() -> None:
         futures = []
         for question in questions:
             with RunContext(RunId.generate(), name="agent") as run:
-                print(f"agent run {run.run_id.short()} asks {question!r}")
+                say(f"agent run {run.run_id.short()} asks {question!r}")
                 futures.append(pool.submit(in_current_run(agent_step), llm, tools, question))
         for future in futures:
-            print(future.result())
+            say(future.result())
     server.shutdown()
     server.server_close()
 

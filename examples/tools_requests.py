@@ -26,6 +26,12 @@ from agent_run_id.requests import instrument
 _print_lock = threading.Lock()
 
 
+def say(text: str) -> None:
+    """Print one whole line, even while other threads print."""
+    with _print_lock:
+        print(text)
+
+
 class ToolServer(BaseHTTPRequestHandler):
     """A search tool that shows the run each call brought; /go?to=URL redirects."""
 
@@ -33,8 +39,7 @@ class ToolServer(BaseHTTPRequestHandler):
         """Answer a tool call, or redirect."""
         url = urlsplit(self.path)
         host = self.headers.get("Host", "?").split(":")[0]
-        with _print_lock:
-            print(f"  {host:>9} got {url.path:<8} X-Run-Id={self.headers.get('X-Run-Id', '-')}")
+        say(f"  {host:>9} got {url.path:<8} X-Run-Id={self.headers.get('X-Run-Id', '-')}")
         if url.path == "/go":
             self.send_response(302)
             self.send_header("Location", parse_qs(url.query)["to"][0])
@@ -55,8 +60,7 @@ class ToolServer(BaseHTTPRequestHandler):
 def search(session: requests.Session, base: str, query: str) -> int:
     """Call the search tool; the session adds the run."""
     run = current_run_id()
-    with _print_lock:
-        print(f"run {run} searches {query!r}")
+    say(f"run {run} searches {query!r}")
     response = session.get(f"{base}/search", params={"q": query}, timeout=5)
     response.raise_for_status()
     return len(response.json()["results"])

@@ -380,8 +380,14 @@ def test_instrument_refuses_what_is_not_a_client_of_its_package(kit: SimpleNames
 # Through a real server on 127.0.0.1.
 
 
+# Generous timeouts: on a loaded CI machine, 200 requests waiting for a pooled connection can
+# take longer than httpx's default of 5 seconds.
+TIMEOUT = 60.0
+
+
 def real_client(kit: SimpleNamespace, server: LocalServer, **options: Any) -> Any:
-    return kit.http.Client(base_url=server.url, transport=kit.ours.RunIdTransport(**options))
+    transport = kit.ours.RunIdTransport(**options)
+    return kit.http.Client(base_url=server.url, transport=transport, timeout=TIMEOUT)
 
 
 def test_real_server_gets_the_run_and_its_lineage(
@@ -424,7 +430,7 @@ async def test_real_async_streaming_upload_and_download(
 
     transport = kit.ours.AsyncRunIdTransport()
     async with (
-        kit.http.AsyncClient(base_url=server.url, transport=transport) as client,
+        kit.http.AsyncClient(base_url=server.url, transport=transport, timeout=TIMEOUT) as client,
         RunContext(CHILD),
     ):
         uploaded = (await client.post("/echo", content=body())).json()
@@ -466,7 +472,9 @@ async def test_real_server_200_concurrent_runs_on_one_shared_async_client(
     kit: SimpleNamespace, server: LocalServer
 ) -> None:
     transport = kit.ours.AsyncRunIdTransport()
-    async with kit.http.AsyncClient(base_url=server.url, transport=transport) as client:
+    async with kit.http.AsyncClient(
+        base_url=server.url, transport=transport, timeout=TIMEOUT
+    ) as client:
 
         async def one() -> tuple[str, Any]:
             async with RunContext() as run:
