@@ -38,10 +38,10 @@ def prepare(request: Any, policy: HostAllowList | None) -> None:
         if policy is not None and not policy.allows(request.url.raw_host.decode("ascii")):
             return
         headers = request.headers
-        if _FAST.get(type(headers)) or _probe(type(headers)):
-            added = _add(headers._list, frame.run_id)
-        else:
-            added = apply(headers, True)
+        fast = _FAST.get(type(headers))
+        if fast is None:
+            fast = _probe(type(headers))
+        added = _add(headers._list, frame.run_id) if fast else apply(headers, True)
         if not added:
             return
     else:
