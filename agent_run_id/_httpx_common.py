@@ -23,6 +23,8 @@ __all__ = ["AsyncTransportBase", "TransportBase", "instrument_client", "prepare"
 _MARK = "agent_run_id.added"
 
 ClientT = TypeVar("ClientT")
+SyncT = TypeVar("SyncT", bound="TransportBase")
+AsyncT = TypeVar("AsyncT", bound="AsyncTransportBase")
 _NAMES = (HEADER, PARENT_HEADER, ROOT_HEADER)
 
 
@@ -133,7 +135,7 @@ class TransportBase:
         """Close the wrapped transport."""
         self._transport.close()
 
-    def __enter__(self) -> Any:
+    def __enter__(self: SyncT) -> SyncT:
         self._transport.__enter__()
         return self
 
@@ -181,7 +183,7 @@ class AsyncTransportBase:
         """Close the wrapped transport."""
         await self._transport.aclose()
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self: AsyncT) -> AsyncT:
         await self._transport.__aenter__()
         return self
 

@@ -48,3 +48,9 @@ async def async_clients() -> None:
     async with aiohttp.ClientSession(trace_configs=[config]) as session, RunContext():
         await session.get("https://api.example.com/")
     del llm, claude
+
+
+def lifecycle() -> None:
+    with RunIdTransport() as transport:
+        kept: RunIdTransport = transport
+    del kept
