@@ -57,21 +57,32 @@ def _summary(medians: dict[str, float]) -> None:
 
 
 def _work_alone() -> None:
-    """Time the added work on a request object alone, without the client around it."""
-    template = httpx.Client().build_request("GET", _URL)
+    """Time the added work alone on one request, taking the added headers off after each call.
 
-    def fresh() -> httpx.Request:
-        return httpx.Request("GET", template.url, headers=template.headers)
+    Much less noisy than whole requests on a busy machine, where the few microseconds at stake
+    drown in the client's own 75 us.
+    """
+    request = httpx.Client().build_request("GET", _URL)
+    items = request.headers._list
+    count, extensions = len(items), request.extensions
+
+    def reset() -> None:
+        del items[count:]
+        request.extensions = extensions
+
+    def hook() -> None:
+        _hook(request)
+        reset()
+
+    def ours() -> None:
+        prepare(request, None)
+        reset()
 
     medians = compare(
-        {
-            "build a request": fresh,
-            "build + request hook": lambda: _hook(fresh()),
-            "build + RunIdTransport's work": lambda: prepare(fresh(), None),
-        },
-        number=5_000,
+        {"take the headers off": reset, "request hook": hook, "RunIdTransport's work": ours},
+        number=20_000,
     )
-    report("The added work alone, on a fresh request", medians, baseline="build a request")
+    report("The added work alone", medians, baseline="take the headers off")
 
 
 def main() -> None:
