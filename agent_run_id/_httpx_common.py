@@ -43,7 +43,7 @@ def prepare(request: Any, policy: HostAllowList | None) -> None:
         fast = _FAST.get(type(headers))
         if fast is None:
             fast = _probe(type(headers))
-        added = _add(headers._list, frame.run_id) if fast else apply(headers, True)
+        added = _add(headers, frame.run_id) if fast else apply(headers, True)
         if not added:
             return
     else:
@@ -58,7 +58,10 @@ def prepare(request: Any, policy: HostAllowList | None) -> None:
 # re-encode and scan on each call; each Headers class is probed once, and one that does not
 # keep that layout goes through the public mapping API instead.
 _FAST: dict[type, bool] = {}
-_RAW = tuple((name, name.encode("ascii"), name.lower().encode("ascii")) for name in _NAMES)
+(_RUN_RAW, _RUN_LOWER), (_PARENT_RAW, _PARENT_LOWER), (_ROOT_RAW, _ROOT_LOWER) = (
+    (name.encode("ascii"), name.lower().encode("ascii")) for name in _NAMES
+)
+_LOWER = frozenset((_RUN_LOWER, _PARENT_LOWER, _ROOT_LOWER))
 
 
 def _probe(cls: type) -> bool:
@@ -73,23 +76,20 @@ def _probe(cls: type) -> bool:
     return fast
 
 
-def _add(items: list[tuple[bytes, bytes, bytes]], run_id: RunId) -> Added:
+def _add(headers: Any, run_id: RunId) -> Added:
     """Add the run to a Headers' byte triples, following the rule of ``_outbound.apply``."""
-    present = [item[1] for item in items]
-    (run_name, run_raw, run_lower), parent_names, root_names = _RAW
-    if run_lower in present:
-        return ()
+    items: list[tuple[bytes, bytes, bytes]] = headers._list
+    if not _LOWER.isdisjoint([item[1] for item in items]):
+        return apply(headers, True)  # the caller set one of the names: the careful path
     value = run_id.value
-    items.append((run_raw, run_lower, value.encode("ascii")))
+    items.append((_RUN_RAW, _RUN_LOWER, value.encode("ascii")))
     parent = run_id.parent
     if parent is None:
-        return ((run_name, value),)
-    added = [(run_name, value)]
-    for (name, raw, lower), lineage in ((parent_names, parent), (root_names, run_id.root)):
-        if lower not in present:
-            items.append((raw, lower, lineage.value.encode("ascii")))
-            added.append((name, lineage.value))
-    return tuple(added)
+        return ((HEADER, value),)
+    root = run_id.root.value
+    items.append((_PARENT_RAW, _PARENT_LOWER, parent.value.encode("ascii")))
+    items.append((_ROOT_RAW, _ROOT_LOWER, root.encode("ascii")))
+    return ((HEADER, value), (PARENT_HEADER, parent.value), (ROOT_HEADER, root))
 
 
 def _check_transport(cls: type, transport: object, base: type, kind: str) -> None:
