@@ -180,3 +180,24 @@ async def test_a_redirect_outside_any_run_adds_nothing() -> None:
 def test_without_aiohttp_the_import_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     message = import_without(monkeypatch, "aiohttp", "aiohttp")
     assert message.endswith('pip install "agent-run-id[aiohttp]"')
+
+
+async def test_each_try_of_a_retry_loop_carries_the_run(
+    session: aiohttp.ClientSession, server: LocalServer
+) -> None:
+    """aiohttp has no retry option: a retry is a new request, which gets the run again."""
+    params = {"key": "aiohttp-retry", "marker": "aiohttp-retry"}
+    statuses = []
+    async with RunContext(CHILD):
+        for _ in range(2):
+            async with session.get(f"{server.url}/flaky", params=params) as response:
+                statuses.append(response.status)
+                if response.ok:
+                    break
+    assert statuses == [503, 200]
+    tries = [run for _, marker, run in server.seen if marker == "aiohttp-retry"]
+    assert (
+        tries
+        == [{"x-run-id": CHILD.value, "x-parent-run-id": ROOT.value, "x-root-run-id": ROOT.value}]
+        * 2
+    )
