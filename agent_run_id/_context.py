@@ -69,6 +69,8 @@ class RunContext:
         user_id: the user the run works for, for observers such as the run registry.
         task: a short summary of the task, for observers.
         metadata: any other JSON-able facts about the run, for observers.
+        registry: where to record the run (a ``agent_run_id.registry.RunRegistry``); None
+            records it in the process-wide default registry, if one is set.
 
     Example::
 
@@ -84,6 +86,7 @@ class RunContext:
         user_id: str | None = None,
         task: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        registry: Any = None,
     ) -> None:
         if run_id is not None and not isinstance(run_id, RunId):
             raise TypeError(
@@ -98,6 +101,12 @@ class RunContext:
                     raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
+        # Checked by shape: the core never imports the registry module.
+        if registry is not None and not callable(getattr(registry, "start", None)):
+            raise TypeError(
+                f"registry must be a RunRegistry or None, got {type(registry).__name__}: "
+                "pass agent_run_id.registry.SQLiteRunRegistry(path), for example"
+            )
         self._run_id = run_id
         self._last: RunId | None = run_id
         self._open: list[_Frame] = []
@@ -105,6 +114,7 @@ class RunContext:
         self.user_id = user_id
         self.task = task
         self.metadata: Mapping[str, Any] = {} if metadata is None else dict(metadata)
+        self.registry: Any = registry
 
     @property
     def run_id(self) -> RunId:
