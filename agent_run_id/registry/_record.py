@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
-__all__ = ["RUNNING", "STATUSES", "RunRecord", "Status", "from_timestamp"]
+__all__ = ["RUNNING", "STATUSES", "RunRecord", "Status", "from_micros", "to_micros"]
 
 Status = Literal["running", "ok", "error"]
 RUNNING: Status = "running"
@@ -15,9 +15,20 @@ RUNNING: Status = "running"
 STATUSES: tuple[Status, ...] = ("running", "ok", "error")
 
 
-def from_timestamp(seconds: float | None) -> datetime | None:
-    """Return the aware UTC datetime of a Unix time, or None for None."""
-    return None if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICRO = timedelta(microseconds=1)
+
+
+# Times are stored as integer microseconds since the Unix epoch: exact both ways, so a record's
+# own started_at given back as since= or until= finds it (or leaves it) exactly.
+def from_micros(micros: int | None) -> datetime | None:
+    """Return the aware UTC datetime of a time in microseconds since the epoch, None for None."""
+    return None if micros is None else _EPOCH + timedelta(microseconds=micros)
+
+
+def to_micros(when: datetime) -> int:
+    """Return an aware datetime as microseconds since the epoch."""
+    return (when - _EPOCH) // _MICRO
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from typing import Any
 from agent_run_id._run_id import RunId, show_value
 
 from ._base import AmbiguousRunError, RunRegistry, check_find, parse_run, preorder
-from ._record import RunRecord, Status, from_timestamp
+from ._record import RunRecord, Status, from_micros, to_micros
 from ._schema import COLUMNS, connect
 from ._writer import FINISH, START, Writer
 
@@ -110,7 +110,7 @@ class SQLiteRunRegistry(RunRegistry):
             None if parent is None else parent.value,
             run_id.root.value,
             "running",
-            time.time(),
+            time.time_ns() // 1000,
             None,
             None,
             user_id,
@@ -125,14 +125,14 @@ class SQLiteRunRegistry(RunRegistry):
 
     def finish(self, run_id: RunId, *, error: BaseException | None = None) -> None:
         """Record that ``run_id`` ended now, with ``error`` if one escaped (queued)."""
-        ended = time.time()
+        ended = time.time_ns() // 1000
         row = self._open.pop(run_id.value, None)
         if row is None:
             parent = run_id.parent
             row = (run_id.value, None if parent is None else parent.value, run_id.root.value)
             row = (*row, "running", ended, None, None, None, None, None, _HOST, os.getpid(), "{}")
         status = "ok" if error is None else "error"
-        duration = max(0.0, ended - row[4])
+        duration = max(0.0, (ended - row[4]) / 1e6)
         end = (status, row[4], ended, duration, *row[7:9], _error(error))
         self._writer.put((FINISH, (*row[:3], *end, *row[10:])))
 
@@ -195,8 +195,8 @@ class SQLiteRunRegistry(RunRegistry):
         for clause, value in (
             ("status = ?", "running" if stale else status),
             ("user_id = ?", user_id),
-            ("started_at >= ?", None if since is None else since.timestamp()),
-            ("started_at < ?", None if until is None else until.timestamp()),
+            ("started_at >= ?", None if since is None else to_micros(since)),
+            ("started_at < ?", None if until is None else to_micros(until)),
             ("host = ?", _HOST if stale else None),
         ):
             if value is not None:
@@ -285,8 +285,8 @@ def _record(row: Any) -> RunRecord:
         parent_id=row[1],
         root_id=row[2],
         status=row[3],
-        started_at=from_timestamp(row[4]),  # type: ignore[arg-type]
-        ended_at=from_timestamp(row[5]),
+        started_at=from_micros(row[4]),  # type: ignore[arg-type]
+        ended_at=from_micros(row[5]),
         duration=row[6],
         user_id=row[7],
         task=row[8],

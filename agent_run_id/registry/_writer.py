@@ -37,7 +37,7 @@ START = (
 FINISH = (
     "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE"
     " SET status = excluded.status, ended_at = excluded.ended_at,"
-    " duration = MAX(0.0, excluded.ended_at - runs.started_at), error = excluded.error"
+    " duration = MAX(0.0, (excluded.ended_at - runs.started_at) / 1e6), error = excluded.error"
 )
 
 Op = tuple[str, tuple[Any, ...]]
