@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import runpy
 import sys
 import uuid
 from pathlib import Path
@@ -425,3 +426,13 @@ def test_runs_needs_a_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     result = call("runs", "list", "--db", str(junk))
     assert result.code == 2
     assert f"cannot read {junk}" in result.err
+
+
+def test_python_dash_m_runs_the_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["agent-run-id", "new"])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_module("agent_run_id", run_name="__main__")
+    assert exited.value.code == 0
+    assert RunId.from_string(capsys.readouterr().out.strip())
