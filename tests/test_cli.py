@@ -270,10 +270,17 @@ def test_hostile_lines_are_skipped_counted_and_never_crash(tmp_path: Path, cli: 
 
 
 @pytest.mark.parametrize("cli", [run_cli, call], ids=["subprocess", "in-process"])
-def test_a_corrupt_gzip_file_is_reported_after_the_lines_read(tmp_path: Path, cli: Runner) -> None:
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_a_corrupt_gzip_file_is_reported_without_a_traceback(
+    tmp_path: Path, cli: Runner, damage: str
+) -> None:
     log = tmp_path / "cut.log.gz"
     data = gzip.compress((jline(run_id=RUN) * 2000).encode())
-    log.write_bytes(data[: len(data) // 2])
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data = data[:20] + bytes([data[20] ^ 0xFF]) + data[21:]
+    log.write_bytes(data)
     result = cli("logs", RUN, str(log))
     assert result.code == 2
     assert f"cannot read {log}" in result.err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -284,3 +285,36 @@ def test_the_atexit_hook_writes_what_is_queued(tmp_path: Path) -> None:
     registry = SQLiteRunRegistry(db)
     assert len(registry.find(status="ok", limit=1000)) == 500
     registry.close()
+
+
+def test_rows_of_the_wrong_type_are_refused_before_they_are_queued(
+    registry: SQLiteRunRegistry,
+) -> None:
+    with pytest.raises(TypeError, match="user_id must be a str or None, got int"):
+        registry.start(RunId.generate(), user_id=42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="task must be a str or None, got list"):
+        registry.start(RunId.generate(), task=["x"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="run_id must be a RunId, got str"):
+        registry.finish("0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908")  # type: ignore[arg-type]
+
+
+def test_an_unexpected_writer_error_is_logged_and_recording_goes_on(
+    registry: SQLiteRunRegistry, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agent_run_id.registry import _writer
+
+    real = _writer._execute
+    calls = []
+
+    def broken_once(conn: sqlite3.Connection, ops: list[_writer.Op]) -> None:
+        calls.append(len(ops))
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        real(conn, ops)
+
+    monkeypatch.setattr(_writer, "_execute", broken_once)
+    _runs(registry, 1)
+    kept = _runs(registry, 1)
+    assert registry.get(kept[0]).status == "ok"
+    (warning,) = _warnings(caplog)
+    assert re.search(r"runs\.db: [12] writes lost", warning)

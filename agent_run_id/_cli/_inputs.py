@@ -6,13 +6,15 @@ import gzip
 import io
 import os
 import sys
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO, cast
 
 from ._errors import UsageError
+from ._lines import Stats, read_lines
 
-__all__ = ["check_files", "open_log"]
+__all__ = ["check_files", "lines_of", "open_log"]
 
 _GZIP = b"\x1f\x8b"
 
@@ -50,3 +52,14 @@ def open_log(name: str) -> Iterator[IO[bytes]]:
     finally:
         if close:
             raw.close()
+
+
+def lines_of(name: str, stats: Stats) -> Iterator[bytes]:
+    """Yield the lines of log ``name``; a file that cannot be read raises UsageError."""
+    shown = "(stdin)" if name == "-" else name
+    try:
+        with open_log(name) as stream:
+            yield from read_lines(stream, stats)
+    # A truncated or corrupt gzip file, or a file gone or unreadable since it was checked.
+    except (EOFError, OSError, zlib.error) as exc:
+        raise UsageError(f"cannot read {shown}: {exc}") from None

@@ -14,8 +14,8 @@ from typing import IO, Any
 from agent_run_id.registry._base import parse_run
 
 from ._errors import UsageError
-from ._inputs import check_files, open_log
-from ._lines import UUID, Line, Stats, parse, read_lines, time_of
+from ._inputs import check_files, lines_of
+from ._lines import UUID, Line, Stats, parse, time_of
 from ._match import Matcher
 
 __all__ = ["add_parser", "run"]
@@ -83,12 +83,11 @@ def _resolve(names: list[str], prefix: str) -> str:
     ids: set[str] = set()
     stats = Stats()
     for name in names:
-        with open_log(name) as stream:
-            for raw in read_lines(stream, stats):
-                if needle in raw:
-                    ids.update(f.decode() for f in UUID.findall(raw) if f.startswith(needle))
-                    if len(ids) > _CANDIDATES:
-                        break
+        for raw in lines_of(name, stats):
+            if needle in raw:
+                ids.update(f.decode() for f in UUID.findall(raw) if f.startswith(needle))
+                if len(ids) > _CANDIDATES:
+                    break
     if not ids:
         raise UsageError(f"no run id in the logs starts with {prefix!r}")
     if len(ids) > 1:
@@ -102,25 +101,21 @@ def _scan(
 ) -> Iterator[Found]:
     last = float("-inf")  # a line without a time keeps its place after the line before it
     shown = "(stdin)" if name == "-" else name
-    with open_log(name) as stream:
-        try:
-            for number, raw in enumerate(read_lines(stream, stats), 1):
-                if progress is not None and not number & 0x3FFF:
-                    progress.show(stats)
-                if not matcher.candidate(raw):
-                    continue
-                line = parse(raw, stats)
-                if line is None:
-                    continue
-                run_id = matcher.match(line, raw)
-                if run_id is None:
-                    continue
-                when = time_of(line)
-                if when is not None:
-                    last = when
-                yield last, index, number, shown, line, raw, run_id
-        except (EOFError, OSError) as exc:  # a truncated or corrupt gzip file
-            raise UsageError(f"cannot read {shown}: {exc}") from None
+    for number, raw in enumerate(lines_of(name, stats), 1):
+        if progress is not None and not number & 0x3FFF:
+            progress.show(stats)
+        if not matcher.candidate(raw):
+            continue
+        line = parse(raw, stats)
+        if line is None:
+            continue
+        run_id = matcher.match(line, raw)
+        if run_id is None:
+            continue
+        when = time_of(line)
+        if when is not None:
+            last = when
+        yield last, index, number, shown, line, raw, run_id
 
 
 def _json(name: str, number: int, when: float, run_id: str, line: Line) -> bytes:

@@ -103,7 +103,12 @@ class SQLiteRunRegistry(RunRegistry):
         task: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record that ``run_id`` started now, in this process (queued; never raises)."""
+        """Record that ``run_id`` started now, in this process (queued).
+
+        Raises TypeError for arguments of the wrong type, at once: a row that the database
+        refuses would otherwise be retried forever.
+        """
+        _check(run_id, user_id, task)
         parent = run_id.parent
         row = (
             run_id.value,
@@ -125,6 +130,7 @@ class SQLiteRunRegistry(RunRegistry):
 
     def finish(self, run_id: RunId, *, error: BaseException | None = None) -> None:
         """Record that ``run_id`` ended now, with ``error`` if one escaped (queued)."""
+        _check(run_id, None, None)
         ended = time.time_ns() // 1000
         row = self._open.pop(run_id.value, None)
         if row is None:
@@ -253,6 +259,14 @@ class SQLiteRunRegistry(RunRegistry):
                 self._readers.append(local.conn)
         conn: sqlite3.Connection = local.conn
         return conn
+
+
+def _check(run_id: object, user_id: object, task: object) -> None:
+    if not isinstance(run_id, RunId):
+        raise TypeError(f"run_id must be a RunId, got {type(run_id).__name__}")
+    for what, value in (("user_id", user_id), ("task", task)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
 
 
 def _dump(metadata: Mapping[str, Any] | None) -> str:

@@ -142,7 +142,11 @@ class Writer:
                 except queue.Empty:
                     break
             if ops or self._retry:
-                self._write(ops)
+                try:
+                    self._write(ops)
+                except Exception:  # a bug here must not stop recording for good
+                    _log.exception("run registry %s: %d writes lost", self._path, len(ops))
+                    self._retry.clear()
             for event in waiting:
                 event.set()
             if stop:
