@@ -54,6 +54,18 @@ def current_run_id() -> RunId | None:
     return None if frame is None else frame.run_id
 
 
+def check_registry(registry: object) -> None:
+    """Raise TypeError unless ``registry`` is None or a run registry.
+
+    Checked by shape (a ``start`` method): the core never imports the registry module.
+    """
+    if registry is not None and not callable(getattr(registry, "start", None)):
+        raise TypeError(
+            f"registry must be a RunRegistry or None, got {type(registry).__name__}: "
+            "pass agent_run_id.registry.SQLiteRunRegistry(path), for example"
+        )
+
+
 class RunContext:
     """Make a run the current one for a block of sync or async code.
 
@@ -101,12 +113,7 @@ class RunContext:
                     raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
-        # Checked by shape: the core never imports the registry module.
-        if registry is not None and not callable(getattr(registry, "start", None)):
-            raise TypeError(
-                f"registry must be a RunRegistry or None, got {type(registry).__name__}: "
-                "pass agent_run_id.registry.SQLiteRunRegistry(path), for example"
-            )
+        check_registry(registry)
         self._run_id = run_id
         self._last: RunId | None = run_id
         self._open: list[_Frame] = []

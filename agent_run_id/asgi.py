@@ -7,8 +7,9 @@ none of them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from ._context import RunContext
+from ._context import RunContext, check_registry
 from ._inbound import InboundPolicy, IncomingOption
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER
 from ._run_id import RunId
@@ -56,6 +57,9 @@ class RunIdMiddleware:
         on_invalid: ``"replace"`` an invalid incoming id with a new run (noted in one debug log
             line), or ``"reject"`` the request with a 400 JSON answer (a WebSocket is closed
             with code 1008 before the handshake).
+        registry: record each request's run in this registry (an
+            ``agent_run_id.registry.RunRegistry``); by default runs go to the process-wide
+            default registry, if one is set (``agent_run_id.registry.set_default``).
         response_header: send the run id back in the response (and the WebSocket handshake).
 
     Example::
@@ -76,8 +80,11 @@ class RunIdMiddleware:
         incoming: IncomingOption = "continue",
         on_invalid: str = "replace",
         response_header: bool = True,
+        registry: Any = None,
     ) -> None:
+        check_registry(registry)
         self.app = app
+        self.registry = registry
         self.policy = InboundPolicy(
             header_name=header_name,
             incoming=incoming,
@@ -137,10 +144,10 @@ class RunIdMiddleware:
                     message["headers"].append((key, value))
                 await send(message)
 
-            with RunContext(run_id=run):
+            with RunContext(run_id=run, registry=self.registry):
                 await self.app(scope, receive, send_with_run)
         else:
-            with RunContext(run_id=run):
+            with RunContext(run_id=run, registry=self.registry):
                 await self.app(scope, receive, send)
 
     def _request_headers(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ._context import RunContext
+from ._context import RunContext, check_registry
 from ._inbound import InboundPolicy, IncomingOption
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER
 from ._types import Environ, StartResponse, WSGIApp
@@ -57,6 +57,9 @@ class RunIdMiddleware:
             ``"ignore"`` it and start a new root run; or a function of the environ returning one.
         on_invalid: ``"replace"`` an invalid incoming id with a new run (noted in one debug log
             line), or ``"reject"`` the request with a 400 JSON answer.
+        registry: record each request's run in this registry (an
+            ``agent_run_id.registry.RunRegistry``); by default runs go to the process-wide
+            default registry, if one is set (``agent_run_id.registry.set_default``).
         response_header: send the run id back in the response.
 
     Example::
@@ -77,8 +80,11 @@ class RunIdMiddleware:
         incoming: IncomingOption = "continue",
         on_invalid: str = "replace",
         response_header: bool = True,
+        registry: Any = None,
     ) -> None:
+        check_registry(registry)
         self.app = app
+        self.registry = registry
         self.policy = InboundPolicy(
             header_name=header_name,
             incoming=incoming,
@@ -124,7 +130,7 @@ class RunIdMiddleware:
         else:
             respond = start_response
 
-        context = RunContext(run_id=run)
+        context = RunContext(run_id=run, registry=self.registry)
         context.__enter__()
         try:
             body = self.app(environ, respond)
