@@ -398,6 +398,7 @@ def test_runs_tree_indents_children_with_status_and_duration(db: Path) -> None:
     result = call("runs", "tree", RUN, "--db", str(db))
     lines = result.out.splitlines()
     assert lines[0].startswith(f"{RUN}  ok  ")
+    assert lines[0].endswith("plan a trip to Lisbon  user=alice")
     assert lines[1].startswith(f"  {CHILD}  ok  ")
     assert lines[2].startswith(f"  {TWIN}  error  ")
     assert lines[2].endswith("TimeoutError: hotel API timed out")

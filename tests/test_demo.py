@@ -31,7 +31,7 @@ def test_the_demo_finds_the_failing_run_across_three_services(tmp_path: Path) ->
     tree = out.split("$ agent-run-id runs tree")[1].split("$ agent-run-id logs")[0]
     rows = [line for line in tree.splitlines()[1:] if line.strip()]
     assert rows[0].startswith(f"{run}  error  ")
-    assert re.match(r"  [0-9a-f-]{36}  error  .*weather in Reykjavik", rows[1])
+    assert re.match(r"  [0-9a-f-]{36}  error  .*weather in Reykjavik  user=carol", rows[1])
     assert re.match(r"    [0-9a-f-]{36}  ok  .*choose a tool", rows[2])
     assert re.match(r"    [0-9a-f-]{36}  error  .*search 'weather in Reykjavik'", rows[3])
     assert rows[3].endswith("ToolFailed: search failed with 503")

@@ -135,10 +135,11 @@ def _tree(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     depth = {records[0].parent_id: -1}
     for r in records:
         depth[r.run_id] = depth.get(r.parent_id, -1) + 1
+        user = f"  user={r.user_id}" if r.user_id else ""
         error = f"  {r.error}" if r.error else ""
         out.write(
             f"{'  ' * depth[r.run_id]}{r.run_id}  {r.status}  {_took(r.duration)}"
-            f"  {_cut(r.task)}{error}\n"
+            f"  {_cut(r.task)}{user}{error}\n"
         )
     return 0
 
