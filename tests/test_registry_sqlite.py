@@ -318,3 +318,27 @@ def test_an_unexpected_writer_error_is_logged_and_recording_goes_on(
     assert registry.get(kept[0]).status == "ok"
     (warning,) = _warnings(caplog)
     assert re.search(r"runs\.db: [12] writes lost", warning)
+
+
+def test_while_failing_the_writer_keeps_at_most_max_pending_writes(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_run_id.registry import _writer
+
+    monkeypatch.setattr(_writer, "_MAX_BATCH", 1)
+    registry = SQLiteRunRegistry(path, timeout=0.01, max_pending=3)
+    _runs(registry, 1)
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        _runs(registry, 1)  # now failing
+        for _ in range(50):
+            registry.start(RunId.generate())
+        registry.flush()
+        pending = registry._writer._retry
+        assert len(pending) == 3
+        assert registry._writer._queue.empty()
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+        registry.close()

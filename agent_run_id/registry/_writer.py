@@ -135,7 +135,9 @@ class Writer:
                     break
                 else:
                     waiting.append(item)
-                if len(ops) >= _MAX_BATCH:
+                # While failing, take all there is: the excess is dropped at once, so the queue
+                # cannot grow without bound behind a database that stays locked.
+                if len(ops) >= _MAX_BATCH and not self._failing:
                     break
                 try:
                     item = get_nowait()
