@@ -152,7 +152,10 @@ class _RunBody:
         self._error: BaseException | None = None
 
     def __iter__(self) -> Iterator[bytes]:
-        self._iterator = iter(self._body)
+        # An iterator is its own iterator: a second iter() (werkzeug's test client makes one)
+        # must go on where the first stopped, not start the body over.
+        if self._iterator is None:
+            self._iterator = iter(self._body)
         return self
 
     def __next__(self) -> bytes:

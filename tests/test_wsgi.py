@@ -377,3 +377,15 @@ def test_a_callable_incoming_decides_per_request_from_the_environ() -> None:
     assert kept.json["current"] == RUN_A
     assert ignored.json is not None
     assert ignored.json["current"] != RUN_A
+
+
+def test_the_body_is_sent_once_however_often_the_server_asks_for_its_iterator() -> None:
+    def plain_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hel", b"lo"]
+
+    assert Client(RunIdMiddleware(plain_app)).get("/").get_data() == b"hello"
+    body = RunIdMiddleware(plain_app)({"REQUEST_METHOD": "GET"}, lambda *args: None)
+    assert list(body) == [b"hel", b"lo"]
+    assert list(body) == []  # exhausted, as the wrapped iterator is
+    body.close()  # type: ignore[attr-defined]
