@@ -28,6 +28,11 @@ def test_the_demo_finds_the_failing_run_across_three_services(tmp_path: Path) ->
     assert match is not None
     run = match.group(1)
 
+    record = out.split("$ agent-run-id runs show")[1].split("$ agent-run-id runs tree")[0]
+    assert f"run_id:     {run}\n" in record
+    assert "status:     error\n" in record
+    assert "error:      ToolFailed: search failed with 503\n" in record
+
     tree = out.split("$ agent-run-id runs tree")[1].split("$ agent-run-id logs")[0]
     rows = [line for line in tree.splitlines()[1:] if line.strip()]
     assert rows[0].startswith(f"{run}  error  ")

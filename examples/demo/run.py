@@ -4,8 +4,8 @@ Starts three services on 127.0.0.1 (an agent API, a fake OpenAI-compatible LLM, 
 see ``services.py``), each logging JSON lines to a folder of its own. Sends eight concurrent user
 requests; the agent calls the LLM through the openai SDK and the tool through requests, and the
 run id travels with every call. One tool call fails. Then, as on-call would: the failing run's
-id from its 500 response, its record in the run registry, and every log line of it and its
-child runs across the three services.
+id from its 500 response, its record and its tree in the run registry, and every log line of it
+and its child runs across the three services.
 
     python examples/demo/run.py [FOLDER]
 """
@@ -89,6 +89,8 @@ def main(folder: Path) -> None:
     run = failed[0].headers["X-Run-Id"]
     print(f"The failing request's 500 response says X-Run-Id: {run}\n")
 
+    print(f"$ agent-run-id runs show {run[:8]}")
+    print(command("runs", "show", run[:8], "--db", str(db)))
     print(f"$ agent-run-id runs tree {run[:8]}")
     print(command("runs", "tree", run[:8], "--db", str(db)))
     logs = [str(folder / f"{name}.jsonl") for name in ("agent", "llm", "tool")]
