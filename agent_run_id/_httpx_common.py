@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypeVar
 from ._context import _current
 from ._hosts import HostAllowList, allow_list
 from ._outbound import Added, apply
-from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER
+from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
 from ._run_id import RunId, show_value
 
 __all__ = ["AsyncTransportBase", "TransportBase", "instrument_client", "prepare"]
@@ -58,10 +58,9 @@ def prepare(request: Any, policy: HostAllowList | None) -> None:
 # re-encode and scan on each call; each Headers class is probed once, and one that does not
 # keep that layout goes through the public mapping API instead.
 _FAST: dict[type, bool] = {}
-(_RUN_RAW, _RUN_LOWER), (_PARENT_RAW, _PARENT_LOWER), (_ROOT_RAW, _ROOT_LOWER) = (
-    (name.encode("ascii"), name.lower().encode("ascii")) for name in _NAMES
-)
-_LOWER = frozenset((_RUN_LOWER, _PARENT_LOWER, _ROOT_LOWER))
+# Each run header name as httpx keeps it: (raw name, lowercase name).
+_ENCODED = {name: (name.encode("ascii"), name.lower().encode("ascii")) for name in _NAMES}
+_LOWER = frozenset(lower for _, lower in _ENCODED.values())
 
 
 def _probe(cls: type) -> bool:
@@ -81,15 +80,11 @@ def _add(headers: Any, run_id: RunId) -> Added:
     items: list[tuple[bytes, bytes, bytes]] = headers._list
     if not _LOWER.isdisjoint([item[1] for item in items]):
         return apply(headers, True)  # the caller set one of the names: the careful path
-    value = run_id.value
-    items.append((_RUN_RAW, _RUN_LOWER, value.encode("ascii")))
-    parent = run_id.parent
-    if parent is None:
-        return ((HEADER, value),)
-    root = run_id.root.value
-    items.append((_PARENT_RAW, _PARENT_LOWER, parent.value.encode("ascii")))
-    items.append((_ROOT_RAW, _ROOT_LOWER, root.encode("ascii")))
-    return ((HEADER, value), (PARENT_HEADER, parent.value), (ROOT_HEADER, root))
+    pairs = run_headers(run_id)
+    for name, value in pairs:
+        raw, lower = _ENCODED[name]
+        items.append((raw, lower, value.encode("ascii")))
+    return pairs
 
 
 def _check_transport(cls: type, transport: object, base: type, kind: str) -> None:

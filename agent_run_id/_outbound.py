@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 
 from ._context import _current
-from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER
+from ._propagation import HEADER, run_headers
 
 __all__ = ["Added", "apply"]
 
@@ -39,14 +39,13 @@ def apply(headers: MutableMapping[str, str], allowed: bool, before: Added = _NOT
     frame = _current.get()
     if frame is None or HEADER in headers:
         return _NOTHING
-    run_id = frame.run_id
-    headers[HEADER] = run_id.value
-    parent = run_id.parent
-    if parent is None:
-        return ((HEADER, run_id.value),)
-    added = [(HEADER, run_id.value)]
-    for name, value in ((PARENT_HEADER, parent.value), (ROOT_HEADER, run_id.root.value)):
-        if name not in headers:
+    pairs = run_headers(frame.run_id)
+    headers[HEADER] = pairs[0][1]
+    if len(pairs) == 1:
+        return pairs
+    added = [pairs[0]]
+    for name, value in pairs[1:]:
+        if name not in headers:  # lineage the caller set is theirs
             headers[name] = value
             added.append((name, value))
     return tuple(added)

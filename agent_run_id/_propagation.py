@@ -28,6 +28,7 @@ __all__ = [
     "remove_incoming_fallback",
     "run_from_fallbacks",
     "run_from_wire",
+    "run_headers",
 ]
 
 #: The header that carries the run id.
@@ -160,6 +161,16 @@ def environ() -> dict[str, str]:
     if run_id is None:
         return {}
     return _fields(run_id, ENV_RUN_ID, ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID)
+
+
+def run_headers(run_id: RunId) -> tuple[tuple[str, str], ...]:
+    """Return the ``(name, value)`` header pairs that carry ``run_id``: its id, then lineage.
+
+    The one definition of what goes on the wire for a run, shared by :func:`headers` and every
+    outbound wrapper: ``X-Parent-Run-Id`` when the parent is known, ``X-Root-Run-Id`` when the
+    run is not its own root.
+    """
+    return tuple(_fields(run_id, HEADER, PARENT_HEADER, ROOT_HEADER).items())
 
 
 def _fields(run_id: RunId, run: str, parent: str, root: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import agent_run_id
 from agent_run_id import RunContext, RunId
 from tests._outbound_helpers import RUN_HEADERS, LocalServer, server
 
@@ -68,6 +69,16 @@ def test_a_child_run_sends_its_lineage(kit: SimpleNamespace) -> None:
         "x-parent-run-id": ROOT.value,
         "x-root-run-id": ROOT.value,
     }
+
+
+def test_a_run_whose_parent_is_unknown_still_sends_its_root(kit: SimpleNamespace) -> None:
+    """The same headers as agent_run_id.headers(): the root goes on even without the parent."""
+    rooted = RunId("2d8b7f5a-4e3c-4a0d-9b9f-7c6e5d4c3b2a", root=ROOT)
+    with RunContext(rooted):
+        expected = agent_run_id.headers()
+        got = sync_client(kit).get("https://api.example.com/").json()
+    assert got == {"x-run-id": rooted.value, "x-parent-run-id": None, "x-root-run-id": ROOT.value}
+    assert expected == {"X-Run-Id": rooted.value, "X-Root-Run-Id": ROOT.value}
 
 
 def test_the_run_is_read_when_the_request_is_sent_not_when_the_client_was_made(
