@@ -11,7 +11,7 @@ from typing import Any
 
 from ._context import RunContext, check_registry
 from ._inbound import InboundPolicy, IncomingOption
-from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER
+from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
 from ._run_id import RunId
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
@@ -157,10 +157,8 @@ class RunIdMiddleware:
         key = self._key
         kept = [pair for pair in headers if pair[0] not in (key, _PARENT_KEY, _ROOT_KEY)]
         kept.append((key, value))
-        if run.parent is not None:
-            kept.append((_PARENT_KEY, run.parent.value.encode("ascii")))
-        if run.root is not run:
-            kept.append((_ROOT_KEY, run.root.value.encode("ascii")))
+        for name, lineage in run_headers(run)[1:]:
+            kept.append((name.lower().encode("ascii"), lineage.encode("ascii")))
         return kept
 
     async def _reject(self, scope: Scope, send: Send) -> None:

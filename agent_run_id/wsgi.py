@@ -10,7 +10,7 @@ from typing import Any
 
 from ._context import RunContext, check_registry
 from ._inbound import InboundPolicy, IncomingOption
-from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER
+from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
 from ._types import Environ, StartResponse, WSGIApp
 
 __all__ = ["ENVIRON_KEY", "RunIdMiddleware"]
@@ -113,10 +113,8 @@ class RunIdMiddleware:
         environ[key] = run.value
         environ.pop(_PARENT_KEY, None)
         environ.pop(_ROOT_KEY, None)
-        if run.parent is not None:
-            environ[_PARENT_KEY] = run.parent.value
-        if run.root is not run:
-            environ[_ROOT_KEY] = run.root.value
+        for name, lineage in run_headers(run)[1:]:
+            environ[_environ_key(name)] = lineage
 
         if self.policy.response_header:
             name, lower, value = self.policy.header_name, self._lower, run.value
