@@ -9,13 +9,16 @@ Two ways, for two needs:
   must not touch the process-wide record factory. Put it on handlers, not on a logger: a logger's
   filters see only records logged on that very logger, never those propagated from its children.
 
-Each stamped record carries ``run_id``, ``run_id_short``, ``parent_run_id`` and ``root_run_id``.
+Each stamped record carries ``run_id``, ``run_id_short``, ``parent_run_id`` and ``root_run_id``,
+and the fields of any integration that adds its own (``agent_run_id.otel`` adds ``otelTraceID``
+and ``otelSpanID`` with ``install(log_correlation=True)``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ._context import _current
@@ -26,6 +29,41 @@ __all__ = ["RunIdFilter", "install", "uninstall"]
 #: The attributes a stamped record carries.
 FIELDS = ("run_id", "run_id_short", "parent_run_id", "root_run_id")
 _FIELDS = frozenset(FIELDS)
+
+#: Adds fields to each stamped record (``agent_run_id.otel`` adds the trace and span ids).
+FieldProvider = Callable[[], Mapping[str, object]]
+
+# Replaced as a whole under the lock, so stamping a record reads them without taking it.
+_providers: tuple[FieldProvider, ...] = ()
+_provided: frozenset[str] = _FIELDS
+_providers_lock = threading.Lock()
+
+
+def _add_field_provider(provider: FieldProvider, names: Iterable[str]) -> None:
+    """Stamp each record also with ``provider()``, whose keys are among ``names``.
+
+    For integrations; adding the same provider twice adds it once.
+    """
+    global _providers, _provided
+    with _providers_lock:
+        if provider not in _providers:
+            _providers = (*_providers, provider)
+        _provided = _provided | frozenset(names)
+
+
+def _remove_field_provider(provider: FieldProvider) -> None:
+    """Stop calling ``provider``; a no-op when it was not added."""
+    global _providers
+    with _providers_lock:
+        _providers = tuple(p for p in _providers if p != provider)
+
+
+def _provide(fields: dict[str, Any]) -> None:
+    for provider in _providers:
+        try:
+            fields.update(provider())
+        except Exception:  # a log call must never fail because of an extra field
+            continue
 
 
 def _fields(run_id: RunId | None, short: bool, default: str) -> dict[str, str]:
@@ -76,6 +114,8 @@ class RunIdFilter(logging.Filter):
         if not hasattr(record, "run_id"):
             frame = _current.get()
             fields = _fields(None if frame is None else frame.run_id, self.short, self.default)
+            if _providers:
+                _provide(fields)
             record.__dict__.update(fields)
         return True
 
@@ -92,7 +132,7 @@ class _RecordDict(dict[str, Any]):
     __slots__ = ()
 
     def __contains__(self, key: object) -> bool:
-        return key not in _FIELDS and dict.__contains__(self, key)
+        return key not in _provided and dict.__contains__(self, key)
 
 
 class _Factory:
@@ -114,6 +154,8 @@ class _Factory:
             stamped.update(
                 _fields(None if frame is None else frame.run_id, self.short, self.default)
             )
+            if _providers:
+                _provide(stamped)
             record.__dict__ = stamped
         return record
 
