@@ -1,0 +1,277 @@
+"""Carry the run on OpenTelemetry: span attributes, a propagator, baggage and run spans.
+
+- :class:`RunIdSpanProcessor` stamps every span started inside a run with ``agent_run.id``,
+  ``agent_run.parent_id`` and ``agent_run.root_id``: the spans of every instrumentation
+  (OpenAI, Anthropic, httpx, ASGI, databases) with no change to the code that starts them.
+- :class:`RunIdPropagator` writes the run to ``X-Run-Id`` and the lineage headers and reads it
+  back; ``OTEL_PROPAGATORS=tracecontext,baggage,agent_run_id`` turns it on for every
+  instrumentation that propagates context.
+- :func:`install` puts the run in OpenTelemetry baggage while it is current (so the W3C
+  ``baggage`` header carries it to the next service), lets the inbound middleware read it back
+  from there, and optionally makes each run a span and adds the trace ids to log records.
+
+On the receiving side, :func:`run_from_context` returns the run that arrived (extracted by the
+propagator, or in baggage) so any consumer can enter it: ``with RunContext(run_id=...)``.
+
+Run ids never become trace or span ids: a UUID version 4 has fixed version and variant bits in
+the middle of its 128 bits, where ratio samplers read the trace id's randomness, so traces made
+from run ids would be sampled wrongly. The two ids live side by side and join on the attributes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+try:
+    from opentelemetry import baggage, trace
+    from opentelemetry import context as otel_context
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.context import Context
+    from opentelemetry.propagators import textmap
+except ImportError as error:  # pragma: no cover - exercised only without the extra
+    from ._optional import missing_extra
+
+    raise missing_extra("otel", "opentelemetry-api", "otel") from error
+
+from . import logging as _run_logging
+from ._context import _current, add_run_observer, remove_run_observer
+from ._otel_runs import KEYS, RunObserver, run_in_baggage, trace_fields
+from ._propagation import (
+    HEADER,
+    PARENT_HEADER,
+    ROOT_HEADER,
+    _fields,
+    add_incoming_fallback,
+    remove_incoming_fallback,
+    run_from_wire,
+)
+from ._run_id import RunId
+
+__all__ = [
+    "RUN_ID_ATTRIBUTE",
+    "RUN_PARENT_ID_ATTRIBUTE",
+    "RUN_ROOT_ID_ATTRIBUTE",
+    "RunIdPropagator",
+    "RunIdSpanProcessor",
+    "install",
+    "run_from_context",
+    "uninstall",
+]
+
+#: The span attribute (and baggage key) holding the run id.
+RUN_ID_ATTRIBUTE = KEYS[0]
+#: The span attribute (and baggage key) holding the parent run's id, when the run has one.
+RUN_PARENT_ID_ATTRIBUTE = KEYS[1]
+#: The span attribute (and baggage key) holding the root run's id (the run's own for a root).
+RUN_ROOT_ID_ATTRIBUTE = KEYS[2]
+
+_EXTRACTED = otel_context.create_key("agent_run_id.extracted_run")
+
+
+def run_from_context(context: Context | None = None) -> RunId | None:
+    """Return the run that arrived in ``context`` (the current one by default), or None.
+
+    Finds the run :class:`RunIdPropagator` extracted, else the one in OpenTelemetry baggage.
+    Instrumentations that extract context (Celery, Kafka, gRPC, ...) make it current while the
+    message is handled, so a consumer enters the run with::
+
+        with RunContext(run_id=agent_run_id.otel.run_from_context()):  # a new run if none came
+            handle(message)
+    """
+    run = otel_context.get_value(_EXTRACTED, context)
+    if isinstance(run, RunId):
+        return run
+    return run_in_baggage(baggage.get_all(context))
+
+
+class RunIdSpanProcessor:
+    """Stamp each span, when it starts, with the run current then (``agent_run.*`` attributes).
+
+    Outside any run, a span is stamped with the run that arrived in its parent context (see
+    :func:`run_from_context`), so a server span started before the run is entered carries it too.
+    Add it to an SDK ``TracerProvider`` (or let :func:`install` do it).
+
+    Example::
+
+        provider.add_span_processor(RunIdSpanProcessor())
+    """
+
+    def __init__(self) -> None:
+        # The attributes of the last run seen, replaced as one tuple so threads never see a mix.
+        self._last: tuple[RunId | None, Mapping[str, str]] = (None, {})
+
+    def on_start(self, span: trace.Span, parent_context: Context | None = None) -> None:
+        """Set the run's attributes on ``span``."""
+        frame = _current.get()
+        run = frame.run_id if frame is not None else run_from_context(parent_context)
+        if run is None:
+            return
+        last = self._last
+        if last[0] is not run:
+            last = (run, _fields(run, *KEYS) | {RUN_ROOT_ID_ATTRIBUTE: run.root.value})
+            self._last = last
+        span.set_attributes(last[1])
+
+    def _on_ending(self, span: trace.Span) -> None:
+        """Do nothing: the attributes were set when the span started."""
+
+    def on_end(self, span: Any) -> None:
+        """Do nothing: the attributes were set when the span started."""
+
+    def shutdown(self) -> None:
+        """Do nothing: the processor holds no resource."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Return True: nothing is buffered."""
+        return True
+
+
+class RunIdPropagator(textmap.TextMapPropagator):
+    """Carry the run in ``X-Run-Id``, ``X-Parent-Run-Id`` and ``X-Root-Run-Id``.
+
+    ``inject`` writes the current run (else the run that arrived in the context); ``extract``
+    reads the headers with the same strict rule as the inbound middleware and stores the run in
+    the returned context, where :func:`run_from_context` finds it. Registered as the
+    ``agent_run_id`` propagator.
+
+    Example::
+
+        OTEL_PROPAGATORS=tracecontext,baggage,agent_run_id python app.py
+
+    Security: an extracted id is client input; only a well-formed UUID is taken, nothing else.
+    """
+
+    def inject(
+        self,
+        carrier: textmap.CarrierT,
+        context: Context | None = None,
+        setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
+    ) -> None:
+        """Write the run's headers into ``carrier``; nothing outside any run."""
+        frame = _current.get()
+        run = frame.run_id if frame is not None else run_from_context(context)
+        if run is None:
+            return
+        for name, value in _fields(run, HEADER, PARENT_HEADER, ROOT_HEADER).items():
+            setter.set(carrier, name, value)
+
+    def extract(
+        self,
+        carrier: textmap.CarrierT,
+        context: Context | None = None,
+        getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
+    ) -> Context:
+        """Return ``context`` with the run in ``carrier`` stored in it, if a valid one is there."""
+        if context is None:
+            context = otel_context.get_current()
+        run = run_from_wire(
+            _single(carrier, getter, HEADER),
+            _single(carrier, getter, PARENT_HEADER),
+            _single(carrier, getter, ROOT_HEADER),
+        )
+        if run is None:
+            return context
+        return otel_context.set_value(_EXTRACTED, run, context)
+
+    @property
+    def fields(self) -> set[str]:
+        """The headers ``inject`` may set."""
+        return {HEADER, PARENT_HEADER, ROOT_HEADER}
+
+
+def _single(carrier: Any, getter: textmap.Getter[Any], name: str) -> str | None:
+    values = getter.get(carrier, name)
+    if values is None:
+        values = getter.get(carrier, name.lower())
+    # Two values for one header is ambiguous input: take neither.
+    if values is None or len(values) != 1:
+        return None
+    return values[0]
+
+
+def _run_from_baggage_header(get_header: Any) -> RunId | None:
+    """Return the run in an incoming ``baggage`` header (for the inbound middleware)."""
+    raw = get_header("baggage")
+    if not raw:
+        return None
+    extracted = _W3C_BAGGAGE.extract({"baggage": raw}, context=Context())
+    return run_in_baggage(baggage.get_all(extracted))
+
+
+_W3C_BAGGAGE = W3CBaggagePropagator()
+_TRACE_FIELDS = ("otelTraceID", "otelSpanID", "otelTraceSampled")
+_lock = threading.Lock()
+_installed: list[RunObserver] = []
+_processed: list[object] = []
+
+
+def install(
+    *,
+    baggage: bool = True,
+    run_spans: bool = False,
+    span_processor: bool = True,
+    log_correlation: bool = False,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> None:
+    """Make the runs of this process visible to OpenTelemetry; call once at start-up.
+
+    Args:
+        baggage: while a run is current, put it (with its lineage) in OpenTelemetry baggage,
+            merged with the entries already there, so instrumented transports carry it in the
+            W3C ``baggage`` header; and let the inbound middleware take the run from an incoming
+            ``baggage`` header when no ``X-Run-Id`` header came.
+        run_spans: make each run a span too (``invoke_agent {name}``), current while the run is.
+        span_processor: add a :class:`RunIdSpanProcessor` to the tracer provider.
+        log_correlation: add ``otelTraceID``, ``otelSpanID`` and ``otelTraceSampled`` to the
+            records stamped by ``agent_run_id.logging.install()``.
+        tracer_provider: the provider for the processor and run spans; the global one if None.
+
+    Calling it again replaces the previous settings. The processor stays on its provider (the
+    SDK cannot remove one) and is added to each provider once.
+    """
+    for what, value in (
+        ("baggage", baggage),
+        ("run_spans", run_spans),
+        ("span_processor", span_processor),
+        ("log_correlation", log_correlation),
+    ):
+        if not isinstance(value, bool):
+            raise TypeError(f"{what} must be True or False, got {value!r}")
+    provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+    add_processor = getattr(provider, "add_span_processor", None)
+    if span_processor and add_processor is None:
+        raise TypeError(
+            f"span_processor=True needs an SDK TracerProvider, got {type(provider).__name__}: "
+            "set one with trace.set_tracer_provider() first, pass tracer_provider=, "
+            "or pass span_processor=False"
+        )
+    with _lock:
+        _uninstall()
+        if span_processor and not any(p is provider for p in _processed):
+            add_processor(RunIdSpanProcessor())  # type: ignore[misc]
+            _processed.append(provider)
+        tracer = provider.get_tracer("agent_run_id") if run_spans else None
+        if baggage or tracer is not None:
+            observer = RunObserver(baggage=baggage, tracer=tracer)
+            add_run_observer(observer)
+            _installed.append(observer)
+        if baggage:
+            add_incoming_fallback(_run_from_baggage_header)
+        if log_correlation:
+            _run_logging._add_field_provider(trace_fields, _TRACE_FIELDS)
+
+
+def uninstall() -> None:
+    """Undo :func:`install` (but the span processor, which stays on its provider)."""
+    with _lock:
+        _uninstall()
+
+
+def _uninstall() -> None:
+    for observer in _installed:
+        remove_run_observer(observer)
+    _installed.clear()
+    remove_incoming_fallback(_run_from_baggage_header)
+    _run_logging._remove_field_provider(trace_fields)
