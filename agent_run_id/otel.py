@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 try:
     from opentelemetry import baggage, trace
@@ -48,6 +48,16 @@ from ._propagation import (
     run_from_wire,
 )
 from ._run_id import RunId
+
+# The processor is for the SDK's TracerProvider; the rest needs only the API, which is all the
+# extra installs. Without the SDK there is no provider to add the processor to.
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor as _SpanProcessor
+else:
+    try:
+        from opentelemetry.sdk.trace import SpanProcessor as _SpanProcessor
+    except ImportError:  # pragma: no cover - exercised only without the SDK
+        _SpanProcessor = object
 
 __all__ = [
     "RUN_ID_ATTRIBUTE",
@@ -86,7 +96,7 @@ def run_from_context(context: Context | None = None) -> RunId | None:
     return run_in_baggage(baggage.get_all(context))
 
 
-class RunIdSpanProcessor:
+class RunIdSpanProcessor(_SpanProcessor):
     """Stamp each span, when it starts, with the run current then (``agent_run.*`` attributes).
 
     Outside any run, a span is stamped with the run that arrived in its parent context (see
@@ -113,19 +123,6 @@ class RunIdSpanProcessor:
             last = (run, _fields(run, *KEYS) | {RUN_ROOT_ID_ATTRIBUTE: run.root.value})
             self._last = last
         span.set_attributes(last[1])
-
-    def _on_ending(self, span: trace.Span) -> None:
-        """Do nothing: the attributes were set when the span started."""
-
-    def on_end(self, span: Any) -> None:
-        """Do nothing: the attributes were set when the span started."""
-
-    def shutdown(self) -> None:
-        """Do nothing: the processor holds no resource."""
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Return True: nothing is buffered."""
-        return True
 
 
 class RunIdPropagator(textmap.TextMapPropagator):
