@@ -13,11 +13,11 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ._context import RunContext, RunFinisher
+from ._context import RunContext, RunFinisher, _current
 from ._propagation import run_from_wire
 from ._run_id import RunId
 
-__all__ = ["KEYS", "RunObserver", "run_in_baggage", "trace_fields"]
+__all__ = ["KEYS", "RunObserver", "attributes", "run_in_baggage", "trace_fields"]
 
 #: Our names, as span attributes and as baggage keys: the run, its parent, its root.
 KEYS = ("agent_run.id", "agent_run.parent_id", "agent_run.root_id")
@@ -53,9 +53,7 @@ def with_run_baggage(context: Context, run: RunId) -> Context:
     for key in KEYS:
         if key in entries:
             context = baggage.remove_baggage(key, context)
-    ours = {KEYS[0]: run.value, KEYS[2]: run.root.value}
-    if run.parent is not None:
-        ours[KEYS[1]] = run.parent.value
+    ours = attributes(run)
     pairs = [_pair(k, v) for k, v in entries.items() if k not in KEYS]
     pairs += [_pair(k, v) for k, v in ours.items()]
     if len(pairs) > _MAX_PAIRS or sum(map(len, pairs)) + len(pairs) - 1 > _MAX_BYTES:
@@ -70,15 +68,49 @@ def _pair(key: str, value: object) -> str:
     return f"{quote_plus(str(key))}={quote_plus(str(value))}"
 
 
-class RunObserver:
-    """A run observer: at each run's start, attach a context with the run's baggage and span."""
+def attributes(run: RunId) -> dict[str, str]:
+    """Return the span attributes of ``run``."""
+    fields = {KEYS[0]: run.value, KEYS[2]: run.root.value}
+    if run.parent is not None:
+        fields[KEYS[1]] = run.parent.value
+    return fields
 
-    def __init__(self, *, baggage: bool, tracer: trace.Tracer | None) -> None:
+
+# The spans that start before the run of the request or message they handle is entered.
+_ENTRY_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
+
+
+def stamp_entry_span(run: RunId) -> None:
+    """Stamp the current server or consumer span with ``run``, entered inside it first.
+
+    OpenTelemetry's ASGI middleware, placed outside ours, starts the server span before our
+    middleware picks the request's run: at start, the span got at most the run that arrived in
+    the request. The run the request actually runs as (that one, a child of it, or a new one)
+    is this span's run. Only a run entered with no run current does so: a child run started by
+    the handler leaves its request's span alone, and so does any span of another kind.
+    """
+    frame = _current.get()
+    if frame is None or frame.previous is not None:
+        return
+    span = trace.get_current_span()
+    if getattr(span, "kind", None) in _ENTRY_KINDS and span.is_recording():
+        span.set_attributes(attributes(run))
+
+
+class RunObserver:
+    """A run observer: at each run's start, stamp the entry span and attach baggage and span."""
+
+    def __init__(self, *, baggage: bool, tracer: trace.Tracer | None, stamp: bool) -> None:
         self.baggage = baggage
         self.tracer = tracer
+        self.stamp = stamp
 
-    def __call__(self, run_id: RunId, run: RunContext) -> RunFinisher:
+    def __call__(self, run_id: RunId, run: RunContext) -> RunFinisher | None:
         """Attach the run's OpenTelemetry context; return what detaches it."""
+        if self.stamp:
+            stamp_entry_span(run_id)
+        if not self.baggage and self.tracer is None:
+            return None
         context = otel_context.get_current()
         span = None
         if self.tracer is not None:

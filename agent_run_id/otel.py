@@ -37,7 +37,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
 
 from . import logging as _run_logging
 from ._context import _current, add_run_observer, remove_run_observer
-from ._otel_runs import KEYS, RunObserver, run_in_baggage, trace_fields
+from ._otel_runs import KEYS, RunObserver, attributes, run_in_baggage, trace_fields
 from ._propagation import (
     HEADER,
     PARENT_HEADER,
@@ -120,7 +120,7 @@ class RunIdSpanProcessor(_SpanProcessor):
             return
         last = self._last
         if last[0] is not run:
-            last = (run, _fields(run, *KEYS) | {RUN_ROOT_ID_ATTRIBUTE: run.root.value})
+            last = (run, attributes(run))
             self._last = last
         span.set_attributes(last[1])
 
@@ -220,7 +220,9 @@ def install(
             W3C ``baggage`` header; and let the inbound middleware take the run from an incoming
             ``baggage`` header when no ``X-Run-Id`` header came.
         run_spans: make each run a span too (``invoke_agent {name}``), current while the run is.
-        span_processor: add a :class:`RunIdSpanProcessor` to the tracer provider.
+        span_processor: add a :class:`RunIdSpanProcessor` to the tracer provider, and stamp
+            the server or consumer span current when a run starts, if it has no run of its own
+            (OpenTelemetry's middleware starts it before ours picks the request's run).
         log_correlation: add ``otelTraceID``, ``otelSpanID`` and ``otelTraceSampled`` to the
             records stamped by ``agent_run_id.logging.install()``.
         tracer_provider: the provider for the processor and run spans; the global one if None.
@@ -250,8 +252,8 @@ def install(
             add_processor(RunIdSpanProcessor())  # type: ignore[misc]
             _processed.append(provider)
         tracer = provider.get_tracer("agent_run_id") if run_spans else None
-        if baggage or tracer is not None:
-            observer = RunObserver(baggage=baggage, tracer=tracer)
+        if baggage or tracer is not None or span_processor:
+            observer = RunObserver(baggage=baggage, tracer=tracer, stamp=span_processor)
             add_run_observer(observer)
             _installed.append(observer)
         if baggage:

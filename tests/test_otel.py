@@ -21,8 +21,9 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import StatusCode
+from opentelemetry.trace import SpanKind, StatusCode
 
+import agent_run_id._context as context_module
 import agent_run_id.logging as run_logging
 from agent_run_id import RunContext, RunId, current_run_id
 from agent_run_id import otel as run_otel
@@ -140,6 +141,46 @@ def test_span_outside_any_run_takes_the_run_that_arrived_in_its_context(
     spans = _by_name(exporter)
     assert _attrs(spans["server"]) == {ID: run_id.value, PARENT: parent.value, ROOT: parent.value}
     assert _attrs(spans["consumer"]) == {ID: run_id.value, ROOT: run_id.value}
+
+
+def test_server_span_takes_the_run_its_request_runs_as(
+    tracer: trace.Tracer, exporter: InMemorySpanExporter
+) -> None:
+    arrived = RunId.generate()
+    extracted = RunIdPropagator().extract({"X-Run-Id": arrived.value})
+    with (
+        tracer.start_as_current_span("server", context=extracted, kind=SpanKind.SERVER),
+        RunContext(run_id=arrived.child()) as request_run,
+        RunContext(),
+    ):
+        pass
+    with (
+        tracer.start_as_current_span("consumer", kind=SpanKind.CONSUMER),
+        RunContext() as message_run,
+    ):
+        pass
+    with tracer.start_as_current_span("batch"), RunContext():
+        pass
+    spans = _by_name(exporter)
+    assert _attrs(spans["server"]) == {
+        ID: request_run.run_id.value,
+        PARENT: arrived.value,
+        ROOT: arrived.value,
+    }
+    assert _attrs(spans["consumer"])[ID] == message_run.run_id.value
+    assert _attrs(spans["batch"]) == {}
+
+
+def test_server_span_started_inside_a_run_keeps_it_when_the_handler_starts_a_child(
+    tracer: trace.Tracer, exporter: InMemorySpanExporter
+) -> None:
+    with (
+        RunContext() as run,
+        tracer.start_as_current_span("server", kind=SpanKind.SERVER),
+        RunContext(),
+    ):
+        pass
+    assert _attrs(_by_name(exporter)["server"])[ID] == run.run_id.value
 
 
 # RunIdPropagator
@@ -493,3 +534,8 @@ def test_processor_alone_registers_no_observer_and_no_fallback(provider: TracerP
     with RunContext():
         assert baggage.get_all() == {}
     assert run_from_fallbacks({"baggage": f"{ID}={RunId.generate()}"}.get) is None
+
+
+def test_log_correlation_alone_observes_no_run(provider: TracerProvider) -> None:
+    run_otel.install(baggage=False, span_processor=False, log_correlation=True)
+    assert context_module._observers == ()
