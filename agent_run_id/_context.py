@@ -140,11 +140,16 @@ class RunContext:
         if frame is None:
             if not self._open:
                 raise RuntimeError("RunContext exited without being entered")
-            # Left in another context than it was entered in (an async generator closed by
-            # another task): that context keeps its own value, so there is nothing to reset.
+            # Left in a context that never saw this run (an async generator closed from a fresh
+            # context): the context that holds the run keeps it, nothing is current here to undo.
             frame = self._open[-1]
         else:
-            _current.reset(frame.token)
+            try:
+                _current.reset(frame.token)
+            except ValueError:
+                # Left in a copy of the context it was entered in (an async generator closed by
+                # another task): the token belongs to the original, so restore the value instead.
+                _current.set(frame.previous)
         self._open.remove(frame)
         if exc is not None:
             _add_note(exc, frame.run_id)

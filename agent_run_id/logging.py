@@ -89,7 +89,7 @@ def _check(short: object, default: object) -> None:
 class RunIdFilter(logging.Filter):
     """Set ``run_id`` and its lineage on each record that passes; never drops a record.
 
-    Records already stamped (by :func:`install`, or by ``extra={"run_id": ...}``) are left as
+    Fields a record already has (stamped by :func:`install`, or given in ``extra=``) are left as
     they are, so a filter running in a ``QueueListener`` thread does not overwrite the run that
     was current when the record was made.
 
@@ -110,13 +110,17 @@ class RunIdFilter(logging.Filter):
         self.default = default
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Stamp ``record`` with the current run unless it is stamped already; keep it."""
-        if not hasattr(record, "run_id"):
+        """Stamp the fields ``record`` does not have yet with the current run; keep it."""
+        attributes = record.__dict__
+        # dict.__contains__, not ``in``: records stamped by install() hide their fields from ``in``
+        if not dict.__contains__(attributes, "root_run_id"):
             frame = _current.get()
             fields = _fields(None if frame is None else frame.run_id, self.short, self.default)
             if _providers:
                 _provide(fields)
-            record.__dict__.update(fields)
+            for name, value in fields.items():
+                if not dict.__contains__(attributes, name):
+                    attributes[name] = value
         return True
 
 

@@ -5,7 +5,8 @@ them; this patcher does. Use ``{extra[run_id]}`` in a format.
 
 Example::
 
-    logger.configure(patcher=patch_record, extra={"run_id": "-"})
+    logger.configure(patcher=patch_record)
+    logger.add(sys.stderr, format="{time} {extra[run_id]} {message}")
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 try:
     import loguru  # noqa: F401  # checks the package is there
-except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
+except ImportError as exc:
     from ._optional import missing_extra
 
     raise missing_extra("loguru", "loguru", "loguru") from exc
@@ -26,21 +27,26 @@ if TYPE_CHECKING:
 
 __all__ = ["patch_record"]
 
+_FIELDS = ("run_id", "run_id_short", "parent_run_id", "root_run_id")
+_DEFAULT = "-"
+
 
 def patch_record(record: Record) -> None:
     """Set ``run_id``, ``run_id_short``, ``parent_run_id`` and ``root_run_id`` in the extras.
 
-    Values bound by the caller (``logger.bind(run_id=...)``) are kept. Outside any run the fields
-    are left unset, so a format may give them defaults with ``logger.configure(extra=...)``.
+    Outside any run they hold ``"-"``, so a format using them works everywhere. Values bound by
+    the caller (``logger.bind(run_id=...)``) are kept.
     """
+    extra = record["extra"]
     frame = _current.get()
     if frame is None:
+        for name in _FIELDS:
+            extra.setdefault(name, _DEFAULT)
         return
     run_id = frame.run_id
-    extra = record["extra"]
-    extra.setdefault("run_id", run_id.value)
-    extra.setdefault("run_id_short", run_id.value[:8])
+    value = run_id.value
     parent = run_id.parent
-    if parent is not None:
-        extra.setdefault("parent_run_id", parent.value)
+    extra.setdefault("run_id", value)
+    extra.setdefault("run_id_short", value[:8])
+    extra.setdefault("parent_run_id", _DEFAULT if parent is None else parent.value)
     extra.setdefault("root_run_id", run_id.root.value)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 try:
     from structlog.typing import EventDict, WrappedLogger
-except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
+except ImportError as exc:
     from ._optional import missing_extra
 
     raise missing_extra("structlog", "structlog", "structlog") from exc

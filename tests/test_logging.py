@@ -1,0 +1,302 @@
+"""agent_run_id.logging: install() stamps every record at creation; RunIdFilter on handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import logging.handlers
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import agent_run_id.logging as run_logging
+from agent_run_id import RunContext, RunId
+from agent_run_id.logging import RunIdFilter
+
+
+class ListHandler(logging.Handler):
+    """Keep each record and its formatted line."""
+
+    def __init__(self, fmt: str = "%(run_id)s|%(message)s") -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter(fmt))
+        self.records: list[logging.LogRecord] = []
+        self.lines: list[str] = []
+        self.lock_ = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        with self.lock_:
+            self.records.append(record)
+            self.lines.append(line)
+
+
+@pytest.fixture
+def root_handler() -> Iterator[ListHandler]:
+    """A handler on the root logger, as logging.basicConfig would set up."""
+    handler = ListHandler()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def test_install_stamps_records_of_any_logger(root_handler: ListHandler) -> None:
+    run_logging.install()
+    library = logging.getLogger("some.library.module")
+    access = logging.getLogger("uvicorn.access")
+    with RunContext() as run:
+        library.info("tool call")
+        access.info("GET /agent 200")
+    library.info("outside")
+    value = run.run_id.value
+    assert root_handler.lines == [f"{value}|tool call", f"{value}|GET /agent 200", "-|outside"]
+
+
+def test_without_install_a_root_logger_filter_misses_child_loggers(
+    root_handler: ListHandler,
+) -> None:
+    """Why install() exists: the seed's root-logger filter never sees propagated records."""
+    root_handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    run_filter = RunIdFilter()
+    root.addFilter(run_filter)
+    try:
+        with RunContext():
+            root.info("from root")
+            logging.getLogger("child").info("from child")
+    finally:
+        root.removeFilter(run_filter)
+    stamped = [hasattr(record, "run_id") for record in root_handler.records]
+    assert stamped == [True, False]
+
+
+def test_all_stamped_fields(root_handler: ListHandler) -> None:
+    run_logging.install()
+    with RunContext() as root, RunContext() as parent, RunContext() as run:
+        logging.getLogger("x").info("deep")
+    record = root_handler.records[0]
+    assert record.run_id == run.run_id.value  # type: ignore[attr-defined]
+    assert record.run_id_short == run.run_id.short()  # type: ignore[attr-defined]
+    assert record.parent_run_id == parent.run_id.value  # type: ignore[attr-defined]
+    assert record.root_run_id == root.run_id.value  # type: ignore[attr-defined]
+
+
+def test_outside_a_run_every_field_has_the_default(root_handler: ListHandler) -> None:
+    run_logging.install(default="no-run")
+    root_handler.setFormatter(
+        logging.Formatter("%(run_id)s %(run_id_short)s %(parent_run_id)s %(root_run_id)s")
+    )
+    logging.getLogger("x").warning("idle")
+    assert root_handler.lines == ["no-run no-run no-run no-run"]
+
+
+def test_short_option_and_reinstall_changes_options(root_handler: ListHandler) -> None:
+    run_logging.install(short=True)
+    run_logging.install(short=True)  # idempotent
+    with RunContext() as run:
+        logging.getLogger("x").info("a")
+        run_logging.install()  # new options, no second factory in the chain
+        logging.getLogger("x").info("b")
+    assert root_handler.lines == [f"{run.run_id.short()}|a", f"{run.run_id.value}|b"]
+    assert logging.getLogRecordFactory().previous is logging.LogRecord  # type: ignore[attr-defined]
+
+
+def test_root_run_has_itself_as_root_and_no_parent(root_handler: ListHandler) -> None:
+    run_logging.install()
+    with RunContext() as run:
+        logging.getLogger("x").info("a")
+    record = root_handler.records[0]
+    assert record.root_run_id == run.run_id.value  # type: ignore[attr-defined]
+    assert record.parent_run_id == "-"  # type: ignore[attr-defined]
+
+
+def test_extra_run_id_from_the_caller_wins_and_never_crashes(root_handler: ListHandler) -> None:
+    """Logger.makeRecord refuses extra keys a record already has; ours must yield to them."""
+    run_logging.install()
+    mine = RunId.generate().value
+    with RunContext():
+        logging.getLogger("x").info("explicit", extra={"run_id": mine, "user": "u1"})
+    with pytest.raises(KeyError, match="message"):
+        logging.getLogger("x").info("still refused", extra={"message": "x"})
+    record = root_handler.records[0]
+    assert root_handler.lines[0] == f"{mine}|explicit"
+    assert record.user == "u1"  # type: ignore[attr-defined]
+
+
+def test_install_chains_the_previous_factory(root_handler: ListHandler) -> None:
+    previous = logging.getLogRecordFactory()
+
+    def tracing_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.otelTraceID = "abc"
+        return record
+
+    logging.setLogRecordFactory(tracing_factory)
+    try:
+        run_logging.install()
+        with RunContext() as run:
+            logging.getLogger("x").info("both")
+        record = root_handler.records[0]
+        assert record.otelTraceID == "abc"  # type: ignore[attr-defined]
+        assert record.run_id == run.run_id.value  # type: ignore[attr-defined]
+        run_logging.uninstall()
+        assert logging.getLogRecordFactory() is tracing_factory
+    finally:
+        logging.setLogRecordFactory(previous)
+
+
+def test_uninstall_restores_the_factory_and_is_safe_twice() -> None:
+    before = logging.getLogRecordFactory()
+    run_logging.uninstall()  # never installed: a no-op
+    run_logging.install()
+    assert logging.getLogRecordFactory() is not before
+    run_logging.uninstall()
+    run_logging.uninstall()
+    assert logging.getLogRecordFactory() is before
+
+
+def test_uninstall_when_another_library_wrapped_us(root_handler: ListHandler) -> None:
+    """Ours stays in the chain as a pass-through; theirs keeps working; install() turns it on."""
+    root_handler.setFormatter(logging.Formatter("%(message)s"))
+    run_logging.install()
+    ours = logging.getLogRecordFactory()
+
+    def wrapper(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = ours(*args, **kwargs)
+        record.wrapped = True
+        return record
+
+    logging.setLogRecordFactory(wrapper)
+    try:
+        run_logging.uninstall()
+        assert logging.getLogRecordFactory() is wrapper
+        with RunContext() as run:
+            logging.getLogger("x").info("passed through")
+            run_logging.install()
+            logging.getLogger("x").info("stamped again")
+        first, second = root_handler.records
+        assert first.wrapped  # type: ignore[attr-defined]
+        assert second.wrapped  # type: ignore[attr-defined]
+        assert not hasattr(first, "run_id")
+        assert second.run_id == run.run_id.value  # type: ignore[attr-defined]
+        assert logging.getLogRecordFactory() is wrapper  # installed once, not twice
+    finally:
+        logging.setLogRecordFactory(ours.previous)  # type: ignore[attr-defined]
+        run_logging._factory.installed = False
+
+
+def test_the_run_survives_a_queue_listener() -> None:
+    """The listener thread sees no run; the record carries the one current when it was made."""
+    run_logging.install()
+    records: queue.Queue[logging.LogRecord] = queue.Queue()
+    sink = ListHandler()
+    sink.addFilter(RunIdFilter())  # in the listener thread: must not overwrite the stamp
+    listener = logging.handlers.QueueListener(records, sink)
+    logger = logging.getLogger("queued")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    handler = logging.handlers.QueueHandler(records)
+    logger.addHandler(handler)
+    listener.start()
+    try:
+        with RunContext() as run:
+            logger.info("queued line")
+    finally:
+        listener.stop()
+        logger.removeHandler(handler)
+        logger.propagate = True
+    assert sink.lines == [f"{run.run_id.value}|queued line"]
+
+
+async def test_concurrent_tasks_stamp_their_own_run(root_handler: ListHandler) -> None:
+    run_logging.install()
+    root_handler.setFormatter(logging.Formatter("%(run_id)s|%(message)s"))
+    logger = logging.getLogger("agent")
+
+    async def agent() -> None:
+        async with RunContext() as run:
+            for _ in range(3):
+                await asyncio.sleep(0)
+                logger.info("%s", run.run_id.value)
+
+    await asyncio.gather(*(agent() for _ in range(500)))
+    assert len(root_handler.lines) == 1500
+    for line in root_handler.lines:
+        stamped, logged = line.split("|")
+        assert stamped == logged
+
+
+def test_concurrent_threads_stamp_their_own_run(root_handler: ListHandler) -> None:
+    run_logging.install()
+    logger = logging.getLogger("agent")
+
+    def agent() -> None:
+        for _ in range(50):
+            with RunContext() as run:
+                logger.info("%s", run.run_id.value)
+
+    threads = [threading.Thread(target=agent) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(root_handler.lines) == 800
+    assert all(line.split("|")[0] == line.split("|")[1] for line in root_handler.lines)
+
+
+def test_handler_filter_stamps_without_install() -> None:
+    handler = ListHandler("%(run_id)s %(run_id_short)s %(parent_run_id)s|%(message)s")
+    handler.addFilter(RunIdFilter(short=True, default="none"))
+    logger = logging.getLogger("filtered")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        with RunContext() as parent, RunContext() as run:
+            logger.info("in")
+            logger.info("explicit", extra={"run_id": "given"})
+        logger.info("out")
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+    short = run.run_id.short()
+    assert handler.lines == [
+        f"{short} {short} {parent.run_id.value}|in",
+        f"given {short} {parent.run_id.value}|explicit",  # the caller's field is kept
+        "none none none|out",
+    ]
+
+
+def test_seed_filter_on_the_root_logger_works_as_written(root_handler: ListHandler) -> None:
+    """The user's snippet: logging.getLogger().addFilter(RunIdFilter()) stamps root records."""
+    root = logging.getLogger()
+    root.addFilter(RunIdFilter())
+    try:
+        with RunContext() as run:
+            logging.info("agent_started")
+    finally:
+        root.removeFilter(root.filters[-1])
+    assert root_handler.lines == [f"{run.run_id.value}|agent_started"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"short": "yes"}, "short must be True or False, got 'yes'"),
+        ({"default": None}, "default must be a str"),
+    ],
+)
+def test_bad_options_are_type_errors(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        run_logging.install(**kwargs)
+    with pytest.raises(TypeError, match=message):
+        RunIdFilter(**kwargs)

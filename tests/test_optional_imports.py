@@ -1,0 +1,42 @@
+"""An integration whose package is missing fails with an ImportError naming the extra."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import agent_run_id
+
+
+@pytest.mark.parametrize(
+    ("module", "package", "extra"),
+    [
+        ("structlog", "structlog", "structlog"),
+        ("loguru", "loguru", "loguru"),
+    ],
+)
+def test_missing_package_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, module: str, package: str, extra: str
+) -> None:
+    for name in [m for m in sys.modules if m == package or m.startswith(f"{package}.")]:
+        monkeypatch.setitem(sys.modules, name, None)  # makes "import package..." fail
+    monkeypatch.setitem(sys.modules, package, None)
+    monkeypatch.delitem(sys.modules, f"agent_run_id.{module}", raising=False)
+    with pytest.raises(ImportError, match=rf'pip install "agent-run-id\[{extra}\]"') as info:
+        importlib.import_module(f"agent_run_id.{module}")
+    assert isinstance(info.value.__cause__, ImportError)
+
+
+def test_the_package_root_imports_no_integration() -> None:
+    assert agent_run_id.__name__ == "agent_run_id"
+    code = (
+        "import sys, agent_run_id\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'structlog', 'loguru', 'httpx', 'httpx2', 'requests', 'aiohttp', 'opentelemetry',"
+        " 'sentry_sdk', 'celery', 'starlette', 'fastapi'})\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,269 @@
+"""RunId: generation, parsing, lineage, value semantics."""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import re
+import sys
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent_run_id import RunId
+
+CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def test_generate_makes_a_canonical_version_4_uuid() -> None:
+    for _ in range(2_000):
+        value = RunId.generate().value
+        parsed = uuid.UUID(value)
+        assert CANONICAL.fullmatch(value)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == value
+
+
+def test_generate_never_repeats() -> None:
+    values = {RunId.generate().value for _ in range(20_000)}
+    assert len(values) == 20_000
+
+
+def test_generated_ids_use_every_variant_digit() -> None:
+    """The variant digit is drawn from the random bytes, not fixed to one value."""
+    digits = {RunId.generate().value[19] for _ in range(2_000)}
+    assert digits == set("89ab")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_never_repeats_its_parents_ids() -> None:
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child process
+        os.close(reader)
+        os.write(writer, "\n".join(RunId.generate().value for _ in range(200)).encode())
+        os._exit(0)
+    os.close(writer)
+    parent_ids = {RunId.generate().value for _ in range(200)}
+    with os.fdopen(reader) as pipe:
+        child_ids = set(pipe.read().split("\n"))
+    os.waitpid(pid, 0)
+    assert len(child_ids) == 200
+    assert not parent_ids & child_ids
+
+
+def test_seed_constructor_keeps_the_value() -> None:
+    value = str(uuid.uuid4())
+    run_id = RunId(value)
+    assert run_id.value == value
+    assert str(run_id) == value
+    assert repr(run_id) == f"RunId({value!r})"
+    assert run_id.short() == value[:8]
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        lambda u: str(u),
+        lambda u: str(u).upper(),
+        lambda u: u.hex,
+        lambda u: u.hex.upper(),
+        lambda u: "{" + str(u) + "}",
+        lambda u: u.urn,
+        lambda u: u.urn.upper(),
+        lambda u: "urn:uuid:" + u.hex,
+    ],
+)
+def test_from_string_takes_the_documented_forms(form: object) -> None:
+    u = uuid.uuid4()
+    text = form(u)  # type: ignore[operator]
+    assert RunId.from_string(text).value == str(u)
+    assert RunId(text).value == str(u)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "not-a-uuid",
+        "\u0661" * 32,  # Arabic-Indic digits: uuid.UUID takes them
+        "0x" + "a" * 30,  # int(..., 16) takes a 0x prefix
+        "_".join(["aaaaaaa"] * 4) + "aaaa",  # underscores between digits
+        " " + "a" * 31,
+        "+" + "a" * 31,
+        "{" + "a" * 32,
+        "a" * 32 + "}",
+        "a" * 31,
+        "a" * 33,
+        "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa\n",
+        "aaaaaaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaa",  # hyphens in the wrong places
+        "urn:uuid:{aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa}",
+    ],
+)
+def test_from_string_rejects_anything_else(bad: str) -> None:
+    with pytest.raises(ValueError, match="is not a UUID"):
+        RunId.from_string(bad)
+
+
+def test_error_shows_the_value_escaped_and_cut_short() -> None:
+    bad = "\x1b[31m" + "\u0661" * 500
+    with pytest.raises(ValueError, match="is not a UUID") as info:
+        RunId.from_string(bad)
+    message = str(info.value)
+    assert "\x1b" not in message
+    assert "\\x1b[31m" in message
+    assert "\\u0661" in message
+    assert "(505 characters)" in message
+    assert len(message) < 300
+    assert "RunId.generate()" in message
+
+
+def test_a_non_string_is_a_type_error_naming_the_type() -> None:
+    with pytest.raises(TypeError, match="must be a str holding a UUID, got int"):
+        RunId.from_string(42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="got UUID"):
+        RunId(uuid.uuid4())  # type: ignore[arg-type]
+
+
+@given(st.uuids())
+def test_every_uuid_round_trips_through_each_form(u: uuid.UUID) -> None:
+    for text in (str(u), u.hex, u.urn, "{" + str(u).upper() + "}"):
+        assert RunId.from_string(text).value == str(u)
+
+
+@given(st.text(max_size=60))
+def test_from_string_accepts_only_what_uuid_accepts(text: str) -> None:
+    """Whatever is accepted is a real UUID, stored canonically; anything else is a ValueError."""
+    try:
+        run_id = RunId.from_string(text)
+    except ValueError:
+        return
+    assert run_id.value == str(uuid.UUID(text))
+    assert CANONICAL.fullmatch(run_id.value)
+
+
+@given(st.from_regex(r"[0-9a-fA-F]{32}", fullmatch=True))
+def test_any_32_hex_digits_are_taken(text: str) -> None:
+    assert RunId.from_string(text).value == str(uuid.UUID(text))
+
+
+def test_equality_and_hash_are_by_value_not_lineage() -> None:
+    parent = RunId.generate()
+    value = str(uuid.uuid4())
+    plain = RunId(value)
+    with_parent = RunId(value, parent=parent)
+    assert plain == with_parent
+    assert hash(plain) == hash(with_parent)
+    assert len({plain, with_parent, RunId.from_string(value.upper())}) == 1
+    assert plain != RunId.generate()
+    assert plain != value  # a RunId is not equal to its text
+
+
+def test_run_id_attributes_are_read_only() -> None:
+    run_id = RunId.generate()
+    for name in ("value", "parent", "root"):
+        with pytest.raises(AttributeError):
+            setattr(run_id, name, RunId.generate())
+    with pytest.raises(AttributeError):
+        run_id.extra = 1  # type: ignore[attr-defined]
+    assert not hasattr(run_id, "__dict__")
+
+
+def test_lineage_of_generated_runs() -> None:
+    root = RunId.generate()
+    child = root.child()
+    grandchild = RunId.generate(parent=child)
+    assert root.parent is None
+    assert root.root is root
+    assert child.parent == root
+    assert child.root == root
+    assert grandchild.parent == child
+    assert grandchild.root == root
+    assert grandchild.parent.parent == root
+
+
+def test_lineage_given_explicitly_with_an_unknown_parent_chain() -> None:
+    """Lineage that arrives from outside: parent and root known, the parent's parent not."""
+    root = RunId.generate()
+    parent = RunId(str(uuid.uuid4()), root=root)
+    run = RunId(str(uuid.uuid4()), parent=parent)
+    assert parent.parent is None
+    assert parent.root == root
+    assert run.root == root
+    assert RunId(str(uuid.uuid4()), parent=parent.value).parent == parent
+
+
+def test_lineage_arguments_are_checked() -> None:
+    value = str(uuid.uuid4())
+    with pytest.raises(ValueError, match="cannot be its own parent"):
+        RunId(value, parent=value)
+    assert RunId(value, root=value).root.value == value
+    with pytest.raises(TypeError, match="parent must be a RunId, a str or None, got int"):
+        RunId(value, parent=1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="parent must be a RunId or None, got str"):
+        RunId.generate(parent=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="is not a UUID"):
+        RunId(value, root="nope")
+
+
+def test_uuid_property() -> None:
+    run_id = RunId.generate()
+    assert run_id.uuid == uuid.UUID(run_id.value)
+
+
+def test_pickle_and_copy_keep_the_lineage() -> None:
+    child = RunId.generate().child()
+    for clone in (pickle.loads(pickle.dumps(child)), copy.copy(child), copy.deepcopy(child)):
+        assert clone == child
+        assert clone.parent == child.parent
+        assert clone.root == child.root
+
+
+def test_from_env_reads_the_run_and_its_lineage() -> None:
+    root, parent, run = (str(uuid.uuid4()) for _ in range(3))
+    env = {"AGENT_RUN_ID": run, "AGENT_PARENT_RUN_ID": parent, "AGENT_ROOT_RUN_ID": root}
+    run_id = RunId.from_env(env)
+    assert run_id is not None
+    assert run_id.value == run
+    assert run_id.parent is not None
+    assert run_id.parent.value == parent
+    assert run_id.root.value == root
+    assert run_id.parent.root.value == root
+
+
+def test_from_env_without_lineage_and_when_absent() -> None:
+    value = str(uuid.uuid4())
+    run_id = RunId.from_env({"AGENT_RUN_ID": value.upper()})
+    assert run_id is not None
+    assert run_id.value == value
+    assert run_id.parent is None
+    assert RunId.from_env({}) is None
+    assert RunId.from_env({"AGENT_RUN_ID": ""}) is None
+
+
+def test_from_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
+    value = str(uuid.uuid4())
+    monkeypatch.setenv("AGENT_RUN_ID", value)
+    monkeypatch.delenv("AGENT_PARENT_RUN_ID", raising=False)
+    monkeypatch.delenv("AGENT_ROOT_RUN_ID", raising=False)
+    assert RunId.from_env() == RunId(value)
+
+
+def test_from_env_names_the_malformed_variable() -> None:
+    with pytest.raises(ValueError, match=r"\$AGENT_PARENT_RUN_ID 'oops' is not a UUID"):
+        RunId.from_env({"AGENT_RUN_ID": str(uuid.uuid4()), "AGENT_PARENT_RUN_ID": "oops"})
+    with pytest.raises(ValueError, match=r"\$AGENT_RUN_ID"):
+        RunId.from_env({"AGENT_RUN_ID": "oops"})
+
+
+def test_seed_snippet_runs_as_written() -> None:
+    """The user's description: generate, short, str, repr, from_string."""
+    run_id = RunId.generate()
+    assert len(run_id.short()) == 8
+    assert RunId.from_string(str(run_id)) == run_id
+    assert repr(run_id).startswith("RunId('")
+    assert sys.getsizeof(run_id) < 100  # slots: no per-instance dict
