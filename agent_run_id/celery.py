@@ -120,7 +120,10 @@ def install(app: Celery, *, mode: str = "continue") -> None:
             new child run of it (lineage kept), one per execution.
 
     Calling it again for the same app changes the mode. Tasks sent outside any run run in a
-    new run of their own.
+    new run of their own. Celery's publish signal does not say which app sends, so once one app
+    is installed, messages of any app sent inside a run carry the run headers; only the
+    installed app's tasks enter runs on the worker. Call it where the app is made (the module
+    the worker imports), so that every worker process has it.
 
     Example::
 
