@@ -245,6 +245,31 @@ def test_extract_drops_invalid_lineage_and_keeps_the_run() -> None:
     assert run.parent is None
 
 
+def test_environment_carriers_take_the_run_to_a_subprocess() -> None:
+    envcarrier = pytest.importorskip("opentelemetry.propagators._envcarrier")
+    env: dict[str, str] = {}
+    with RunContext(), RunContext() as run:
+        RunIdPropagator().inject(env, setter=envcarrier.EnvironmentSetter())
+    assert set(env) == {"X_RUN_ID", "X_PARENT_RUN_ID", "X_ROOT_RUN_ID"}
+    script = (
+        "import os\n"
+        "from opentelemetry.propagators._envcarrier import EnvironmentGetter\n"
+        "from agent_run_id.otel import RunIdPropagator, run_from_context\n"
+        "ctx = RunIdPropagator().extract(os.environ, getter=EnvironmentGetter())\n"
+        "run = run_from_context(ctx)\n"
+        "print(run, run.parent)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [run.run_id.value, str(run.run_id.parent)]
+
+
 def test_propagator_is_registered_under_its_entry_point() -> None:
     (entry,) = entry_points(group="opentelemetry_propagator", name="agent_run_id")
     assert entry.load() is RunIdPropagator
