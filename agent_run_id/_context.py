@@ -33,7 +33,7 @@ _NOTE_PREFIX = "run_id="
 class _Frame:
     """One entry into a RunContext: what the ContextVar holds while the run is current."""
 
-    __slots__ = ("finishers", "owner", "previous", "run_id", "token")
+    __slots__ = ("finishers", "log_fields", "owner", "previous", "run_id", "token")
 
     def __init__(self, run_id: RunId, owner: RunContext, previous: _Frame | None) -> None:
         self.run_id = run_id
@@ -41,6 +41,8 @@ class _Frame:
         self.previous = previous
         self.finishers: list[tuple[RunObserver, RunFinisher]] = []
         self.token: Any = None
+        # The log record fields of this run, worked out once by agent_run_id.logging.
+        self.log_fields: Any = None
 
 
 _current: ContextVar[_Frame | None] = ContextVar("agent_run_id.current", default=None)

@@ -18,72 +18,47 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._context import _current
-from ._run_id import RunId
+from ._context import _current, _Frame
 
-__all__ = ["RunIdFilter", "install", "uninstall"]
+__all__ = ["FIELDS", "RunIdFilter", "install", "uninstall"]
 
 #: The attributes a stamped record carries.
 FIELDS = ("run_id", "run_id_short", "parent_run_id", "root_run_id")
-_FIELDS = frozenset(FIELDS)
-
-#: Adds fields to each stamped record (``agent_run_id.otel`` adds the trace and span ids).
-FieldProvider = Callable[[], Mapping[str, object]]
-
-# Replaced as a whole under the lock, so stamping a record reads them without taking it.
-_providers: tuple[FieldProvider, ...] = ()
-_provided: frozenset[str] = _FIELDS
-_providers_lock = threading.Lock()
 
 
-def _add_field_provider(provider: FieldProvider, names: Iterable[str]) -> None:
-    """Stamp each record also with ``provider()``, whose keys are among ``names``.
+class _Options:
+    """How records are stamped; replaced as a whole when the options change."""
 
-    For integrations; adding the same provider twice adds it once.
-    """
-    global _providers, _provided
-    with _providers_lock:
-        if provider not in _providers:
-            _providers = (*_providers, provider)
-        _provided = _provided | frozenset(names)
+    __slots__ = ("default", "short")
 
-
-def _remove_field_provider(provider: FieldProvider) -> None:
-    """Stop calling ``provider``; a no-op when it was not added."""
-    global _providers
-    with _providers_lock:
-        _providers = tuple(p for p in _providers if p != provider)
+    def __init__(self, short: bool, default: str) -> None:
+        if not isinstance(short, bool):
+            raise TypeError(f"short must be True or False, got {short!r}")
+        if not isinstance(default, str):
+            raise TypeError(f"default must be a str (shown outside any run), got {default!r}")
+        self.short = short
+        self.default = default
 
 
-def _provide(fields: dict[str, Any]) -> None:
-    for provider in _providers:
-        try:
-            fields.update(provider())
-        except Exception:  # a log call must never fail because of an extra field
-            continue
-
-
-def _fields(run_id: RunId | None, short: bool, default: str) -> dict[str, str]:
-    if run_id is None:
-        return dict.fromkeys(FIELDS, default)
+def _run_fields(frame: _Frame, options: _Options) -> tuple[str, str, str, str]:
+    """Return the four fields of a run, worked out once per run and options."""
+    cached = frame.log_fields
+    if cached is not None and cached[0] is options:
+        return cached[1]  # type: ignore[no-any-return]
+    run_id = frame.run_id
     value = run_id.value
     parent = run_id.parent
-    return {
-        "run_id": value[:8] if short else value,
-        "run_id_short": value[:8],
-        "parent_run_id": default if parent is None else parent.value,
-        "root_run_id": run_id.root.value,
-    }
-
-
-def _check(short: object, default: object) -> None:
-    if not isinstance(short, bool):
-        raise TypeError(f"short must be True or False, got {short!r}")
-    if not isinstance(default, str):
-        raise TypeError(f"default must be a str (shown outside any run), got {default!r}")
+    fields = (
+        value[:8] if options.short else value,
+        value[:8],
+        options.default if parent is None else parent.value,
+        run_id.root.value,
+    )
+    frame.log_fields = (options, fields)
+    return fields
 
 
 class RunIdFilter(logging.Filter):
@@ -104,7 +79,7 @@ class RunIdFilter(logging.Filter):
     """
 
     def __init__(self, short: bool = False, default: str = "-") -> None:
-        _check(short, default)
+        self._options = _Options(short, default)
         super().__init__()
         self.short = short
         self.default = default
@@ -112,59 +87,83 @@ class RunIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Stamp the fields ``record`` does not have yet with the current run; keep it."""
         attributes = record.__dict__
-        # dict.__contains__, not ``in``: records stamped by install() hide their fields from ``in``
-        if not dict.__contains__(attributes, "root_run_id"):
+        if "root_run_id" not in attributes:
             frame = _current.get()
-            fields = _fields(None if frame is None else frame.run_id, self.short, self.default)
+            if frame is None:
+                fields: tuple[str, ...] = (self.default,) * 4
+            else:
+                fields = _run_fields(frame, self._options)
+            for name, value in zip(FIELDS, fields, strict=True):
+                attributes.setdefault(name, value)
             if _providers:
-                _provide(fields)
-            for name, value in fields.items():
-                if not dict.__contains__(attributes, name):
-                    attributes[name] = value
+                _provide(attributes, only_missing=True)
         return True
 
 
-class _RecordDict(dict[str, Any]):
-    """The ``__dict__`` of a record stamped by :func:`install`.
+#: Adds fields to each stamped record (``agent_run_id.otel`` adds the trace and span ids).
+FieldProvider = Callable[[], Mapping[str, object]]
 
-    ``Logger.makeRecord`` refuses an ``extra=`` key that the record already has, with a KeyError
-    raised into the caller's logging call. A caller (or a library) passing
-    ``extra={"run_id": ...}`` must not crash because of us, so the stamped keys read as absent to
-    that check, and the caller's value then replaces ours.
+# Replaced as a whole under the lock, so stamping a record reads them without taking it.
+_providers: tuple[FieldProvider, ...] = ()
+_providers_lock = threading.Lock()
+
+
+def _add_field_provider(provider: FieldProvider) -> None:
+    """Stamp each record also with the fields ``provider()`` returns; for integrations.
+
+    Adding the same provider twice adds it once.
     """
-
-    __slots__ = ()
-
-    def __contains__(self, key: object) -> bool:
-        return key not in _provided and dict.__contains__(self, key)
-
-
-class _Factory:
-    """The record factory state: the factory chained before ours, and the options."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.installed = False
-        self.enabled = False
-        self.previous: Any = None
-        self.short = False
-        self.default = "-"
-
-    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
-        record: logging.LogRecord = self.previous(*args, **kwargs)
-        if self.enabled:
-            frame = _current.get()
-            stamped = _RecordDict(record.__dict__)
-            stamped.update(
-                _fields(None if frame is None else frame.run_id, self.short, self.default)
-            )
-            if _providers:
-                _provide(stamped)
-            record.__dict__ = stamped
-        return record
+    global _providers
+    with _providers_lock:
+        if provider not in _providers:
+            _providers = (*_providers, provider)
 
 
-_factory = _Factory()
+def _remove_field_provider(provider: FieldProvider) -> None:
+    """Stop calling ``provider``; a no-op when it was not added."""
+    global _providers
+    with _providers_lock:
+        _providers = tuple(p for p in _providers if p != provider)
+
+
+def _provide(attributes: dict[str, Any], only_missing: bool) -> None:
+    for provider in _providers:
+        try:
+            fields = provider()
+        except Exception:  # a log call must never fail because of an extra field
+            continue
+        for name, value in fields.items():
+            if not only_missing or name not in attributes:
+                attributes[name] = value
+
+
+# The record factory's state lives in module globals, read once per record: the factory runs for
+# every record of the process, so it is kept to a few attribute stores.
+_lock = threading.Lock()
+_previous: Any = None
+_options: _Options | None = None  # None: installed but turned off by uninstall()
+
+
+def _stamp(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    """Make a record with the previous factory and stamp it with the current run."""
+    record: logging.LogRecord = _previous(*args, **kwargs)
+    options = _options
+    if options is not None:
+        frame = _current.get()
+        if frame is None:
+            default = options.default
+            record.run_id = record.run_id_short = default
+            record.parent_run_id = record.root_run_id = default
+        else:
+            (
+                record.run_id,
+                record.run_id_short,
+                record.parent_run_id,
+                record.root_run_id,
+            ) = _run_fields(frame, options)
+        if _providers:
+            _provide(record.__dict__, only_missing=False)
+    return record
 
 
 def install(*, short: bool = False, default: str = "-") -> None:
@@ -173,6 +172,10 @@ def install(*, short: bool = False, default: str = "-") -> None:
     Chains the record factory installed before (OpenTelemetry's logging instrumentation installs
     one too) instead of replacing it. Calling it again changes the options and installs nothing
     more. After it, ``%(run_id)s`` formats for any logger, inside a run or not.
+
+    As for any field a record factory sets, ``logging`` itself refuses a record whose
+    ``extra=`` names a stamped field (``KeyError: "Attempt to overwrite 'run_id' in LogRecord"``):
+    drop such ``extra={"run_id": ...}`` arguments, the record carries the run already.
 
     Args:
         short: put the 8-character form in ``run_id`` (``run_id_short`` always has it).
@@ -183,15 +186,13 @@ def install(*, short: bool = False, default: str = "-") -> None:
         agent_run_id.logging.install()
         logging.basicConfig(format="%(asctime)s %(run_id)s %(name)s %(message)s")
     """
-    _check(short, default)
-    with _factory.lock:
-        _factory.short = short
-        _factory.default = default
-        _factory.enabled = True
-        if not _factory.installed:
-            _factory.previous = logging.getLogRecordFactory()
-            logging.setLogRecordFactory(_factory)
-            _factory.installed = True
+    global _options, _previous
+    options = _Options(short, default)
+    with _lock:
+        _options = options
+        if _previous is None:
+            _previous = logging.getLogRecordFactory()
+            logging.setLogRecordFactory(_stamp)
 
 
 def uninstall() -> None:
@@ -200,8 +201,9 @@ def uninstall() -> None:
     When another library has wrapped the record factory after us, ours stays in its chain as a
     pass-through (removing it would drop theirs); ``install()`` turns it back on.
     """
-    with _factory.lock:
-        _factory.enabled = False
-        if _factory.installed and logging.getLogRecordFactory() is _factory:
-            logging.setLogRecordFactory(_factory.previous)
-            _factory.installed = False
+    global _options, _previous
+    with _lock:
+        _options = None
+        if _previous is not None and logging.getLogRecordFactory() is _stamp:
+            logging.setLogRecordFactory(_previous)
+            _previous = None

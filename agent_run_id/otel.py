@@ -198,7 +198,6 @@ def _run_from_baggage_header(get_header: Any) -> RunId | None:
 
 
 _W3C_BAGGAGE = W3CBaggagePropagator()
-_TRACE_FIELDS = ("otelTraceID", "otelSpanID", "otelTraceSampled")
 _lock = threading.Lock()
 _installed: list[RunObserver] = []
 _processed: list[object] = []
@@ -259,7 +258,7 @@ def install(
         if baggage:
             add_incoming_fallback(_run_from_baggage_header)
         if log_correlation:
-            _run_logging._add_field_provider(trace_fields, _TRACE_FIELDS)
+            _run_logging._add_field_provider(trace_fields)
 
 
 def uninstall() -> None:

@@ -44,7 +44,7 @@ def _record(logger: logging.Logger, **kwargs: object) -> logging.LogRecord:
 
 
 def test_installed_factory_adds_provider_fields_next_to_the_run() -> None:
-    run_logging._add_field_provider(_trace_fields, ("trace_hint",))
+    run_logging._add_field_provider(_trace_fields)
     run_logging.install()
     run_id = RunId.generate()
     with RunContext(run_id=run_id):
@@ -54,31 +54,28 @@ def test_installed_factory_adds_provider_fields_next_to_the_run() -> None:
 
 
 def test_a_failing_provider_never_fails_the_log_call() -> None:
-    run_logging._add_field_provider(_broken, ())
-    run_logging._add_field_provider(_trace_fields, ("trace_hint",))
+    run_logging._add_field_provider(_broken)
+    run_logging._add_field_provider(_trace_fields)
     run_logging.install()
     record = _record(logging.getLogger("providers.broken"))
     assert record.__dict__["trace_hint"] == "t-1"
     assert record.__dict__["run_id"] == "-"
 
 
-def test_extra_naming_a_provided_field_replaces_it_instead_of_raising() -> None:
-    run_logging._add_field_provider(_trace_fields, ("trace_hint",))
-    run_logging.install()
-    record = _record(logging.getLogger("providers.extra"), extra={"trace_hint": "mine"})
-    assert record.__dict__["trace_hint"] == "mine"
-
-
-def test_filter_adds_provider_fields_too() -> None:
-    run_logging._add_field_provider(_trace_fields, ("trace_hint",))
+def test_filter_adds_provider_fields_the_record_lacks_and_keeps_the_others() -> None:
+    run_logging._add_field_provider(_trace_fields)
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
     assert run_logging.RunIdFilter().filter(record)
     assert record.__dict__["trace_hint"] == "t-1"
+    kept = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    kept.trace_hint = "made in another thread"
+    assert run_logging.RunIdFilter().filter(kept)
+    assert kept.__dict__["trace_hint"] == "made in another thread"
 
 
 def test_removed_provider_is_no_longer_called_and_adding_twice_adds_once() -> None:
-    run_logging._add_field_provider(_trace_fields, ("trace_hint",))
-    run_logging._add_field_provider(_trace_fields, ("trace_hint",))
+    run_logging._add_field_provider(_trace_fields)
+    run_logging._add_field_provider(_trace_fields)
     assert run_logging._providers.count(_trace_fields) == 1
     run_logging._remove_field_provider(_trace_fields)
     run_logging.install()
