@@ -20,7 +20,7 @@ from typing import Any
 
 try:
     from celery import Celery, signals  # type: ignore[import-untyped]
-except ImportError as error:  # pragma: no cover - exercised only without the extra
+except ImportError as error:
     from ._optional import missing_extra
 
     raise missing_extra("celery", "celery", "celery") from error

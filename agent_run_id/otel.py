@@ -30,7 +30,7 @@ try:
     from opentelemetry.baggage.propagation import W3CBaggagePropagator
     from opentelemetry.context import Context
     from opentelemetry.propagators import textmap
-except ImportError as error:  # pragma: no cover - exercised only without the extra
+except ImportError as error:
     from ._optional import missing_extra
 
     raise missing_extra("otel", "opentelemetry-api", "otel") from error

@@ -19,7 +19,7 @@ try:
     import sentry_sdk
     from sentry_sdk.integrations import Integration
     from sentry_sdk.scope import add_global_event_processor
-except ImportError as error:  # pragma: no cover - exercised only without the extra
+except ImportError as error:
     from ._optional import missing_extra
 
     raise missing_extra("sentry", "sentry-sdk", "sentry") from error

@@ -16,6 +16,8 @@ from celery.contrib.testing.worker import start_worker  # type: ignore[import-un
 import agent_run_id.celery as run_celery
 from agent_run_id import RunContext, RunId, current_run_id
 
+from ._beyond_helpers import assert_missing_package_names_the_extra
+
 TIMEOUT = 20
 
 
@@ -54,6 +56,24 @@ def _make_app() -> Celery:
         return seen
 
     return app
+
+
+class AfterTask:
+    """What is current in the worker thread after each task (the result is stored before)."""
+
+    def __init__(self, expected: int) -> None:
+        self.runs: list[RunId | None] = []
+        self.expected = expected
+        self.done = threading.Event()
+
+    def __call__(self, **_: Any) -> None:
+        self.runs.append(current_run_id())
+        if len(self.runs) == self.expected:
+            self.done.set()
+
+    def wait(self) -> list[RunId | None]:
+        assert self.done.wait(TIMEOUT), self.runs
+        return self.runs
 
 
 class Receivers:
@@ -143,17 +163,17 @@ def test_a_failing_task_notes_its_run_and_the_worker_leaves_it(
 ) -> None:
     run_celery.install(app)
     failures: list[BaseException] = []
-    after: list[RunId | None] = []
+    after = AfterTask(expected=1)
     receivers.connect(signals.task_failure, lambda exception, **_: failures.append(exception))
-    receivers.connect(signals.task_postrun, lambda **_: after.append(current_run_id()))
+    receivers.connect(signals.task_postrun, after)
     with RunContext() as run:
         result = app.tasks["boom"].delay()
     with pytest.raises(ValueError, match="tool failed"):
         result.get(timeout=TIMEOUT)
+    assert after.wait() == [None]  # task_failure comes before task_postrun
     (error,) = failures
     if sys.version_info >= (3, 11):
         assert error.__notes__ == [f"run_id={run.run_id.value}"]
-    assert after == [None]
 
 
 @pytest.mark.parametrize("mode", ["continue", "child"])
@@ -161,8 +181,8 @@ def test_a_retried_task_runs_again_from_the_same_run(
     app: Celery, receivers: Receivers, mode: str
 ) -> None:
     run_celery.install(app, mode=mode)
-    after: list[RunId | None] = []
-    receivers.connect(signals.task_postrun, lambda **_: after.append(current_run_id()))
+    after = AfterTask(expected=2)
+    receivers.connect(signals.task_postrun, after)
     with RunContext() as run:
         result = app.tasks["flaky"].delay([])
     first, second = result.get(timeout=TIMEOUT)
@@ -172,7 +192,7 @@ def test_a_retried_task_runs_again_from_the_same_run(
     else:
         assert first[1] == second[1] == sender
         assert first[0] != second[0]
-    assert after == [None, None]
+    assert after.wait() == [None, None]
 
 
 def test_concurrent_senders_and_worker_threads_keep_runs_apart(app: Celery) -> None:
@@ -234,3 +254,9 @@ def test_a_message_without_a_header_dict_is_sent_as_it_is(app: Celery) -> None:
     run_celery.install(app)
     with RunContext():
         run_celery._installed[id(app)].publish(sender="lineage", headers=None)
+
+
+def test_without_the_package_the_import_error_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert_missing_package_names_the_extra(monkeypatch, "celery", "celery", "celery")

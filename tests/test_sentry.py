@@ -17,6 +17,8 @@ from sentry_sdk.transport import Transport
 from agent_run_id import RunContext, RunId
 from agent_run_id.sentry import RunIdIntegration
 
+from ._beyond_helpers import assert_missing_package_names_the_extra
+
 
 class MemoryTransport(Transport):
     """Keep the events Sentry would send, instead of sending them."""
@@ -161,3 +163,9 @@ def test_a_client_without_the_integration_gets_no_run_tag(transport: MemoryTrans
         sentry_sdk.capture_message("untagged")
     (event,) = other.events
     assert "run_id" not in event.get("tags", {})
+
+
+def test_without_the_package_the_import_error_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert_missing_package_names_the_extra(monkeypatch, "sentry", "sentry_sdk", "sentry")
