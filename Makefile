@@ -20,7 +20,7 @@ $(VENV)/.demo-installed: pyproject.toml | $(PY)
 	touch $@
 
 demo: $(VENV)/.demo-installed
-	$(PY) examples/basic_agent.py
+	$(PY) examples/demo/run.py
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

@@ -54,6 +54,18 @@ def current_run_id() -> RunId | None:
     return None if frame is None else frame.run_id
 
 
+def check_registry(registry: object) -> None:
+    """Raise TypeError unless ``registry`` is None or a run registry.
+
+    Checked by shape (a ``start`` method): the core never imports the registry module.
+    """
+    if registry is not None and not callable(getattr(registry, "start", None)):
+        raise TypeError(
+            f"registry must be a RunRegistry or None, got {type(registry).__name__}: "
+            "pass agent_run_id.registry.SQLiteRunRegistry(path), for example"
+        )
+
+
 class RunContext:
     """Make a run the current one for a block of sync or async code.
 
@@ -69,6 +81,8 @@ class RunContext:
         user_id: the user the run works for, for observers such as the run registry.
         task: a short summary of the task, for observers.
         metadata: any other JSON-able facts about the run, for observers.
+        registry: where to record the run (a ``agent_run_id.registry.RunRegistry``); None
+            records it in the process-wide default registry, if one is set.
 
     Example::
 
@@ -84,24 +98,30 @@ class RunContext:
         user_id: str | None = None,
         task: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        registry: Any = None,
     ) -> None:
         if run_id is not None and not isinstance(run_id, RunId):
             raise TypeError(
                 f"run_id must be a RunId or None, got {type(run_id).__name__}: "
                 "wrap a string with RunId.from_string(text)"
             )
-        for what, value in (("name", name), ("user_id", user_id), ("task", task)):
-            if value is not None and not isinstance(value, str):
-                raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
+        # Middleware makes one RunContext per request, mostly with run_id alone: skip the checks
+        # of options that were not given.
+        if name is not None or user_id is not None or task is not None:
+            for what, value in (("name", name), ("user_id", user_id), ("task", task)):
+                if value is not None and not isinstance(value, str):
+                    raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
+        check_registry(registry)
         self._run_id = run_id
         self._last: RunId | None = run_id
         self._open: list[_Frame] = []
         self.name = name
         self.user_id = user_id
         self.task = task
-        self.metadata: Mapping[str, Any] = dict(metadata or {})
+        self.metadata: Mapping[str, Any] = {} if metadata is None else dict(metadata)
+        self.registry: Any = registry
 
     @property
     def run_id(self) -> RunId:
@@ -138,7 +158,9 @@ class RunContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        frame = self._own_frame()
+        frame = _current.get()
+        if frame is None or frame.owner is not self:  # not left in the order entered: look
+            frame = self._own_frame()
         if frame is None:
             if not self._open:
                 raise RuntimeError("RunContext exited without being entered")
@@ -155,6 +177,8 @@ class RunContext:
         self._open.remove(frame)
         if exc is not None:
             _add_note(exc, frame.run_id)
+        if not frame.finishers:
+            return
         for observer, finish in reversed(frame.finishers):
             try:
                 finish(exc)

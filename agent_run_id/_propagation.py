@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 
 from ._context import current_run_id
-from ._run_id import ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID, ENV_RUN_ID, RunId
+from ._run_id import ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID, ENV_RUN_ID, RunId, _restore
 
 __all__ = [
     "ENV_PARENT_RUN_ID",
@@ -59,8 +59,10 @@ def parse_wire_id(raw: bytes | str | None) -> str | None:
         raw = raw.encode("ascii")
     if not _WIRE.fullmatch(raw):
         return None
-    digits = raw.decode("ascii").replace("-", "").lower()
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+    text = raw.decode("ascii").lower()
+    if len(text) == 36:  # already 8-4-4-4-12: lower case is all it lacks
+        return text
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def run_from_wire(
@@ -76,6 +78,9 @@ def run_from_wire(
     value = parse_wire_id(run)
     if value is None:
         return None
+    if parent is None and root is None:
+        # The common case of a request that carries the run id alone; value is canonical.
+        return _restore(value, None, None)
     root_value = parse_wire_id(root)
     if root_value == value:
         root_value = None

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-__all__ = ["ENV_PARENT_RUN_ID", "ENV_ROOT_RUN_ID", "ENV_RUN_ID", "RunId", "show_value"]
+__all__ = [
+    "ENV_PARENT_RUN_ID",
+    "ENV_ROOT_RUN_ID",
+    "ENV_RUN_ID",
+    "ENV_VERSION",
+    "RunId",
+    "show_value",
+]
 
 #: The environment variables that carry a run to a subprocess (see ``agent_run_id.environ``).
 ENV_RUN_ID = "AGENT_RUN_ID"
 ENV_PARENT_RUN_ID = "AGENT_PARENT_RUN_ID"
 ENV_ROOT_RUN_ID = "AGENT_ROOT_RUN_ID"
+#: The environment variable that makes ``RunId.generate()`` mint version-7 ids process-wide.
+ENV_VERSION = "AGENT_RUN_ID_VERSION"
 
 # The textual forms of a UUID that ``uuid.UUID`` documents: canonical 8-4-4-4-12, 32 hex digits,
 # either one in braces or after ``urn:uuid:``, in any case. ``uuid.UUID`` itself is laxer than its
@@ -83,6 +95,39 @@ def _new_value() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
+def _new_value_v7() -> str:
+    """Return a time-ordered version-7 UUID (RFC 9562) in canonical form.
+
+    48 bits of Unix time in milliseconds, then 74 random bits from ``os.urandom`` (the layout
+    without a counter): no state, so threads and forked children need no coordination. Ids of
+    one millisecond sort in random order among themselves.
+    """
+    t = f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
+    h = _urandom(10).hex()
+    return f"{t[:8]}-{t[8:]}-7{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_GENERATORS: dict[int, Callable[[], str]] = {4: _new_value, 7: _new_value_v7}
+
+
+def _default_generator(environ: Mapping[str, str]) -> Callable[[], str]:
+    """Return the generator ``$AGENT_RUN_ID_VERSION`` asks for (version 4 when unset)."""
+    text = environ.get(ENV_VERSION, "").strip()
+    if text in ("", "4", "7"):
+        return _GENERATORS[int(text or 4)]
+    # Raising here would make importing the library fail over a setting: warn and go on.
+    logging.getLogger("agent_run_id").warning(
+        "$%s is %s; it must be 4 or 7: making version-4 ids", ENV_VERSION, show_value(text)
+    )
+    return _new_value
+
+
+# Read once at import: generate() then costs nothing extra, and the version cannot change under
+# a running process. Set the variable before the process starts.
+_generate_default = _default_generator(os.environ)
+
+
 class RunId:
     """The id of one agent run: a UUID in canonical form, with its parent and root run.
 
@@ -127,13 +172,25 @@ class RunId:
         _init(self, canonical, parent_id, root_id)
 
     @classmethod
-    def generate(cls, parent: RunId | None = None) -> RunId:
-        """Return a new random run id (UUID version 4), a child of ``parent`` when given."""
+    def generate(cls, parent: RunId | None = None, *, version: int | None = None) -> RunId:
+        """Return a new run id, a child of ``parent`` when given.
+
+        The id is a random UUID version 4, or with ``version=7`` a time-ordered UUID version 7
+        whose first 48 bits are the current time in milliseconds (so ids sort by start time).
+        When ``version`` is omitted, ``$AGENT_RUN_ID_VERSION`` (``4`` or ``7``, read when the
+        library is imported) decides; it defaults to 4.
+        """
+        if version is None:
+            value = _generate_default()
+        elif version == 4 or version == 7:
+            value = _GENERATORS[version]()
+        else:
+            raise ValueError(f"version must be 4 or 7 (or None for the default), got {version!r}")
         run_id = object.__new__(cls)
         if parent is None:
-            _init(run_id, _new_value(), None, None)
+            _init(run_id, value, None, None)
         elif isinstance(parent, RunId):
-            _init(run_id, _new_value(), parent, parent.root)
+            _init(run_id, value, parent, parent.root)
         else:
             raise TypeError(
                 f"parent must be a RunId or None, got {type(parent).__name__}: "
@@ -186,6 +243,13 @@ class RunId:
     def root(self) -> RunId:
         """The first run of this run's tree: the run itself when it has no known ancestor."""
         return self if self._root is None else self._root
+
+    @property
+    def created_at(self) -> datetime | None:
+        """When a version-7 id was made (aware UTC, to the millisecond); None for other versions."""
+        if self._value[14] != "7":
+            return None
+        return _EPOCH + timedelta(milliseconds=int(self._value[:8] + self._value[9:13], 16))
 
     @property
     def uuid(self) -> uuid.UUID:

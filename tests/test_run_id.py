@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent_run_id import RunId
+from agent_run_id._run_id import show_value
 
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -267,3 +268,9 @@ def test_seed_snippet_runs_as_written() -> None:
     assert RunId.from_string(str(run_id)) == run_id
     assert repr(run_id).startswith("RunId('")
     assert sys.getsizeof(run_id) < 100  # slots: no per-instance dict
+
+
+def test_show_value_escapes_bytes_and_cuts_them_short() -> None:
+    assert show_value(b"\r\nX-Evil: 1") == "b'\\r\\nX-Evil: 1'"
+    assert show_value(b"a" * 100).endswith("... (100 characters)")
+    assert show_value(None) == "None"

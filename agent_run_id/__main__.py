@@ -1,0 +1,10 @@
+"""``python -m agent_run_id``: the ``agent-run-id`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from agent_run_id._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

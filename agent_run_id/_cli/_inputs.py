@@ -1,0 +1,65 @@
+"""Opening the logs to scan: files or standard input, gzip recognized by its magic bytes."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import sys
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, cast
+
+from ._errors import UsageError
+from ._lines import Stats, read_lines
+
+__all__ = ["check_files", "lines_of", "open_log"]
+
+_GZIP = b"\x1f\x8b"
+
+
+def check_files(names: list[str]) -> None:
+    """Raise UsageError for a file that is missing or cannot be read, before any output."""
+    for name in names:
+        if name == "-":
+            continue
+        if not os.path.exists(name):
+            raise UsageError(f"no such file: {name}")
+        if os.path.isdir(name):
+            raise UsageError(f"{name} is a folder: give log files")
+        if not os.access(name, os.R_OK):
+            raise UsageError(f"cannot read {name}: permission denied")
+
+
+@contextmanager
+def open_log(name: str) -> Iterator[IO[bytes]]:
+    """Open a log for reading bytes, through gzip when it starts with gzip's magic bytes."""
+    if name == "-":
+        raw = cast(io.BufferedReader, sys.stdin.buffer)
+        close = False
+    else:
+        raw = open(name, "rb")  # noqa: SIM115 - closed below
+        close = True
+    try:
+        if not hasattr(raw, "peek"):
+            raw = io.BufferedReader(raw)
+        if raw.peek(2)[:2] == _GZIP:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as unzipped:
+                yield cast(IO[bytes], unzipped)
+        else:
+            yield raw
+    finally:
+        if close:
+            raw.close()
+
+
+def lines_of(name: str, stats: Stats) -> Iterator[bytes]:
+    """Yield the lines of log ``name``; a file that cannot be read raises UsageError."""
+    shown = "(stdin)" if name == "-" else name
+    try:
+        with open_log(name) as stream:
+            yield from read_lines(stream, stats)
+    # A truncated or corrupt gzip file, or a file gone or unreadable since it was checked.
+    except (EOFError, OSError, zlib.error) as exc:
+        raise UsageError(f"cannot read {shown}: {exc}") from None

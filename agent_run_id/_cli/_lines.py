@@ -1,0 +1,162 @@
+"""Reading one log line: the run ids in it, its JSON fields, and its time."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import IO, Any
+
+__all__ = ["MAX_LINE", "UUID", "Line", "Stats", "parse", "read_lines", "time_of"]
+
+#: Lines longer than this many bytes are skipped: reading them whole would break constant memory.
+MAX_LINE = 1 << 20
+#: A run id as the library writes it: canonical, lowercase.
+UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_TIME = re.compile(
+    r"\[?(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?\s?(Z|[+-]\d\d:?\d\d)?",
+    re.IGNORECASE,
+)
+_TIME_KEYS = ("timestamp", "time", "ts", "@timestamp", "asctime", "created", "datetime")
+_ID_KEYS = ("run_id", "parent_run_id", "root_run_id")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass
+class Stats:
+    """What a scan saw: lines read and matched, and the malformed lines it skipped, by kind."""
+
+    lines: int = 0
+    bytes: int = 0
+    matched: int = 0
+    too_long: int = 0
+    not_utf8: int = 0
+    bad_json: int = 0
+
+    @property
+    def malformed(self) -> int:
+        """How many lines were skipped as malformed."""
+        return self.too_long + self.not_utf8 + self.bad_json
+
+
+@dataclass(frozen=True)
+class Line:
+    """A log line that mentions a run: its text, its JSON object if any, its run id fields."""
+
+    text: str
+    record: dict[str, Any] | None
+    run_id: str | None
+    parent_run_id: str | None
+    root_run_id: str | None
+
+
+def read_lines(stream: IO[bytes], stats: Stats) -> Iterator[bytes]:
+    """Yield the lines of ``stream``, skipping (and counting) those longer than MAX_LINE."""
+    readline = stream.readline
+    while True:
+        line = readline(MAX_LINE + 1)
+        if not line:
+            return
+        stats.lines += 1
+        stats.bytes += len(line)
+        if len(line) > MAX_LINE:
+            stats.too_long += 1
+            while line and not line.endswith(b"\n"):
+                line = readline(MAX_LINE)
+                stats.bytes += len(line)
+            continue
+        yield line
+
+
+def parse(raw: bytes, stats: Stats) -> Line | None:
+    """Return the line read as JSON or as text, or None (counted) when it is malformed."""
+    try:
+        text = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        stats.not_utf8 += 1
+        return None
+    if not text.lstrip().startswith("{"):
+        return Line(text, None, None, None, None)
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError):
+        stats.bad_json += 1
+        return None
+    if not isinstance(record, dict):  # pragma: no cover - a text starting with "{" is an object
+        return Line(text, None, None, None, None)
+    ids = _fields(record, _ID_KEYS)
+    return Line(text, record, *(_id(ids.get(key)) for key in _ID_KEYS))
+
+
+def time_of(line: Line) -> float | None:
+    """Return the line's time as Unix seconds, from a JSON field or a leading ISO 8601 stamp."""
+    if line.record is not None:
+        value = _fields(line.record, _TIME_KEYS)
+        for key in _TIME_KEYS:
+            found = _time_value(value.get(key))
+            if found is not None:
+                return found
+        return None
+    return _iso(line.text[:48])
+
+
+def _fields(record: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """Return ``keys`` found at the top level, else in nested objects (loguru puts them there).
+
+    The search is breadth first and bounded, so a hostile, deeply nested line costs little.
+    """
+    found: dict[str, Any] = {}
+    level: list[Mapping[str, Any]] = [record]
+    for _ in range(4):
+        nested: list[Mapping[str, Any]] = []
+        for obj in level:
+            for key, value in obj.items():
+                if key in keys and key not in found:
+                    found[key] = value
+                elif isinstance(value, dict) and len(nested) < 64:
+                    nested.append(value)
+        if found:
+            return found
+        level = nested
+    return found
+
+
+def _id(value: object) -> str | None:
+    if isinstance(value, str) and UUID.fullmatch(value.encode("ascii", "replace")):
+        return value
+    return None
+
+
+def _time_value(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        # Milliseconds since the epoch are common too: no log of ours is from the year 5138.
+        return float(value) / 1000 if value > 1e11 else float(value)
+    if isinstance(value, str):
+        return _iso(value)
+    if isinstance(value, dict):  # loguru: "time": {"repr": ..., "timestamp": ...}
+        return _time_value(value.get("timestamp"))
+    return None
+
+
+def _iso(text: str) -> float | None:
+    match = _TIME.match(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    try:
+        when = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    except ValueError:
+        return None
+    seconds = (when.replace(tzinfo=timezone.utc) - _EPOCH).total_seconds()
+    if fraction:
+        seconds += int(fraction) / 10 ** len(fraction)
+    if zone and zone.upper() != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        seconds -= sign * offset.total_seconds()
+    return seconds

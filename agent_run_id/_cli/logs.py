@@ -1,0 +1,172 @@
+"""``agent-run-id logs RUN [FILE ...]``: every log line of one run, across files, in time order."""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from operator import itemgetter
+from typing import IO, Any
+
+from agent_run_id.registry._base import parse_run
+
+from ._errors import UsageError
+from ._inputs import check_files, lines_of
+from ._lines import UUID, Line, Stats, parse, time_of
+from ._match import Matcher
+
+__all__ = ["add_parser", "run"]
+
+_CANDIDATES = 10
+# (time, file index, line number, file name, line, run id): sorts by time, then keeps file order.
+Found = tuple[float, int, int, str, Line, bytes, str]
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``logs`` command to the command's subparsers."""
+    parser = commands.add_parser(
+        "logs",
+        help="print every log line of a run",
+        description="Print every log line of a run from JSON-lines or text logs (gzip too), "
+        "merged in time order across files. Lines that mention no run are not examined; "
+        "malformed lines among the others are skipped and counted on standard error.",
+    )
+    parser.add_argument("run", help="the run id, or a unique prefix of at least 8 characters")
+    parser.add_argument("files", nargs="*", help="log files (standard input when none, or -)")
+    parser.add_argument("--tree", action="store_true", help="add the lines of its child runs")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line found")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, out: IO[bytes], err: IO[str]) -> int:
+    """Print the run's lines to ``out``; return 0, or 1 when no line was found."""
+    try:
+        key, is_prefix = parse_run(args.run)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    names: list[str] = args.files or ["-"]
+    check_files(names)
+    if is_prefix and "-" not in names:
+        key, is_prefix = _resolve(names, key), False
+    matcher = Matcher(key, prefix=is_prefix, tree=args.tree)
+    stats = Stats()
+    progress = _Progress(err) if err.isatty() else None
+    streams = [_scan(i, name, matcher, stats, progress) for i, name in enumerate(names)]
+    found: Iterator[Found] = heapq.merge(*streams, key=itemgetter(0))
+    show_name = len(names) > 1
+    for when, _, number, name, line, raw, run_id in found:
+        stats.matched += 1
+        if args.json:
+            out.write(_json(name, number, when, run_id, line))
+        else:
+            out.write(f"{name}:".encode() + raw if show_name else raw)
+            if not raw.endswith(b"\n"):
+                out.write(b"\n")
+    out.flush()
+    if progress is not None:
+        progress.clear()
+    if matcher.others:
+        ids = ", ".join(sorted([matcher.key or "", *matcher.others])[:_CANDIDATES])
+        raise UsageError(f"run id prefix {key!r} matches several runs: {ids}; give more")
+    if matcher.key is None:
+        raise UsageError(f"no run id in the logs starts with {key!r}")
+    err.write(_summary(matcher.key, stats, len(names)))
+    return 0 if stats.matched else 1
+
+
+def _resolve(names: list[str], prefix: str) -> str:
+    """Return the one run id starting with ``prefix`` in the files (a first, cheap pass)."""
+    needle = prefix.encode("ascii")
+    ids: set[str] = set()
+    stats = Stats()
+    for name in names:
+        for raw in lines_of(name, stats):
+            if needle in raw:
+                ids.update(f.decode() for f in UUID.findall(raw) if f.startswith(needle))
+                if len(ids) > _CANDIDATES:
+                    break
+    if not ids:
+        raise UsageError(f"no run id in the logs starts with {prefix!r}")
+    if len(ids) > 1:
+        shown = ", ".join(sorted(ids)[:_CANDIDATES])
+        raise UsageError(f"run id prefix {prefix!r} matches several runs: {shown}; give more")
+    return ids.pop()
+
+
+def _scan(
+    index: int, name: str, matcher: Matcher, stats: Stats, progress: _Progress | None
+) -> Iterator[Found]:
+    last = float("-inf")  # a line without a time keeps its place after the line before it
+    shown = "(stdin)" if name == "-" else name
+    for number, raw in enumerate(lines_of(name, stats), 1):
+        if progress is not None and not number & 0x3FFF:
+            progress.show(stats)
+        if not matcher.candidate(raw):
+            continue
+        line = parse(raw, stats)
+        if line is None:
+            continue
+        run_id = matcher.match(line, raw)
+        if run_id is None:
+            continue
+        when = time_of(line)
+        if when is not None:
+            last = when
+        yield last, index, number, shown, line, raw, run_id
+
+
+def _json(name: str, number: int, when: float, run_id: str, line: Line) -> bytes:
+    data = {
+        "file": name,
+        "line": number,
+        "time": None if when == float("-inf") else _iso(when),
+        "run_id": run_id,
+        "record": line.record,
+        "text": line.text if line.record is None else None,
+    }
+    return json.dumps(data, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
+
+
+def _summary(run_id: str, stats: Stats, files: int) -> str:
+    text = f"agent-run-id: {stats.matched} lines of run {run_id} in {stats.lines} lines read"
+    if files > 1:
+        text += f" from {files} files"
+    if stats.malformed:
+        kinds = [
+            f"{count} {what}"
+            for count, what in (
+                (stats.not_utf8, "not UTF-8"),
+                (stats.bad_json, "invalid JSON"),
+                (stats.too_long, "longer than 1 MiB"),
+            )
+            if count
+        ]
+        text += f"; {stats.malformed} malformed lines skipped ({', '.join(kinds)})"
+    return text + "\n"
+
+
+class _Progress:
+    """A progress line on a terminal's standard error, at most a few times a second."""
+
+    def __init__(self, err: IO[str]) -> None:
+        self._err = err
+        self._next = time.monotonic() + 0.5
+
+    def show(self, stats: Stats) -> None:
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + 0.25
+            megabytes = stats.bytes / 1e6
+            self._err.write(f"\r{stats.lines:,} lines ({megabytes:,.0f} MB) scanned")
+            self._err.flush()
+
+    def clear(self) -> None:
+        self._err.write("\r\033[K")
+        self._err.flush()

@@ -1,0 +1,161 @@
+"""``agent-run-id runs list|show|tree``: the run registry, read from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sqlite3
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from typing import IO, Any
+
+from agent_run_id.registry import STATUSES, AmbiguousRunError, RunRecord, SQLiteRunRegistry
+
+from ._errors import UsageError
+
+__all__ = ["add_parser"]
+
+ENV_DB = "AGENT_RUN_ID_DB"
+_AGO = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``runs`` command and its ``list``, ``show`` and ``tree`` subcommands."""
+    runs = commands.add_parser("runs", help="read the run registry")
+    actions = runs.add_subparsers(dest="action", required=True, metavar="{list,show,tree}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--db", help=f"the registry database (default: ${ENV_DB})")
+    common.add_argument("--json", action="store_true", help="one JSON object per run")
+    listing = actions.add_parser("list", parents=[common], help="the latest runs, newest first")
+    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument("--user", help="only this user's runs")
+    listing.add_argument("--since", help="started since: ISO 8601 (UTC if no zone) or 30m, 2h, 7d")
+    listing.add_argument("--stale", action="store_true", help="running runs whose process died")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.set_defaults(handler=_list)
+    show = actions.add_parser("show", parents=[common], help="a run's whole record")
+    show.add_argument("run", help="the run id, or a unique prefix of at least 8 characters")
+    show.set_defaults(handler=_show)
+    tree = actions.add_parser("tree", parents=[common], help="a run and its descendants")
+    tree.add_argument("run", help="the run id, or a unique prefix of at least 8 characters")
+    tree.set_defaults(handler=_tree)
+
+
+def _open(args: argparse.Namespace) -> SQLiteRunRegistry:
+    path = args.db or os.environ.get(ENV_DB)
+    if not path:
+        raise UsageError(f"no registry database: give --db PATH or set ${ENV_DB}")
+    if not os.path.isfile(path):
+        raise UsageError(f"no registry database at {path}")
+    return SQLiteRunRegistry(path)
+
+
+def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
+    registry = _open(args)
+    try:
+        if query == "list":
+            if args.limit < 1:
+                raise UsageError(f"--limit must be at least 1, got {args.limit}")
+            return registry.find(
+                status=args.status,
+                user_id=args.user,
+                since=None if args.since is None else _since(args.since),
+                stale=args.stale,
+                limit=args.limit,
+            )
+        return registry.tree(args.run) if query == "tree" else [registry.get(args.run)]
+    except AmbiguousRunError as exc:
+        raise UsageError(str(exc)) from None
+    except KeyError as exc:
+        raise UsageError(f"unknown run {args.run!r} in {registry.path}") from exc
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot read {registry.path}: {exc}") from None
+    finally:
+        registry.close()
+
+
+def _since(text: str) -> datetime:
+    ago = _AGO.fullmatch(text.strip())
+    if ago:
+        amount, unit = ago.groups()
+        return datetime.now(timezone.utc) - timedelta(**{_UNITS[unit]: int(amount)})
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r} is not a time: give 2025-06-01, 2025-06-01T12:00 or 30m, 2h, 7d"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+
+
+def _emit_json(records: Iterable[RunRecord], out: IO[str]) -> None:
+    for record in records:
+        out.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+
+
+def _list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    records = _read(args, "list")
+    if args.json:
+        _emit_json(records, out)
+        return 0
+    out.write(
+        f"{'RUN':<36}  {'STATUS':<7}  {'STARTED (UTC)':<19}  {'DURATION':>9}  {'USER':<12}  TASK\n"
+    )
+    for r in records:
+        out.write(
+            f"{r.run_id:<36}  {r.status:<7}  {_when(r.started_at)}  {_took(r.duration):>9}  "
+            f"{_cut(r.user_id, 12):<12}  {_cut(r.task)}\n"
+        )
+    err.write(f"{len(records)} runs\n")
+    return 0
+
+
+def _show(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    (record,) = _read(args, "show")
+    if args.json:
+        _emit_json([record], out)
+        return 0
+    for name, value in record.to_json().items():
+        if name == "metadata":
+            value = json.dumps(value, ensure_ascii=False)
+        out.write(f"{name + ':':<11} {'-' if value is None else value}\n")
+    return 0
+
+
+def _tree(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    records = _read(args, "tree")
+    if args.json:
+        _emit_json(records, out)
+        return 0
+    depth = {records[0].parent_id: -1}
+    for r in records:
+        depth[r.run_id] = depth.get(r.parent_id, -1) + 1
+        user = f"  user={r.user_id}" if r.user_id else ""
+        error = f"  {r.error}" if r.error else ""
+        out.write(
+            f"{'  ' * depth[r.run_id]}{r.run_id}  {r.status}  {_took(r.duration)}"
+            f"  {_cut(r.task)}{user}{error}\n"
+        )
+    return 0
+
+
+def _when(when: datetime) -> str:
+    return when.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _took(duration: float | None) -> str:
+    if duration is None:
+        return "-"
+    return f"{duration * 1000:.1f}ms" if duration < 1 else f"{duration:.2f}s"
+
+
+def _cut(text: str | None, width: int = 48) -> str:
+    if not text:
+        return "-"
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,180 @@
+"""The inbound policy: which run a request starts, given the run id headers it came with.
+
+The ASGI and the WSGI middleware both read their options and decide each request's run here;
+the header names and the rule for a valid id come from ``_propagation``. Only the reading of
+headers from a scope or an environ, and the writing of the answer, differ between them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from typing import Any, Literal, cast
+
+from . import _propagation
+from ._propagation import HEADER, parse_wire_id, run_from_fallbacks, run_from_wire
+from ._run_id import RunId, show_value
+
+__all__ = ["InboundPolicy", "Incoming", "IncomingOption"]
+
+#: How a request's incoming run id is used.
+Incoming = Literal["continue", "child", "ignore"]
+#: A fixed mode, or a function of the ASGI scope or WSGI environ that picks one per request.
+IncomingOption = Incoming | Callable[[Any], str]
+
+_MODES = ("continue", "child", "ignore")
+_ON_INVALID = ("replace", "reject")
+# RFC 9110 token characters: what a header field name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+_log = logging.getLogger("agent_run_id.inbound")
+
+
+def _one(raw: bytes | str | None) -> bytes | str | None:
+    """Return the single value of a header that may have come repeated (joined with commas).
+
+    Repeated headers count only when every one of them holds the same valid id; otherwise the
+    result is None, which no caller takes for a run id.
+    """
+    if raw is None:
+        return None
+    if isinstance(raw, bytes):
+        if b"," not in raw:
+            return raw
+        values = {parse_wire_id(part.strip(b" \t")) for part in raw.split(b",")}
+    else:
+        if "," not in raw:
+            return raw
+        values = {parse_wire_id(part.strip(" \t")) for part in raw.split(",")}
+    return values.pop() if len(values) == 1 else None
+
+
+class InboundPolicy:
+    """The checked options of one middleware, and the run they give each request.
+
+    Raises TypeError or ValueError naming the option for a bad one; ``owner`` (the middleware's
+    dotted name) makes the message point at the right class. ``header_getter(request)`` returns
+    a function that reads a request header by its lower-case name, for the incoming fallbacks.
+    """
+
+    __slots__ = (
+        "choose",
+        "header_getter",
+        "header_name",
+        "mode",
+        "reject",
+        "reject_body",
+        "response_header",
+    )
+
+    def __init__(
+        self,
+        *,
+        header_name: object,
+        incoming: object,
+        on_invalid: object,
+        response_header: object,
+        owner: str,
+        header_getter: Callable[[Any], Callable[[str], str | None]],
+    ) -> None:
+        if not isinstance(header_name, str) or not _TOKEN.fullmatch(header_name):
+            raise ValueError(
+                f"{owner}: header_name {show_value(header_name)} is not an HTTP header name: "
+                f"pass letters, digits and hyphens, such as {HEADER!r}"
+            )
+        self.mode: str | None = None
+        self.choose: Callable[[Any], str] | None = None
+        if isinstance(incoming, str):
+            if incoming not in _MODES:
+                raise ValueError(
+                    f"{owner}: incoming={show_value(incoming)} is not a mode: pass 'continue' "
+                    "(take the caller's run), 'child' (start a child of it), 'ignore' (always "
+                    "start a new run) or a function of the request returning one of them"
+                )
+            self.mode = incoming
+        elif callable(incoming):
+            self.choose = cast(Callable[[Any], str], incoming)
+        else:
+            raise TypeError(
+                f"{owner}: incoming must be 'continue', 'child', 'ignore' or a callable, "
+                f"got {type(incoming).__name__}: {show_value(incoming)}"
+            )
+        if not isinstance(on_invalid, str) or on_invalid not in _ON_INVALID:
+            raise ValueError(
+                f"{owner}: on_invalid={show_value(on_invalid)} is not an option: pass 'replace' "
+                "(start a new run) or 'reject' (answer 400)"
+            )
+        if not isinstance(response_header, bool):
+            raise TypeError(
+                f"{owner}: response_header must be True or False, got {show_value(response_header)}"
+            )
+        self.header_name = header_name
+        self.header_getter = header_getter
+        self.reject = on_invalid == "reject"
+        self.response_header = response_header
+        self.reject_body = json.dumps(
+            {"detail": f"invalid {header_name} header: send a UUID or leave the header out"}
+        ).encode("ascii")
+
+    def run_for(
+        self,
+        request: object,
+        raw: bytes | str | None,
+        parent: bytes | str | None = None,
+        root: bytes | str | None = None,
+    ) -> RunId | None:
+        """Return the run a request starts, or None when it must be answered with a 400.
+
+        ``raw``, ``parent`` and ``root`` are the request's run id, parent and root headers as they
+        came (None when absent, repeated headers joined with commas); ``request`` is the scope or
+        environ, for a callable ``incoming`` and for the incoming fallbacks (asked only when the
+        header is absent or invalid). A new run is always a root run: never a child of a run that
+        happens to be current where the server calls the middleware.
+        """
+        mode = self.mode
+        if mode is None:
+            mode = self._choose(request)
+        if mode == "ignore":
+            return RunId.generate()
+        if raw is not None:
+            if parent is None and root is None:
+                run = run_from_wire(raw)
+                if run is None:  # only a rare repeated header is worth a second look
+                    run = run_from_wire(_one(raw))
+            else:
+                run = run_from_wire(_one(raw), _one(parent), _one(root))
+            if run is not None:
+                return run if mode == "continue" else run.child()
+            if self.reject:
+                # Debug, not warning: any client can send bad values, and must not flood the logs.
+                _log.debug(
+                    "rejected a request: invalid %s header %s", self.header_name, show_value(raw)
+                )
+                return None
+        # The fallbacks (OpenTelemetry baggage) are asked only when the header gave no run.
+        found = None
+        if _propagation._fallbacks:
+            found = run_from_fallbacks(self.header_getter(request))
+        if found is None:
+            run = RunId.generate()
+        elif mode == "child":
+            run = found.child()
+        else:
+            run = found
+        if raw is not None:
+            _log.debug(
+                "invalid %s header %s replaced by run %s", self.header_name, show_value(raw), run
+            )
+        return run
+
+    def _choose(self, request: object) -> str:
+        choose = cast(Callable[[Any], str], self.choose)
+        mode = choose(request)
+        if mode not in _MODES:
+            raise ValueError(
+                f"incoming={choose!r} returned {show_value(mode)}: return 'continue', 'child' "
+                "or 'ignore'"
+            )
+        return mode

@@ -1,0 +1,174 @@
+"""ASGI middleware: every HTTP request and WebSocket session runs as its own run.
+
+Works with any ASGI framework (Starlette, FastAPI, Quart, Django's ASGI handler) and imports
+none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ._context import RunContext, check_registry
+from ._inbound import InboundPolicy, IncomingOption
+from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER
+from ._run_id import RunId
+from ._types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["RunIdMiddleware"]
+
+_RUN_SCOPES = frozenset({"http", "websocket"})
+# The messages that carry the response headers: of a response, of an accepted WebSocket
+# handshake, and of a handshake denied with a response (the ASGI "websocket.http.response" ext).
+_STARTS = frozenset({"http.response.start", "websocket.accept", "websocket.http.response.start"})
+_PARENT_KEY = PARENT_HEADER.lower().encode("ascii")
+_ROOT_KEY = ROOT_HEADER.lower().encode("ascii")
+
+
+def _header_getter(scope: Scope) -> Callable[[str], str | None]:
+    """Return a reader of the scope's request headers by lower-case name, repeats joined."""
+
+    def get_header(name: str) -> str | None:
+        key = name.lower().encode("latin-1")
+        values = [
+            value.decode("latin-1") for item, value in scope.get("headers", ()) if item == key
+        ]
+        return ",".join(values) if values else None
+
+    return get_header
+
+
+class RunIdMiddleware:
+    """Run every HTTP request and WebSocket session as its own run, named in its headers.
+
+    Reads the run id header of the request, or mints a new id, and makes the run current (with
+    ``RunContext``, so run observers see it) for everything the request does: the handler, sync
+    handlers in the thread pool, streaming bodies, background tasks, the whole WebSocket session.
+    The app sees it as ``current_run_id()``, as ``scope["state"]["run_id"]`` (Starlette's
+    ``request.state.run_id``), and in the request's run id header, rewritten to the id used. The
+    response carries the id in exactly one header. Lifespan and other scopes pass untouched.
+
+    Args:
+        app: the ASGI app to wrap.
+        header_name: the header that carries the run id, both ways.
+        incoming: what to do with a valid incoming id: ``"continue"`` that run (with the lineage
+            in ``X-Parent-Run-Id``/``X-Root-Run-Id``), start a ``"child"`` of it, or
+            ``"ignore"`` it and start a new root run; or a function of the scope returning one.
+        on_invalid: ``"replace"`` an invalid incoming id with a new run (noted in one debug log
+            line), or ``"reject"`` the request with a 400 JSON answer (a WebSocket is closed
+            with code 1008 before the handshake).
+        registry: record each request's run in this registry (an
+            ``agent_run_id.registry.RunRegistry``); by default runs go to the process-wide
+            default registry, if one is set (``agent_run_id.registry.set_default``).
+        response_header: send the run id back in the response (and the WebSocket handshake).
+
+    Example::
+
+        app.add_middleware(RunIdMiddleware)  # Starlette, FastAPI
+        app = RunIdMiddleware(app)  # outermost: also the 500 of an unhandled error has the id
+
+    Security: the incoming id is client input. A client can pick its run id, and so land in
+    another run's logs. On a public edge whose clients are not trusted, use
+    ``incoming="ignore"``, or a function that trusts only known networks or routes.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        header_name: str = HEADER,
+        incoming: IncomingOption = "continue",
+        on_invalid: str = "replace",
+        response_header: bool = True,
+        registry: Any = None,
+    ) -> None:
+        check_registry(registry)
+        self.app = app
+        self.registry = registry
+        self.policy = InboundPolicy(
+            header_name=header_name,
+            incoming=incoming,
+            on_invalid=on_invalid,
+            response_header=response_header,
+            owner="agent_run_id.asgi.RunIdMiddleware",
+            header_getter=_header_getter,
+        )
+        self._key = header_name.lower().encode("ascii")
+        self._reject_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.policy.reject_body)).encode("ascii")),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run one request (or pass a lifespan or other scope straight through)."""
+        if scope["type"] not in _RUN_SCOPES:
+            await self.app(scope, receive, send)
+            return
+        key = self._key
+        raw = parent = root = None
+        headers = scope.get("headers", ())
+        # Repeated headers are joined with commas, as HTTP reads them; the policy sorts them out.
+        for name, field in headers:
+            if name == key:
+                raw = field if raw is None else raw + b"," + field
+            elif name == _PARENT_KEY:
+                parent = field if parent is None else parent + b"," + field
+            elif name == _ROOT_KEY:
+                root = field if root is None else root + b"," + field
+        run = self.policy.run_for(scope, raw, parent, root)
+        if run is None:
+            await self._reject(scope, send)
+            return
+        value = run.value.encode("ascii")
+        if raw is None and parent is None and root is None and run.root is run:
+            scope["headers"] = [*headers, (key, value)]
+        elif raw != value or parent is not None or root is not None or run.root is not run:
+            # Rewritten unless they already say exactly this run (a root run, canonical form).
+            scope["headers"] = self._request_headers(headers, run, value)
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = {"run_id": run}
+        else:
+            state["run_id"] = run
+
+        if self.policy.response_header:
+            size = len(key)
+
+            async def send_with_run(message: Message) -> None:
+                if message["type"] in _STARTS:
+                    message["headers"] = [
+                        pair
+                        for pair in message.get("headers", ())
+                        if len(pair[0]) != size or pair[0].lower() != key
+                    ]
+                    message["headers"].append((key, value))
+                await send(message)
+
+            with RunContext(run_id=run, registry=self.registry):
+                await self.app(scope, receive, send_with_run)
+        else:
+            with RunContext(run_id=run, registry=self.registry):
+                await self.app(scope, receive, send)
+
+    def _request_headers(
+        self, headers: list[tuple[bytes, bytes]], run: RunId, value: bytes
+    ) -> list[tuple[bytes, bytes]]:
+        """Return the request headers with the run's own in place of those that came."""
+        key = self._key
+        kept = [pair for pair in headers if pair[0] not in (key, _PARENT_KEY, _ROOT_KEY)]
+        kept.append((key, value))
+        if run.parent is not None:
+            kept.append((_PARENT_KEY, run.parent.value.encode("ascii")))
+        if run.root is not run:
+            kept.append((_ROOT_KEY, run.root.value.encode("ascii")))
+        return kept
+
+    async def _reject(self, scope: Scope, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = self.policy.reject_body
+        # A fresh list: an outer middleware may add to the headers of the message in place.
+        headers = list(self._reject_headers)
+        await send({"type": "http.response.start", "status": 400, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,100 @@
+"""Send the current run with every request an ``httpx`` client makes.
+
+Example::
+
+    client = httpx.Client(transport=RunIdTransport(hosts=("api.openai.com",)))
+    OpenAI(http_client=client)  # every LLM request carries X-Run-Id
+
+Security: the run id (and its parent and root) goes to every host the client talks to unless
+``hosts=`` names the ones that may get it. Ids are not secrets, but they tie requests together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import ModuleType
+from typing import ClassVar, TypeVar
+
+try:
+    import httpx
+except ImportError as exc:
+    from ._optional import missing_extra
+
+    raise missing_extra("httpx", "httpx", "httpx") from exc
+
+from ._httpx_common import AsyncTransportBase, TransportBase, instrument_client
+
+__all__ = ["AsyncRunIdTransport", "RunIdTransport", "instrument"]
+
+ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
+
+
+class RunIdTransport(TransportBase, httpx.BaseTransport):
+    """Wrap an httpx transport so each request carries the run current when it is sent.
+
+    Adds ``X-Run-Id`` (and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child run) to each
+    request made inside a run; outside any run, and when the request already has ``X-Run-Id``
+    (the caller's), nothing is added. On a redirect the headers it added are taken off again
+    when the new host is not allowed. ``close()`` and the context manager reach the wrapped
+    transport. A client's ``proxy=`` and ``mounts=`` get transports of their own, which this
+    one does not wrap (and given ``transport=``, httpx ignores proxies from the environment):
+    wrap the proxied transport, ``RunIdTransport(httpx.HTTPTransport(proxy=...))``, or use
+    :func:`instrument`.
+
+    Args:
+        transport: the transport to send through; a new ``httpx.HTTPTransport()`` by default
+            (give your own to set retries, limits, TLS or a proxy).
+        hosts: host names and ``*.suffix`` patterns that may get the run; None (the default)
+            sends it to every host.
+
+    Example::
+
+        client = httpx.Client(transport=RunIdTransport(httpx.HTTPTransport(retries=2)))
+        client.get("https://tools.example.com/search")  # X-Run-Id: <current run>
+
+    Security: without ``hosts=``, every host the client reaches (redirect targets included)
+    learns the run id and its lineage.
+    """
+
+    _module: ClassVar[ModuleType] = httpx
+
+
+class AsyncRunIdTransport(AsyncTransportBase, httpx.AsyncBaseTransport):
+    """Wrap an async httpx transport so each request carries the run current when it is sent.
+
+    The async twin of :class:`RunIdTransport`, for ``httpx.AsyncClient``; ``aclose()`` and
+    ``async with`` reach the wrapped transport. One client may serve many concurrent runs: each
+    request carries the run of the task that sends it.
+
+    Args:
+        transport: the transport to send through; a new ``httpx.AsyncHTTPTransport()`` by
+            default.
+        hosts: host names and ``*.suffix`` patterns that may get the run; None sends it to
+            every host.
+
+    Example::
+
+        client = httpx.AsyncClient(transport=AsyncRunIdTransport(hosts=("*.example.com",)))
+        await client.get("https://api.example.com/v1/items")
+
+    Security: without ``hosts=``, every host the client reaches learns the run id and lineage.
+    """
+
+    _module: ClassVar[ModuleType] = httpx
+
+
+def instrument(client: ClientT, *, hosts: Iterable[str] | None = None) -> ClientT:
+    """Make an existing ``httpx.Client`` or ``AsyncClient`` send the current run; return it.
+
+    For a client made elsewhere, whose transport you cannot pass. Adds a request event hook (the
+    last one), so every transport of the client is covered, mounts and proxies included.
+    Calling it again with the same ``hosts`` does nothing; with other hosts it raises
+    ValueError. Replacing ``client.event_hooks`` afterwards removes the hook.
+
+    Example::
+
+        client = instrument(vendor_sdk.http_client, hosts=("api.vendor.com",))
+
+    Security: without ``hosts=``, every host the client reaches learns the run id and lineage.
+    """
+    return instrument_client(httpx, client, hosts)

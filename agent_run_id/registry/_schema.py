@@ -1,0 +1,86 @@
+"""The SQLite registry's schema, its migrations, and how a connection is opened."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+__all__ = ["COLUMNS", "SCHEMA_VERSION", "SchemaError", "connect"]
+
+COLUMNS = (
+    "run_id, parent_id, root_id, status, started_at, ended_at, duration, "
+    "user_id, task, error, host, pid, metadata"
+)
+
+# MIGRATIONS[n] takes a database from schema version n to n + 1 (PRAGMA user_version; a new
+# file is version 0). Add a step at the end for each change; never edit a released step.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY,
+            parent_id TEXT,
+            root_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at INTEGER NOT NULL,
+            ended_at INTEGER,
+            duration REAL,
+            user_id TEXT,
+            task TEXT,
+            error TEXT,
+            host TEXT,
+            pid INTEGER,
+            metadata TEXT NOT NULL DEFAULT '{}'
+        ) WITHOUT ROWID""",
+        "CREATE INDEX runs_started_at ON runs (started_at)",
+        "CREATE INDEX runs_parent_id ON runs (parent_id)",
+        "CREATE INDEX runs_root_id ON runs (root_id)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaError(sqlite3.DatabaseError):
+    """The database was written by a newer agent-run-id, with a schema this one does not know."""
+
+
+def connect(path: Path, timeout: float) -> sqlite3.Connection:
+    """Open ``path`` (creating it and its folder), in WAL mode, migrated to the current schema."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: transactions are begun and ended here, explicitly.
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    try:
+        # WAL lets readers go on while one process writes; NORMAL sync is durable against a
+        # crash of the process (not of the machine) and spares an fsync per transaction.
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        _migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _version(conn: sqlite3.Connection) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"the run registry database has schema version {version}, newer than this "
+            f"agent-run-id knows ({SCHEMA_VERSION}): upgrade agent-run-id"
+        )
+    return version
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    if _version(conn) == SCHEMA_VERSION:
+        return
+    # IMMEDIATE takes the write lock first, so two processes opening a new file migrate it once.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for step in MIGRATIONS[_version(conn) :]:
+            for statement in step:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

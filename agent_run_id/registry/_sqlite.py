@@ -1,0 +1,337 @@
+"""SQLiteRunRegistry: the embedded run registry, one SQLite file, standard library only."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import socket
+import sqlite3
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent_run_id._run_id import RunId, show_value
+
+from ._base import AmbiguousRunError, RunRegistry, check_find, parse_run, preorder
+from ._record import RunRecord, Status, from_micros, to_micros
+from ._schema import COLUMNS, connect
+from ._writer import FINISH, START, Writer
+
+__all__ = ["SQLiteRunRegistry"]
+
+_HOST = socket.gethostname()
+_CANDIDATES = 10
+_MAX_TEXT = 4096
+
+
+class SQLiteRunRegistry(RunRegistry):
+    """Record runs in one SQLite file, from many threads and several processes at once.
+
+    ``start`` and ``finish`` cost the agent a queue put: a writer thread per process writes
+    them in batches, one transaction each. Reads (``get``, ``find``, ``children``, ``tree``)
+    first wait for the writes queued before them, so a thread reads what it wrote. Each thread
+    reads on its own connection. The file is in WAL mode with a busy timeout, so processes
+    sharing it wait for each other instead of failing.
+
+    A database that cannot be written (locked beyond the timeout, read-only, disk full, deleted)
+    never breaks a run: one warning is logged, and the failed writes are kept (up to
+    ``max_pending``) and retried with the next ones. The file and its folder are created on the
+    first write. Runs of a process that died stay ``"running"``; ``find(stale=True)`` lists them.
+
+    Args:
+        path: the database file.
+        timeout: seconds to wait for another process's lock before a write fails.
+        max_pending: how many failed writes to keep for retrying; the oldest go beyond it.
+
+    Example::
+
+        registry = SQLiteRunRegistry("runs.db")
+        with RunContext(registry=registry, user_id="u-42", task="summarize the report"):
+            ...
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 5.0,
+        max_pending: int = 100_000,
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
+        if str(path) in ("", ":memory:"):
+            raise ValueError(
+                f"path must name a file, got {str(path)!r}: threads and processes share the "
+                "registry through the file (use a temporary file in tests)"
+            )
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 0:
+            raise ValueError(f"max_pending must be an int >= 0, got {max_pending!r}")
+        super().__init__()
+        self.path = Path(path)
+        self.timeout = float(timeout)
+        self._writer = Writer(self.path, self._connect, max_pending)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        # What each open run started with, so its end can rewrite the whole row when the start
+        # never reached the file.
+        self._open: dict[str, tuple[Any, ...]] = {}
+        _registries.add(self)
+
+    def __repr__(self) -> str:
+        return f"SQLiteRunRegistry({str(self.path)!r})"
+
+    def _connect(self) -> sqlite3.Connection:
+        return connect(self.path, self.timeout)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def start(
+        self,
+        run_id: RunId,
+        *,
+        user_id: str | None = None,
+        task: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record that ``run_id`` started now, in this process (queued).
+
+        Raises TypeError for arguments of the wrong type, at once: a row that the database
+        refuses would otherwise be retried forever.
+        """
+        _check(run_id, user_id, task)
+        parent = run_id.parent
+        row = (
+            run_id.value,
+            None if parent is None else parent.value,
+            run_id.root.value,
+            "running",
+            time.time_ns() // 1000,
+            None,
+            None,
+            user_id,
+            task,
+            None,
+            _HOST,
+            os.getpid(),
+            _dump(metadata),
+        )
+        self._open[run_id.value] = row
+        self._writer.put((START, row))
+
+    def finish(self, run_id: RunId, *, error: BaseException | None = None) -> None:
+        """Record that ``run_id`` ended now, with ``error`` if one escaped (queued)."""
+        _check(run_id, None, None)
+        ended = time.time_ns() // 1000
+        row = self._open.pop(run_id.value, None)
+        if row is None:
+            parent = run_id.parent
+            row = (run_id.value, None if parent is None else parent.value, run_id.root.value)
+            row = (*row, "running", ended, None, None, None, None, None, _HOST, os.getpid(), "{}")
+        status = "ok" if error is None else "error"
+        duration = max(0.0, (ended - row[4]) / 1e6)
+        end = (status, row[4], ended, duration, *row[7:9], _error(error))
+        self._writer.put((FINISH, (*row[:3], *end, *row[10:])))
+
+    def flush(self) -> None:
+        """Wait until every write queued before this call is in the file (or has failed)."""
+        self._writer.flush()
+
+    def close(self) -> None:
+        """Write what is queued, stop the writer thread and close every connection."""
+        self._writer.stop()
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+        self._local = threading.local()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, run: RunId | str) -> RunRecord:
+        """Return the run given by a RunId, its full id, or a unique prefix of 8+ characters.
+
+        Raises KeyError for an unknown run, AmbiguousRunError (a LookupError) listing the
+        candidates when a prefix matches several runs.
+        """
+        key, is_prefix = parse_run(run)
+        if not is_prefix:
+            rows = self._query(f"SELECT {COLUMNS} FROM runs WHERE run_id = ?", (key,))
+        else:
+            rows = self._query(
+                f"SELECT {COLUMNS} FROM runs WHERE run_id >= ? AND run_id < ? "
+                f"ORDER BY run_id LIMIT {_CANDIDATES + 1}",
+                (key, key + "g"),  # every id character sorts below "g"
+            )
+        if not rows:
+            raise KeyError(f"no run {key!r} in the registry {str(self.path)!r}")
+        if len(rows) > 1:
+            raise AmbiguousRunError(key, [row[0] for row in rows[:_CANDIDATES]])
+        return _record(rows[0])
+
+    def find(
+        self,
+        *,
+        status: Status | None = None,
+        user_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        stale: bool = False,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Return up to ``limit`` runs, newest first, that match every filter given.
+
+        ``since`` (inclusive) and ``until`` (exclusive) bound the start time, as aware
+        datetimes. ``stale=True`` keeps only runs still ``"running"`` that were started on this
+        host by a process that no longer exists (checked with ``os.kill(pid, 0)``; never on
+        Windows, where that call would end the process).
+        """
+        check_find(status, limit, since, until)
+        where: list[str] = []
+        params: list[Any] = []
+        for clause, value in (
+            ("status = ?", "running" if stale else status),
+            ("user_id = ?", user_id),
+            ("started_at >= ?", None if since is None else to_micros(since)),
+            ("started_at < ?", None if until is None else to_micros(until)),
+            ("host = ?", _HOST if stale else None),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        sql = f"SELECT {COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at DESC, run_id DESC"
+        if not stale:
+            return [_record(row) for row in self._query(f"{sql} LIMIT {limit}", params)]
+        found: list[RunRecord] = []
+        for row in self._query(sql, params):
+            if not _alive(row[11]):
+                found.append(_record(row))
+                if len(found) == limit:
+                    break
+        return found
+
+    def children(self, run: RunId | str) -> list[RunRecord]:
+        """Return the runs whose parent is ``run``, in start order."""
+        key = self._resolve(run)
+        sql = f"SELECT {COLUMNS} FROM runs WHERE parent_id = ? ORDER BY started_at, run_id"
+        return [_record(row) for row in self._query(sql, (key,))]
+
+    def tree(self, run: RunId | str) -> list[RunRecord]:
+        """Return ``run`` and all its descendants, depth first, children in start order.
+
+        Raises KeyError when ``run`` itself is not in the registry.
+        """
+        top = self.get(run).run_id
+        sql = (
+            "WITH RECURSIVE tree (id) AS (SELECT ? UNION "
+            "SELECT runs.run_id FROM runs JOIN tree ON runs.parent_id = tree.id) "
+            f"SELECT {COLUMNS} FROM runs WHERE run_id IN tree"
+        )
+        return preorder((_record(row) for row in self._query(sql, (top,))), top)
+
+    def _resolve(self, run: RunId | str) -> str:
+        key, is_prefix = parse_run(run)
+        return self.get(key).run_id if is_prefix else key
+
+    def _query(self, sql: str, params: Any) -> list[Any]:
+        self._writer.flush()
+        conn = self._reader()
+        return conn.execute(sql, params).fetchall()
+
+    def _reader(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            local.conn = self._connect()
+            local.pid = os.getpid()
+            with self._readers_lock:
+                self._readers.append(local.conn)
+        conn: sqlite3.Connection = local.conn
+        return conn
+
+
+def _check(run_id: object, user_id: object, task: object) -> None:
+    if not isinstance(run_id, RunId):
+        raise TypeError(f"run_id must be a RunId, got {type(run_id).__name__}")
+    for what, value in (("user_id", user_id), ("task", task)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
+
+
+def _dump(metadata: Mapping[str, Any] | None) -> str:
+    if not metadata:
+        return "{}"
+    try:
+        return json.dumps(dict(metadata), default=repr)
+    except (TypeError, ValueError):  # a cycle, or keys that are not strings
+        return json.dumps({"unrecorded": show_value(repr(metadata))})
+
+
+def _error(error: BaseException | None) -> str | None:
+    if error is None:
+        return None
+    try:
+        message = str(error)
+    except Exception:
+        message = "<unprintable message>"
+    text = f"{type(error).__qualname__}: {message}" if message else type(error).__qualname__
+    return text[:_MAX_TEXT]
+
+
+def _record(row: Any) -> RunRecord:
+    try:
+        metadata = json.loads(row[12])
+    except ValueError:
+        metadata = {}
+    return RunRecord(
+        run_id=row[0],
+        parent_id=row[1],
+        root_id=row[2],
+        status=row[3],
+        started_at=from_micros(row[4]),  # type: ignore[arg-type]
+        ended_at=from_micros(row[5]),
+        duration=row[6],
+        user_id=row[7],
+        task=row[8],
+        error=row[9],
+        host=row[10],
+        pid=row[11],
+        metadata=metadata if isinstance(metadata, dict) else {},
+    )
+
+
+def _alive(pid: object) -> bool:
+    """Return whether process ``pid`` of this host exists (True when that cannot be told)."""
+    if sys.platform == "win32":
+        return True
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, run by another user
+        return True
+    return True
+
+
+_registries: weakref.WeakSet[SQLiteRunRegistry] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    # The writer is a daemon thread: write what is queued before the interpreter stops it.
+    for registry in list(_registries):
+        with contextlib.suppress(Exception):  # never fail the interpreter's exit
+            registry.flush()

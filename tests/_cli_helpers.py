@@ -1,0 +1,94 @@
+"""Hand-made logs and a registry for the command's tests, and ways to run the command."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent_run_id._cli import main
+
+RUN = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
+CHILD = "11111111-2c1a-4e8b-9f7d-5a4c3b2a1908"
+GRANDCHILD = "22222222-2c1a-4e8b-9f7d-5a4c3b2a1908"
+OTHER = "33333333-2c1a-4e8b-9f7d-5a4c3b2a1908"
+TWIN = "0b6f5d3e-ffff-4e8b-9f7d-5a4c3b2a1908"  # shares RUN's first 13 characters
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+Runner = Callable[..., Result]
+
+
+def run_cli(*argv: str, stdin: bytes = b"") -> Result:
+    """Run ``python -m agent_run_id`` in a subprocess."""
+    done = subprocess.run(
+        [sys.executable, "-m", "agent_run_id", *argv],
+        input=stdin,
+        capture_output=True,
+        check=False,
+    )
+    return Result(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+class _Stdin:
+    def __init__(self, data: bytes) -> None:
+        self.buffer = io.BytesIO(data)
+
+
+def call(*argv: str, stdin: bytes | None = None, tty: bool = False) -> Result:
+    """Run the command's ``main`` in this process (for coverage), with text streams."""
+    out = io.StringIO()
+    err = _TtyText() if tty else io.StringIO()
+    saved = sys.stdin
+    if stdin is not None:
+        sys.stdin = _Stdin(stdin)  # type: ignore[assignment]
+    try:
+        code = main(list(argv), stdout=out, stderr=err)
+    finally:
+        sys.stdin = saved
+    return Result(code, out.getvalue(), err.getvalue())
+
+
+class _TtyText(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def jline(**fields: object) -> str:
+    return json.dumps(fields) + "\n"
+
+
+def write_logs(folder: Path) -> tuple[Path, Path]:
+    """Write an API log (JSON lines) and a gzip tool log (text and JSON), interleaved in time."""
+    api = folder / "api.log"
+    api.write_text(
+        jline(timestamp="2025-01-01T00:00:01Z", run_id=RUN, root_run_id=RUN, message="start")
+        + jline(timestamp="2025-01-01T00:00:03Z", run_id=OTHER, message=f"mentions {RUN}")
+        + jline(timestamp="2025-01-01T00:00:05Z", run_id=RUN, message="end")
+    )
+    tool = folder / "tool.log.gz"
+    with gzip.open(tool, "wt") as f:
+        f.write(f"2025-01-01 00:00:02,000 INFO run={CHILD} parent={RUN} tool call\n")
+        f.write(
+            jline(
+                time="2025-01-01T01:00:04+01:00",
+                run_id=GRANDCHILD,
+                parent_run_id=CHILD,
+                root_run_id=RUN,
+                message="grandchild",
+            )
+        )
+        f.write(jline(time=1735689604.5, run_id=CHILD, parent_run_id=RUN, message="child"))
+        f.write(jline(time=1735689604.6, run_id=OTHER, parent_run_id=OTHER, message="unrelated"))
+    return api, tool

@@ -1,0 +1,446 @@
+"""The agent-run-id command end to end: new, logs (hostile logs too) and runs."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import runpy
+import sys
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+import agent_run_id._cli.logs as logs_module
+from agent_run_id import RunContext, RunId
+from agent_run_id._cli._lines import MAX_LINE
+from agent_run_id.registry import SQLiteRunRegistry
+from tests._cli_helpers import (
+    CHILD,
+    GRANDCHILD,
+    OTHER,
+    RUN,
+    TWIN,
+    Runner,
+    call,
+    jline,
+    run_cli,
+    write_logs,
+)
+
+# -- new --------------------------------------------------------------------------------------
+
+
+def test_new_prints_a_fresh_v4_run_id_for_shell_scripts() -> None:
+    result = run_cli("new")
+    assert result.code == 0
+    assert uuid.UUID(result.out.strip()).version == 4
+    assert result.out.strip() != run_cli("new").out.strip()
+
+
+def test_new_can_print_a_v7_id() -> None:
+    result = call("new", "--uuid-version", "7")
+    assert RunId.from_string(result.out.strip()).created_at is not None
+
+
+def test_version_and_usage_mistakes_exit_2_without_a_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert call("--version").code == 0
+    assert "agent-run-id 0." in capsys.readouterr().out
+    assert call().code == 2
+    assert call("frobnicate").code == 2
+    assert call("new", "--bogus").code == 2
+    assert call("logs", RUN, "--bogus", "x.log").code == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+# -- logs -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cli", [run_cli, call], ids=["subprocess", "in-process"])
+def test_logs_prints_the_runs_lines_from_several_files_in_time_order(
+    tmp_path: Path, cli: Runner
+) -> None:
+    api, tool = write_logs(tmp_path)
+    result = cli("logs", RUN, str(api), str(tool))
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert [line.split(":", 1)[0] for line in lines] == [str(api), str(tool), str(api)]
+    assert '"message": "start"' in lines[0]
+    assert "tool call" in lines[1]
+    assert '"message": "end"' in lines[2]
+    assert "3 lines of run" in result.err
+    assert "from 2 files" in result.err
+
+
+def test_a_json_line_of_another_run_that_mentions_the_id_is_not_the_runs(
+    tmp_path: Path,
+) -> None:
+    api, _ = write_logs(tmp_path)
+    assert "mentions" not in call("logs", RUN, str(api)).out
+
+
+def test_logs_tree_adds_child_and_grandchild_lines(tmp_path: Path) -> None:
+    api, tool = write_logs(tmp_path)
+    result = call("logs", RUN, "--tree", str(api), str(tool))
+    messages = [line.rsplit("message", 1)[-1] for line in result.out.splitlines()]
+    assert len(messages) == 5
+    assert "tool call" in messages[1]
+    assert "grandchild" in messages[2]
+    assert '"child"' in messages[3]
+    assert "unrelated" not in result.out
+    assert "mentions" not in result.out
+
+
+def test_logs_tree_of_a_child_finds_its_descendants_by_parent(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(
+        jline(run_id=CHILD, parent_run_id=RUN, root_run_id=RUN, message="child")
+        + jline(run_id=GRANDCHILD, parent_run_id=CHILD, root_run_id=RUN, message="grand")
+        + jline(run_id=OTHER, parent_run_id=RUN, root_run_id=RUN, message="sibling")
+        + f"text line of {GRANDCHILD}\n"
+    )
+    result = call("logs", CHILD, "--tree", str(log))
+    assert "child" in result.out
+    assert "grand" in result.out
+    assert "sibling" not in result.out
+    assert "text line" in result.out
+
+
+def test_logs_json_gives_one_object_per_line(tmp_path: Path) -> None:
+    api, tool = write_logs(tmp_path)
+    result = call("logs", RUN[:8], "--json", str(api), str(tool))
+    rows = [json.loads(line) for line in result.out.splitlines()]
+    assert [row["file"] for row in rows] == [str(api), str(tool), str(api)]
+    assert rows[0]["record"]["message"] == "start"
+    assert rows[0]["text"] is None
+    assert rows[0]["time"] == "2025-01-01T00:00:01+00:00"
+    assert rows[1]["record"] is None
+    assert rows[1]["text"].endswith("tool call")
+    assert rows[1]["run_id"] == RUN
+    assert rows[2]["line"] == 3
+
+
+def test_logs_reads_standard_input(tmp_path: Path) -> None:
+    api, _ = write_logs(tmp_path)
+    result = run_cli("logs", RUN, stdin=api.read_bytes())
+    assert result.code == 0
+    assert len(result.out.splitlines()) == 2
+    assert not result.out.startswith("(stdin)")
+    assert call("logs", RUN, "-", stdin=api.read_bytes()).out == result.out
+
+
+def test_logs_reads_gzip_from_standard_input(tmp_path: Path) -> None:
+    _, tool = write_logs(tmp_path)
+    result = call("logs", CHILD, stdin=tool.read_bytes())
+    assert len(result.out.splitlines()) == 2
+
+
+def test_lines_without_a_time_keep_their_place_in_their_file(tmp_path: Path) -> None:
+    a = tmp_path / "a.log"
+    b = tmp_path / "b.log"
+    a.write_text(f"2025-01-01T00:00:01 a1 {RUN}\nno time a2 {RUN}\n2025-01-01T00:00:09 a3 {RUN}\n")
+    b.write_text(f"[2025-01-01T00:00:05.5Z] b1 {RUN}\nno time b2 {RUN}\n")
+    result = call("logs", RUN, str(a), str(b))
+    order = [line.split()[-2] for line in result.out.splitlines()]
+    assert order == ["a1", "a2", "b1", "b2", "a3"]
+
+
+def test_times_in_several_forms_merge_in_order(tmp_path: Path) -> None:
+    a = tmp_path / "a.log"
+    b = tmp_path / "b.log"
+    a.write_text(
+        jline(ts=1735689600123, run_id=RUN, n="a1")  # milliseconds
+        + jline(record={"time": {"timestamp": 1735689603.0}, "extra": {"run_id": RUN}}, n="a2")
+        + jline(asctime="2025-01-01T00:00:05-00:30", run_id=RUN, n="a3")
+    )
+    b.write_text(
+        jline(created="2025-01-01 00:00:01.5+0000", run_id=RUN, n="b1")
+        + jline(time=True, run_id=RUN, n="b2")  # not a time: keeps its place
+        + jline(time="2025-13-45T00:00:00", run_id=RUN, n="b3")  # no such day
+        + jline(time=[1], run_id=RUN, n="b4")
+    )
+    result = call("logs", RUN, "--json", str(a), str(b))
+    assert [json.loads(line)["record"]["n"] for line in result.out.splitlines()] == [
+        "a1",
+        "b1",
+        "b2",
+        "b3",
+        "b4",
+        "a2",
+        "a3",
+    ]
+
+
+def test_a_prefix_of_two_runs_is_ambiguous_and_lists_them(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(jline(run_id=RUN) + jline(run_id=TWIN))
+    result = run_cli("logs", RUN[:8], str(log))
+    assert result.code == 2
+    assert RUN in result.err
+    assert TWIN in result.err
+    assert result.out == ""
+    assert "Traceback" not in result.err
+    assert call("logs", RUN[:14], str(log)).code == 0
+
+
+def test_an_ambiguous_prefix_on_standard_input_is_reported_after_the_scan() -> None:
+    result = call("logs", RUN[:8], stdin=(jline(run_id=RUN) + jline(run_id=TWIN)).encode())
+    assert result.code == 2
+    assert "matches several runs" in result.err
+    assert TWIN in result.err
+    assert TWIN not in result.out
+
+
+def test_a_prefix_of_no_run_is_an_error(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(jline(run_id=RUN))
+    assert "no run id in the logs starts with" in call("logs", "ffffffff", str(log)).err
+    result = call("logs", "ffffffff", stdin=log.read_bytes())
+    assert result.code == 2
+    assert "no run id in the logs starts with" in result.err
+
+
+def test_a_full_id_with_no_lines_exits_1_like_grep(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(jline(run_id=OTHER))
+    result = call("logs", RUN, str(log))
+    assert (result.code, result.out) == (1, "")
+    assert "0 lines of run" in result.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["logs", RUN, "missing.log"], "no such file: missing.log"),
+        (["logs", "0b6f"], "at least its first 8 characters"),
+        (["logs", "zzzzzzzzzz"], "neither a run id nor a prefix"),
+    ],
+)
+def test_logs_mistakes_exit_2_with_a_clear_message(argv: list[str], message: str) -> None:
+    result = run_cli(*argv)
+    assert result.code == 2
+    assert message in result.err
+    assert "Traceback" not in result.err
+
+
+def test_a_folder_or_an_unreadable_file_is_refused(tmp_path: Path) -> None:
+    assert "is a folder" in call("logs", RUN, str(tmp_path)).err
+    secret = tmp_path / "secret.log"
+    secret.write_text("x\n")
+    secret.chmod(0)
+    try:
+        result = call("logs", RUN, str(secret))
+        if os.geteuid() != 0:  # root reads anything
+            assert "permission denied" in result.err
+    finally:
+        secret.chmod(0o600)
+
+
+@pytest.mark.parametrize("cli", [run_cli, call], ids=["subprocess", "in-process"])
+def test_hostile_lines_are_skipped_counted_and_never_crash(tmp_path: Path, cli: Runner) -> None:
+    log = tmp_path / "hostile.log"
+    with log.open("wb") as f:
+        f.write(jline(timestamp="2025-01-01T00:00:01Z", run_id=RUN, message="first").encode())
+        f.write(b"\xff\xfe\x00 invalid utf-8 " + RUN.encode() + b"\n")
+        f.write(b"\x00\x01\x02" + os.urandom(4096).replace(b"\n", b"") + b"\n")
+        f.write(b'{"run_id": "' + RUN.encode() + b'", "cut": \n')
+        f.write(b"{" + b'"a":[' * 100_000 + RUN.encode() + b"\n")  # too deep to parse
+        f.write(b"x" * (MAX_LINE + 10) + RUN.encode() + b"\n")  # longer than the limit
+        f.write(b"y" * (3 * MAX_LINE) + b"\n")
+        nested = {"record": {"extra": {"run_id": RUN}}, "message": "nested"}
+        f.write(json.dumps(nested).encode() + b"\n")
+        f.write(jline(run_id=12, message=f"bad field, id in text {RUN}").encode())
+        f.write(b"[1, 2] " + RUN.encode() + b"\n")
+        f.write(jline(run_id=RUN, message="last").encode()[:-1])  # no final newline
+    result = cli("logs", RUN, str(log))
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert len(lines) == 5
+    assert '"first"' in lines[0]
+    assert '"nested"' in lines[1]
+    assert "bad field" in lines[2]
+    assert lines[3].startswith("[1, 2]")
+    assert '"last"' in lines[4]
+    assert "in 11 lines read; 5 malformed lines skipped " in result.err
+    assert "(1 not UTF-8, 2 invalid JSON, 2 longer than 1 MiB)" in result.err
+
+
+@pytest.mark.parametrize("cli", [run_cli, call], ids=["subprocess", "in-process"])
+@pytest.mark.parametrize("damage", ["truncated", "flipped"])
+def test_a_corrupt_gzip_file_is_reported_without_a_traceback(
+    tmp_path: Path, cli: Runner, damage: str
+) -> None:
+    log = tmp_path / "cut.log.gz"
+    data = gzip.compress((jline(run_id=RUN) * 2000).encode())
+    if damage == "truncated":
+        data = data[: len(data) // 2]
+    else:
+        data = data[:20] + bytes([data[20] ^ 0xFF]) + data[21:]
+    log.write_bytes(data)
+    result = cli("logs", RUN, str(log))
+    assert result.code == 2
+    assert f"cannot read {log}" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_a_closed_pipe_stops_the_command_quietly(tmp_path: Path) -> None:
+    log = tmp_path / "big.log"
+    log.write_text(jline(run_id=RUN, message="x" * 100) * 20_000)
+    done = os.popen(f"{sys.executable} -m agent_run_id logs {RUN} {log} 2>&1 | head -1")
+    output = done.read()
+    done.close()
+    assert output.count("\n") == 1
+    assert "Traceback" not in output
+
+
+def test_progress_shows_on_a_terminal_and_is_cleared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = iter(range(10**6))
+    monkeypatch.setattr(logs_module, "time", SimpleNamespace(monotonic=lambda: next(clock)))
+    log = tmp_path / "big.log"
+    log.write_text(jline(run_id=OTHER) * 40_000 + jline(run_id=RUN))
+    result = call("logs", RUN, str(log), tty=True)
+    assert result.code == 0
+    assert "lines (" in result.err
+    assert "scanned" in result.err
+    assert "\r\033[K" in result.err
+    assert "scanned" not in call("logs", RUN, str(log)).err
+
+
+# -- runs -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    path = tmp_path / "runs.db"
+    registry = SQLiteRunRegistry(path)
+    with RunContext(
+        RunId.from_string(RUN), registry=registry, user_id="alice", task="plan a  trip\nto Lisbon"
+    ):
+        with RunContext(RunId(CHILD, parent=RUN), task="search flights"):
+            pass
+        try:
+            with RunContext(RunId(TWIN, parent=RUN), task="book " + "x" * 60):
+                raise TimeoutError("hotel API timed out")
+        except TimeoutError:
+            pass
+    registry.close()
+    return path
+
+
+@pytest.mark.parametrize("cli", [run_cli, call], ids=["subprocess", "in-process"])
+def test_runs_list_shows_a_table_newest_first(db: Path, cli: Runner) -> None:
+    result = cli("runs", "list", "--db", str(db))
+    assert result.code == 0
+    header, *rows = result.out.splitlines()
+    assert header.split()[:3] == ["RUN", "STATUS", "STARTED"]
+    assert [row.split()[0] for row in rows] == [TWIN, CHILD, RUN]
+    assert "error" in rows[0]
+    assert rows[0].endswith("…")
+    assert "plan a trip to Lisbon" in rows[2]
+    assert "alice" in rows[2]
+    assert "3 runs" in result.err
+
+
+def test_runs_list_filters(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENT_RUN_ID_DB", str(db))
+    assert len(call("runs", "list", "--status", "error").out.splitlines()) == 2
+    assert len(call("runs", "list", "--user", "alice").out.splitlines()) == 2
+    assert len(call("runs", "list", "--since", "1h").out.splitlines()) == 4
+    assert len(call("runs", "list", "--since", "2099-01-01").out.splitlines()) == 1
+    assert len(call("runs", "list", "--since", "2000-01-01T00:00+00:00").out.splitlines()) == 4
+    assert len(call("runs", "list", "--limit", "1").out.splitlines()) == 2
+    assert len(call("runs", "list", "--stale").out.splitlines()) == 1
+
+
+def test_runs_list_json_gives_records_with_their_field_names(db: Path) -> None:
+    result = call("runs", "list", "--db", str(db), "--json")
+    rows = [json.loads(line) for line in result.out.splitlines()]
+    assert [row["run_id"] for row in rows] == [TWIN, CHILD, RUN]
+    assert rows[0]["error"] == "TimeoutError: hotel API timed out"
+    assert set(rows[0]) == {
+        "run_id",
+        "parent_id",
+        "root_id",
+        "status",
+        "started_at",
+        "ended_at",
+        "duration",
+        "user_id",
+        "task",
+        "error",
+        "host",
+        "pid",
+        "metadata",
+    }
+
+
+@pytest.mark.parametrize("cli", [run_cli, call], ids=["subprocess", "in-process"])
+def test_runs_show_prints_the_whole_record(db: Path, cli: Runner) -> None:
+    result = cli("runs", "show", CHILD[:8], "--db", str(db))
+    assert result.code == 0
+    fields = dict(line.split(":", 1) for line in result.out.splitlines())
+    assert fields["run_id"].strip() == CHILD
+    assert fields["parent_id"].strip() == RUN
+    assert fields["status"].strip() == "ok"
+    assert fields["error"].strip() == "-"
+    assert fields["metadata"].strip() == "{}"
+    (row,) = call("runs", "show", CHILD, "--db", str(db), "--json").out.splitlines()
+    assert json.loads(row)["run_id"] == CHILD
+
+
+def test_runs_tree_indents_children_with_status_and_duration(db: Path) -> None:
+    result = call("runs", "tree", RUN, "--db", str(db))
+    lines = result.out.splitlines()
+    assert lines[0].startswith(f"{RUN}  ok  ")
+    assert lines[0].endswith("plan a trip to Lisbon  user=alice")
+    assert lines[1].startswith(f"  {CHILD}  ok  ")
+    assert lines[2].startswith(f"  {TWIN}  error  ")
+    assert lines[2].endswith("TimeoutError: hotel API timed out")
+    assert "ms" in lines[1]
+    rows = call("runs", "tree", RUN, "--db", str(db), "--json").out.splitlines()
+    assert [json.loads(row)["run_id"] for row in rows] == [RUN, CHILD, TWIN]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["runs", "show", "0b6f5d3e"], "matches several runs"),
+        (["runs", "show", "ffffffff"], "unknown run 'ffffffff'"),
+        (["runs", "tree", OTHER], "unknown run"),
+        (["runs", "show", "0b6f"], "at least its first 8 characters"),
+        (["runs", "list", "--since", "last week"], "--since 'last week' is not a time"),
+        (["runs", "list", "--limit", "0"], "--limit must be at least 1"),
+    ],
+)
+def test_runs_mistakes_exit_2_with_a_clear_message(db: Path, argv: list[str], message: str) -> None:
+    result = run_cli(*argv, "--db", str(db))
+    assert result.code == 2
+    assert message in result.err
+    assert "Traceback" not in result.err
+
+
+def test_runs_needs_a_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGENT_RUN_ID_DB", raising=False)
+    assert "give --db PATH or set $AGENT_RUN_ID_DB" in call("runs", "list").err
+    assert "no registry database at" in call("runs", "list", "--db", "nope.db").err
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    result = call("runs", "list", "--db", str(junk))
+    assert result.code == 2
+    assert f"cannot read {junk}" in result.err
+
+
+def test_python_dash_m_runs_the_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["agent-run-id", "new"])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_module("agent_run_id", run_name="__main__")
+    assert exited.value.code == 0
+    assert RunId.from_string(capsys.readouterr().out.strip())

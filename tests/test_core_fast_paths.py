@@ -1,0 +1,51 @@
+"""The core's fast paths for the inbound middleware behave exactly like the general ones."""
+
+from __future__ import annotations
+
+import contextvars
+
+import pytest
+
+from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
+from agent_run_id._propagation import parse_wire_id, run_from_wire
+
+VALUE = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
+
+
+@pytest.mark.parametrize("raw", [VALUE, VALUE.upper(), VALUE.replace("-", "").upper()])
+def test_parse_wire_id_gives_the_canonical_form_of_both_wire_forms(raw: str) -> None:
+    assert parse_wire_id(raw) == VALUE
+    assert parse_wire_id(raw.encode()) == VALUE
+
+
+def test_run_from_wire_without_lineage_is_a_root_run_equal_to_a_parsed_one() -> None:
+    run = run_from_wire(VALUE.upper().encode())
+    assert run == RunId(VALUE)
+    assert run is not None
+    assert (run.value, run.parent, run.root) == (VALUE, None, run)
+    assert run_from_wire(b"nope") is None
+
+
+def test_a_run_context_still_checks_options_when_any_is_given() -> None:
+    with pytest.raises(TypeError, match="task must be a str"):
+        RunContext(name="agent", task=3)  # type: ignore[arg-type]
+    assert RunContext(run_id=RunId(VALUE)).metadata == {}
+    assert RunContext(metadata={"a": 1}).metadata == {"a": 1}
+
+
+def test_a_run_context_left_while_another_is_current_finds_its_own_frame() -> None:
+    ended: list[tuple[str, BaseException | None]] = []
+    add_run_observer(lambda run, context: lambda exc: ended.append((context.name or "", exc)))
+    outer, inner = RunContext(name="outer"), RunContext(name="inner")
+    outer.__enter__()
+    inner.__enter__()
+    outer.__exit__(None, None, None)  # not the current frame: found by walking the chain
+    assert ended == [("outer", None)]
+    assert inner.run_id.parent == outer.run_id
+
+
+def test_a_run_context_left_in_another_context_leaves_that_context_alone() -> None:
+    context = RunContext(run_id=RunId(VALUE))
+    context.__enter__()
+    contextvars.Context().run(context.__exit__, None, None, None)
+    assert current_run_id() == RunId(VALUE)  # this context keeps its own value

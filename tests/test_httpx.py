@@ -1,0 +1,527 @@
+"""agent_run_id.httpx and agent_run_id.httpx2: one implementation, every test run on both."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import threading
+from collections.abc import AsyncIterator, Iterator
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pytest
+
+from agent_run_id import RunContext, RunId
+from tests._outbound_helpers import RUN_HEADERS, LocalServer, server
+
+__all__ = ["server"]
+
+ROOT = RunId.from_string("0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908")
+CHILD = RunId("1c7a6e4f-3d2b-4f9c-8a8e-6b5d4c3b2a19", parent=ROOT)
+
+
+@pytest.fixture(params=["httpx", "httpx2"])
+def kit(request: pytest.FixtureRequest) -> SimpleNamespace:
+    """The HTTP package under test and its agent_run_id module."""
+    name = request.param
+    return SimpleNamespace(
+        http=importlib.import_module(name), ours=importlib.import_module(f"agent_run_id.{name}")
+    )
+
+
+def echo_handler(http: ModuleType) -> Any:
+    """A MockTransport handler: answers with the run headers it got; /redirect?to= redirects."""
+
+    def handle(request: Any) -> Any:
+        if request.url.path == "/redirect":
+            return http.Response(302, headers={"Location": request.url.params["to"]})
+        return http.Response(200, json={name: request.headers.get(name) for name in RUN_HEADERS})
+
+    return handle
+
+
+def sync_client(kit: SimpleNamespace, **options: Any) -> Any:
+    transport = kit.ours.RunIdTransport(kit.http.MockTransport(echo_handler(kit.http)), **options)
+    return kit.http.Client(transport=transport)
+
+
+def async_client(kit: SimpleNamespace, **options: Any) -> Any:
+    inner = kit.http.MockTransport(echo_handler(kit.http))
+    return kit.http.AsyncClient(transport=kit.ours.AsyncRunIdTransport(inner, **options))
+
+
+def test_outside_any_run_no_header_is_added(kit: SimpleNamespace) -> None:
+    assert sync_client(kit).get("https://api.example.com/").json() == dict.fromkeys(RUN_HEADERS)
+
+
+def test_inside_a_root_run_only_x_run_id_is_added(kit: SimpleNamespace) -> None:
+    with RunContext(ROOT):
+        got = sync_client(kit).get("https://api.example.com/").json()
+    assert got == {"x-run-id": ROOT.value, "x-parent-run-id": None, "x-root-run-id": None}
+
+
+def test_a_child_run_sends_its_lineage(kit: SimpleNamespace) -> None:
+    with RunContext(CHILD):
+        got = sync_client(kit).get("https://api.example.com/").json()
+    assert got == {
+        "x-run-id": CHILD.value,
+        "x-parent-run-id": ROOT.value,
+        "x-root-run-id": ROOT.value,
+    }
+
+
+def test_the_run_is_read_when_the_request_is_sent_not_when_the_client_was_made(
+    kit: SimpleNamespace,
+) -> None:
+    with RunContext(ROOT):
+        client = sync_client(kit)
+    with RunContext(CHILD):
+        assert client.get("https://api.example.com/").json()["x-run-id"] == CHILD.value
+    assert client.get("https://api.example.com/").json()["x-run-id"] is None
+
+
+def test_a_header_the_caller_set_is_never_overwritten_and_no_lineage_is_mixed_in(
+    kit: SimpleNamespace,
+) -> None:
+    mine = "5e5e5e5e-0000-4000-8000-000000000000"
+    client = sync_client(kit)
+    with RunContext(CHILD):
+        got = client.get("https://api.example.com/", headers={"x-run-id": mine}).json()
+        assert got == {"x-run-id": mine, "x-parent-run-id": None, "x-root-run-id": None}
+        kept = client.get("https://h.example/", headers={"X-Parent-Run-Id": "theirs"}).json()
+        assert kept == {
+            "x-run-id": CHILD.value,
+            "x-parent-run-id": "theirs",
+            "x-root-run-id": ROOT.value,
+        }
+
+
+def test_a_client_default_header_is_the_callers_too(kit: SimpleNamespace) -> None:
+    client = sync_client(kit)
+    client.headers["X-Run-Id"] = "fixed"
+    with RunContext(ROOT):
+        assert client.get("https://api.example.com/").json()["x-run-id"] == "fixed"
+
+
+def test_only_allowed_hosts_get_the_run(kit: SimpleNamespace) -> None:
+    client = sync_client(kit, hosts=("api.example.com", "*.tools.example"))
+    with RunContext(ROOT):
+        assert client.get("https://API.example.com/").json()["x-run-id"] == ROOT.value
+        assert client.get("https://search.tools.example/").json()["x-run-id"] == ROOT.value
+        assert client.get("https://other.example.com/").json()["x-run-id"] is None
+        assert client.get("https://tools.example/").json()["x-run-id"] is None
+
+
+def test_a_redirect_to_a_host_outside_the_list_loses_our_headers(kit: SimpleNamespace) -> None:
+    client = sync_client(kit, hosts=("api.example.com",))
+    with RunContext(CHILD):
+        response = client.get(
+            "https://api.example.com/redirect",
+            params={"to": "https://evil.example.net/"},
+            follow_redirects=True,
+        )
+    assert response.json() == dict.fromkeys(RUN_HEADERS)
+    assert response.history[0].request.headers["X-Run-Id"] == CHILD.value
+
+
+def test_a_redirect_keeps_the_callers_header_while_losing_ours(kit: SimpleNamespace) -> None:
+    client = sync_client(kit, hosts=("api.example.com",))
+    with RunContext(CHILD):
+        response = client.get(
+            "https://api.example.com/redirect",
+            params={"to": "https://evil.example.net/"},
+            headers={"X-Parent-Run-Id": "mine"},
+            follow_redirects=True,
+        )
+    assert response.json() == {"x-run-id": None, "x-parent-run-id": "mine", "x-root-run-id": None}
+
+
+def test_a_redirect_back_to_an_allowed_host_gets_the_run_again(kit: SimpleNamespace) -> None:
+    client = sync_client(kit, hosts=("api.example.com",))
+    back = "https://evil.example.net/redirect?to=https://api.example.com/"
+    with RunContext(ROOT):
+        response = client.get(
+            "https://api.example.com/redirect", params={"to": back}, follow_redirects=True
+        )
+    assert response.json()["x-run-id"] == ROOT.value
+    assert [r.request.headers.get("X-Run-Id") for r in response.history] == [ROOT.value, None]
+
+
+def test_without_hosts_a_redirect_keeps_the_run(kit: SimpleNamespace) -> None:
+    with RunContext(CHILD):
+        response = sync_client(kit).get(
+            "https://a.example/redirect", params={"to": "https://b.example/"}, follow_redirects=True
+        )
+    assert response.json()["x-parent-run-id"] == ROOT.value
+
+
+def test_a_request_sent_again_in_another_run_carries_the_new_run(kit: SimpleNamespace) -> None:
+    """A retry that re-sends the same request object is stamped afresh."""
+    client = sync_client(kit)
+    with RunContext(CHILD):
+        request = client.build_request("GET", "https://api.example.com/")
+        assert client.send(request).json()["x-parent-run-id"] == ROOT.value
+    with RunContext(ROOT):
+        assert client.send(request).json() == {
+            "x-run-id": ROOT.value,
+            "x-parent-run-id": None,
+            "x-root-run-id": None,
+        }
+    assert client.send(request).json() == dict.fromkeys(RUN_HEADERS)
+
+
+def test_extensions_the_caller_shares_between_requests_are_not_marked(kit: SimpleNamespace) -> None:
+    shared: dict[str, Any] = {}
+    client = sync_client(kit)
+    with RunContext(ROOT):
+        client.send(kit.http.Request("GET", "https://a.example/", extensions=shared))
+    assert shared == {}
+
+
+async def test_the_async_transport_adds_the_run_of_the_sending_task(kit: SimpleNamespace) -> None:
+    client = async_client(kit, hosts=("api.example.com",))
+    assert (await client.get("https://api.example.com/")).json()["x-run-id"] is None
+    async with RunContext(CHILD):
+        got = (await client.get("https://api.example.com/")).json()
+        outside = await client.get(
+            "https://api.example.com/redirect",
+            params={"to": "https://x.example/"},
+            follow_redirects=True,
+        )
+    assert got == {
+        "x-run-id": CHILD.value,
+        "x-parent-run-id": ROOT.value,
+        "x-root-run-id": ROOT.value,
+    }
+    assert outside.json() == dict.fromkeys(RUN_HEADERS)
+
+
+async def test_200_concurrent_runs_on_one_async_client_each_send_their_own(
+    kit: SimpleNamespace,
+) -> None:
+    client = async_client(kit)
+    release = asyncio.Event()
+
+    async def one() -> tuple[str, Any]:
+        async with RunContext() as run:
+            await release.wait()  # every run is current at once before any request goes
+            response = await client.get("https://api.example.com/")
+            return run.run_id.value, response.json()["x-run-id"]
+
+    tasks = [asyncio.create_task(one()) for _ in range(200)]
+    await asyncio.sleep(0)
+    release.set()
+    pairs = await asyncio.gather(*tasks)
+    assert all(sent == got for sent, got in pairs)
+    assert len({sent for sent, _ in pairs}) == 200
+
+
+def test_16_threads_on_one_client_each_send_their_own_run(kit: SimpleNamespace) -> None:
+    client = sync_client(kit)
+    barrier = threading.Barrier(16)
+    results: list[tuple[str, str]] = []
+
+    def work() -> None:
+        with RunContext() as run:
+            barrier.wait()
+            for _ in range(20):
+                got = client.get("https://api.example.com/").json()["x-run-id"]
+                results.append((run.run_id.value, got))
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 320
+    assert all(sent == got for sent, got in results)
+
+
+class Recorder:
+    """Wraps a transport and records the lifecycle calls that reach it."""
+
+    def __init__(self, http: ModuleType) -> None:
+        self.calls: list[str] = []
+        self.mock = http.MockTransport(echo_handler(http))
+
+    def handle_request(self, request: Any) -> Any:
+        return self.mock.handle_request(request)
+
+    async def handle_async_request(self, request: Any) -> Any:
+        return await self.mock.handle_async_request(request)
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    async def aclose(self) -> None:
+        self.calls.append("aclose")
+
+    def __enter__(self) -> Any:
+        self.calls.append("enter")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.calls.append(f"exit {exc[0].__name__ if exc[0] else None}")
+
+    async def __aenter__(self) -> Any:
+        self.calls.append("aenter")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.calls.append(f"aexit {exc[0].__name__ if exc[0] else None}")
+
+
+def recorder(kit: SimpleNamespace) -> tuple[Any, Recorder]:
+    """A Recorder that is also a transport of the package under test."""
+    transport = type("T", (Recorder, kit.http.BaseTransport, kit.http.AsyncBaseTransport), {})
+    inner = transport(kit.http)
+    return inner, inner
+
+
+def test_the_whole_lifecycle_reaches_the_wrapped_transport(kit: SimpleNamespace) -> None:
+    inner, record = recorder(kit)
+    with kit.http.Client(transport=kit.ours.RunIdTransport(inner)) as client:
+        assert client.get("https://a.example/").status_code == 200
+    assert record.calls == ["enter", "exit None"]
+    wrapped = kit.ours.RunIdTransport(inner)
+    wrapped.close()
+    assert record.calls[-1] == "close"
+    assert wrapped.transport is inner
+    assert repr(wrapped).startswith("RunIdTransport(")
+    with pytest.raises(KeyError), wrapped:
+        raise KeyError("x")
+    assert record.calls[-2:] == ["enter", "exit KeyError"]
+
+
+async def test_the_whole_async_lifecycle_reaches_the_wrapped_transport(
+    kit: SimpleNamespace,
+) -> None:
+    inner, record = recorder(kit)
+    async with kit.http.AsyncClient(transport=kit.ours.AsyncRunIdTransport(inner)) as client:
+        assert (await client.get("https://a.example/")).status_code == 200
+    assert record.calls == ["aenter", "aexit None"]
+    wrapped = kit.ours.AsyncRunIdTransport(inner)
+    await wrapped.aclose()
+    assert record.calls[-1] == "aclose"
+    assert wrapped.transport is inner
+    assert "hosts=None" in repr(wrapped)
+
+
+def test_the_default_transports_are_the_packages_own(kit: SimpleNamespace) -> None:
+    assert type(kit.ours.RunIdTransport().transport) is kit.http.HTTPTransport
+    assert type(kit.ours.AsyncRunIdTransport().transport) is kit.http.AsyncHTTPTransport
+
+
+def test_a_transport_of_the_wrong_kind_is_refused_with_the_fix(kit: SimpleNamespace) -> None:
+    other = "httpx2" if kit.http.__name__ == "httpx" else "httpx"
+    foreign = importlib.import_module(other).HTTPTransport()
+    with pytest.raises(
+        TypeError, match=rf"must be a {kit.http.__name__}\.BaseTransport.*{other}\."
+    ):
+        kit.ours.RunIdTransport(foreign)
+    with pytest.raises(TypeError, match=r"AsyncBaseTransport such as .*AsyncHTTPTransport\(\)"):
+        kit.ours.AsyncRunIdTransport(kit.http.HTTPTransport())
+    with pytest.raises(ValueError, match="has a port"):
+        kit.ours.RunIdTransport(hosts=("api.example.com:443",))
+
+
+def test_instrument_covers_every_mount_of_an_existing_client(kit: SimpleNamespace) -> None:
+    mock = kit.http.MockTransport(echo_handler(kit.http))
+    client = kit.http.Client(transport=mock, mounts={"https://mounted.example": mock})
+    assert kit.ours.instrument(client, hosts=("*.example",)) is client
+    with RunContext(ROOT):
+        assert client.get("https://a.example/").json()["x-run-id"] == ROOT.value
+        assert client.get("https://mounted.example/").json()["x-run-id"] == ROOT.value
+        assert client.get("https://a.example.org/").json()["x-run-id"] is None
+        response = client.get(
+            "https://a.example/redirect",
+            params={"to": "https://b.example.org/"},
+            follow_redirects=True,
+        )
+    assert response.json()["x-run-id"] is None
+
+
+def test_instrument_runs_after_the_users_own_hooks(kit: SimpleNamespace) -> None:
+    def mine(request: Any) -> None:
+        request.headers["X-Run-Id"] = "from-my-hook"
+
+    client = kit.http.Client(
+        transport=kit.http.MockTransport(echo_handler(kit.http)), event_hooks={"request": [mine]}
+    )
+    kit.ours.instrument(client)
+    with RunContext(ROOT):
+        assert client.get("https://a.example/").json()["x-run-id"] == "from-my-hook"
+
+
+def test_instrument_is_idempotent_and_refuses_other_hosts(kit: SimpleNamespace) -> None:
+    client = kit.http.Client(transport=kit.http.MockTransport(echo_handler(kit.http)))
+    kit.ours.instrument(client, hosts=("a.example",))
+    kit.ours.instrument(client, hosts=["A.example."])
+    assert len(client.event_hooks["request"]) == 1
+    with pytest.raises(ValueError, match="already instrumented with hosts=HostAllowList"):
+        kit.ours.instrument(client)
+
+
+async def test_instrument_an_async_client(kit: SimpleNamespace) -> None:
+    client = kit.http.AsyncClient(transport=kit.http.MockTransport(echo_handler(kit.http)))
+    kit.ours.instrument(client)
+    kit.ours.instrument(client)
+    async with RunContext(CHILD):
+        got = (await client.get("https://a.example/")).json()
+    assert got["x-root-run-id"] == ROOT.value
+
+
+def test_instrument_refuses_what_is_not_a_client_of_its_package(kit: SimpleNamespace) -> None:
+    other = importlib.import_module("httpx2" if kit.http.__name__ == "httpx" else "httpx")
+    with pytest.raises(TypeError, match=rf"must be a {kit.http.__name__}\.Client or"):
+        kit.ours.instrument(other.Client())
+
+
+# Through a real server on 127.0.0.1.
+
+
+# Generous timeouts: on a loaded CI machine, 200 requests waiting for a pooled connection can
+# take longer than httpx's default of 5 seconds.
+TIMEOUT = 60.0
+
+
+def real_client(kit: SimpleNamespace, server: LocalServer, **options: Any) -> Any:
+    transport = kit.ours.RunIdTransport(**options)
+    return kit.http.Client(base_url=server.url, transport=transport, timeout=TIMEOUT)
+
+
+def test_real_server_gets_the_run_and_its_lineage(
+    kit: SimpleNamespace, server: LocalServer
+) -> None:
+    with real_client(kit, server) as client, RunContext(CHILD):
+        got = client.get("/echo").json()["headers"]
+    assert got == {
+        "x-run-id": CHILD.value,
+        "x-parent-run-id": ROOT.value,
+        "x-root-run-id": ROOT.value,
+    }
+
+
+def test_real_streaming_upload_and_download_carry_the_run(
+    kit: SimpleNamespace, server: LocalServer
+) -> None:
+    def body() -> Iterator[bytes]:
+        for _ in range(16):
+            yield b"x" * 4096
+
+    with real_client(kit, server) as client, RunContext(ROOT):
+        uploaded = client.post("/echo", content=body()).json()
+        with client.stream("GET", "/stream", params={"chunks": 32}) as response:
+            chunks = list(response.iter_bytes())
+    assert uploaded["headers"]["x-run-id"] == ROOT.value
+    assert uploaded["body_length"] == 16 * 4096
+    data = b"".join(chunks)
+    first, _, rest = data.partition(b"\n")
+    assert ROOT.value.encode() in first
+    assert len(rest) == 32 * 1024
+
+
+async def test_real_async_streaming_upload_and_download(
+    kit: SimpleNamespace, server: LocalServer
+) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(8):
+            yield b"y" * 1000
+
+    transport = kit.ours.AsyncRunIdTransport()
+    async with (
+        kit.http.AsyncClient(base_url=server.url, transport=transport, timeout=TIMEOUT) as client,
+        RunContext(CHILD),
+    ):
+        uploaded = (await client.post("/echo", content=body())).json()
+        async with client.stream("GET", "/stream") as response:
+            data = b"".join([chunk async for chunk in response.aiter_bytes()])
+    assert uploaded == {
+        "headers": {
+            "x-run-id": CHILD.value,
+            "x-parent-run-id": ROOT.value,
+            "x-root-run-id": ROOT.value,
+        },
+        "body_length": 8000,
+        "marker": None,
+    }
+    assert CHILD.value.encode() in data.partition(b"\n")[0]
+
+
+def test_real_redirect_to_another_host_loses_ours_and_keeps_the_callers(
+    kit: SimpleNamespace, server: LocalServer
+) -> None:
+    with real_client(kit, server, hosts=("127.0.0.1",)) as client, RunContext(CHILD):
+        inside = client.get("/redirect", params={"to": f"{server.url}/echo"}, follow_redirects=True)
+        outside = client.get(
+            "/redirect",
+            params={"to": f"{server.other_url}/echo"},
+            headers={"X-Root-Run-Id": "mine"},
+            follow_redirects=True,
+        )
+    assert inside.json()["headers"]["x-run-id"] == CHILD.value
+    assert outside.url.host == "localhost"
+    assert outside.json()["headers"] == {
+        "x-run-id": None,
+        "x-parent-run-id": None,
+        "x-root-run-id": "mine",
+    }
+
+
+async def test_real_server_200_concurrent_runs_on_one_shared_async_client(
+    kit: SimpleNamespace, server: LocalServer
+) -> None:
+    transport = kit.ours.AsyncRunIdTransport()
+    async with kit.http.AsyncClient(
+        base_url=server.url, transport=transport, timeout=TIMEOUT
+    ) as client:
+
+        async def one() -> tuple[str, Any]:
+            async with RunContext() as run:
+                await asyncio.sleep(0)
+                response = await client.get("/echo", params={"marker": run.run_id.value})
+                return run.run_id.value, response.json()
+
+        pairs = await asyncio.gather(*(one() for _ in range(200)))
+    for sent, got in pairs:
+        assert got["headers"]["x-run-id"] == sent
+        assert got["marker"] == sent
+    assert len({sent for sent, _ in pairs}) == 200
+
+
+def test_a_header_the_caller_changed_between_hops_is_theirs_and_stays(kit: SimpleNamespace) -> None:
+    """A request hook that rewrites X-Run-Id on the redirected request wins over ours."""
+    hops: list[str] = []
+
+    def rewrite_on_redirect(request: Any) -> None:
+        hops.append(str(request.url))
+        if len(hops) > 1:
+            request.headers["X-Run-Id"] = "changed"
+
+    client = sync_client(kit, hosts=("a.example",))
+    client.event_hooks = {"request": [rewrite_on_redirect]}
+    with RunContext(CHILD):
+        response = client.get(
+            "https://a.example/redirect", params={"to": "https://b.example/"}, follow_redirects=True
+        )
+    assert response.json() == {
+        "x-run-id": "changed",
+        "x-parent-run-id": None,
+        "x-root-run-id": None,
+    }
+
+
+def test_headers_without_the_known_layout_go_through_the_mapping_api(
+    kit: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path relies on httpx internals; without them the public API gives the same."""
+    from agent_run_id import _httpx_common
+
+    assert _httpx_common._probe(dict) is False
+    monkeypatch.setitem(_httpx_common._FAST, kit.http.Headers, False)
+    client = sync_client(kit)
+    with RunContext(CHILD):
+        got = client.get("https://a.example/", headers={"X-Root-Run-Id": "mine"}).json()
+        mine = client.get("https://a.example/", headers={"X-Run-Id": "mine"}).json()
+    assert got == {"x-run-id": CHILD.value, "x-parent-run-id": ROOT.value, "x-root-run-id": "mine"}
+    assert mine == {"x-run-id": "mine", "x-parent-run-id": None, "x-root-run-id": None}

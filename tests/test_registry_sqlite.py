@@ -1,0 +1,344 @@
+"""SQLiteRunRegistry's file: processes sharing it, failures that never break a run, migrations."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+import shutil
+import sqlite3
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent_run_id import RunContext, RunId
+from agent_run_id.registry import SCHEMA_VERSION, SchemaError, SQLiteRunRegistry, _schema
+from tests._registry_helpers import read_only, record_runs, start_and_die
+
+LOGGER = "agent_run_id.registry"
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "runs.db"
+
+
+@pytest.fixture
+def registry(path: Path) -> Iterator[SQLiteRunRegistry]:
+    registry = SQLiteRunRegistry(path, timeout=0.05)
+    try:
+        yield registry
+    finally:
+        registry.close()
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def _runs(registry: SQLiteRunRegistry, count: int) -> list[str]:
+    ids = []
+    for _ in range(count):
+        with RunContext(registry=registry) as run:
+            ids.append(run.run_id.value)
+    registry.flush()
+    return ids
+
+
+def test_several_processes_record_into_one_file_and_lose_nothing(path: Path) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=record_runs, args=(str(path), 150, f"p{n}")) for n in range(3)]
+    for worker in workers:
+        worker.start()
+    registry = SQLiteRunRegistry(path)
+    mine = _runs(registry, 150)
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0
+    records = registry.find(limit=1000)
+    registry.close()
+    assert len(records) == 600
+    assert {r.user_id for r in records} == {None, "p0", "p1", "p2"}
+    assert {r.run_id for r in records} >= set(mine)
+    assert len({r.pid for r in records}) == 4
+    assert all(r.status == "ok" for r in records)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_records_with_its_own_writer(registry: SQLiteRunRegistry) -> None:
+    _runs(registry, 3)  # the parent's writer thread is running when it forks
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's coverage is not collected
+        code = 1
+        try:
+            with RunContext(registry=registry, user_id="child"):
+                pass
+            registry.close()
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    (child,) = registry.find(user_id="child")
+    assert child.pid == pid
+    assert len(registry.find()) == 4
+
+
+def test_runs_of_a_dead_process_stay_running_and_show_as_stale(
+    registry: SQLiteRunRegistry, path: Path
+) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    dead = spawn.Process(target=start_and_die, args=(str(path),))
+    dead.start()
+    dead.join()
+    with RunContext(registry=registry, task="alive"):
+        (stale,) = registry.find(stale=True)
+        assert stale.task == "dies"
+        assert stale.status == "running"
+        assert stale.pid == dead.pid
+        assert len(registry.find(status="running")) == 2
+    elsewhere = RunId.generate()
+    registry.start(elsewhere)
+    registry.flush()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE runs SET host = 'other-host' WHERE run_id = ?", (elsewhere.value,))
+        conn.execute("UPDATE runs SET pid = 0 WHERE task = 'dies'")
+    conn.close()
+    assert [r.task for r in registry.find(stale=True, limit=1)] == ["dies"]
+
+
+def test_a_locked_database_warns_once_and_writes_everything_later(
+    registry: SQLiteRunRegistry, path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = _runs(registry, 1)
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        during = []
+        for _ in range(3):
+            during += _runs(registry, 2)
+            registry.flush()
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    (warning,) = _warnings(caplog)
+    assert "cannot be written" in warning
+    assert "database is locked" in warning
+    caplog.set_level(logging.INFO, LOGGER)
+    after = _runs(registry, 1)
+    assert {r.run_id for r in registry.find()} == {*first, *during, *after}
+    assert any("works again: 12 queued writes done, 0 dropped" in m for m in caplog.messages)
+
+
+def test_writes_beyond_max_pending_drop_the_oldest(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = SQLiteRunRegistry(path, timeout=0.05, max_pending=4)
+    _runs(registry, 1)
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    lost = _runs(registry, 2)
+    registry.flush()
+    kept = _runs(registry, 2)
+    registry.flush()
+    locker.execute("ROLLBACK")
+    locker.close()
+    caplog.set_level(logging.INFO, LOGGER)
+    registry.flush()  # a flush retries the kept writes even with nothing new
+    found = {r.run_id for r in registry.find()}
+    registry.close()
+    assert set(kept) <= found
+    assert not set(lost) & found
+    assert any("4 dropped" in m for m in caplog.messages)
+
+
+def test_a_read_only_database_warns_once_and_writes_when_writable_again(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer = SQLiteRunRegistry(path)
+    before = _runs(writer, 1)
+    writer.close()
+    registry = SQLiteRunRegistry(path, timeout=0.05)
+    with read_only(path):
+        during = _runs(registry, 3)
+        registry.flush()
+        registry.flush()
+    (warning,) = _warnings(caplog)
+    assert "readonly" in warning or "read-only" in warning
+    after = _runs(registry, 1)
+    assert {r.run_id for r in registry.find()} == {*before, *during, *after}
+    registry.close()
+
+
+def test_a_deleted_folder_warns_once_and_recording_goes_on_in_a_new_file(
+    registry: SQLiteRunRegistry, path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _runs(registry, 1)
+    context = RunContext(registry=registry)
+    with context:
+        registry.flush()
+        shutil.rmtree(path.parent)
+        inside = _runs(registry, 2)
+    after = _runs(registry, 2)
+    (warning,) = _warnings(caplog)
+    assert "deleted or replaced" in warning
+    found = {r.run_id: r.status for r in registry.find()}
+    # The run that spanned the deletion is written whole when it ends.
+    assert found == dict.fromkeys([context.run_id.value, *inside, *after], "ok")
+
+
+def test_a_failing_registry_never_breaks_the_run(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path.parent.mkdir()
+    path.mkdir()  # a folder where the file should be: nothing can ever be written
+    registry = SQLiteRunRegistry(path)
+    for _ in range(5):
+        with RunContext(registry=registry) as run:
+            registry.flush()
+        assert run.run_id
+    with pytest.raises(ValueError, match="boom"), RunContext(registry=registry):
+        raise ValueError("boom")
+    registry.flush()
+    assert len(_warnings(caplog)) == 1
+    registry.close()
+
+
+def test_a_new_file_gets_the_current_schema_version(
+    registry: SQLiteRunRegistry, path: Path
+) -> None:
+    _runs(registry, 1)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    conn.close()
+
+
+def test_an_older_schema_is_migrated_keeping_its_runs(
+    registry: SQLiteRunRegistry, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = _runs(registry, 2)
+    registry.close()
+    step = ("ALTER TABLE runs ADD COLUMN cost REAL",)
+    monkeypatch.setattr(_schema, "MIGRATIONS", (*_schema.MIGRATIONS, step))
+    monkeypatch.setattr(_schema, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    upgraded = SQLiteRunRegistry(path)
+    assert {r.run_id for r in upgraded.find()} == set(old)
+    upgraded.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)
+    assert "cost" in [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+    conn.close()
+
+
+def test_a_newer_schema_is_refused_on_read_and_warned_on_write(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path.parent.mkdir()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    registry = SQLiteRunRegistry(path)
+    with pytest.raises(SchemaError, match="schema version 99, newer than"):
+        registry.find()
+    _runs(registry, 1)
+    registry.flush()
+    (warning,) = _warnings(caplog)
+    assert "upgrade agent-run-id" in warning
+    registry.close()
+
+
+def test_a_migration_that_fails_leaves_the_file_unchanged(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_schema, "MIGRATIONS", (("CREATE TABLE t (x)", "NOT SQL"),))
+    monkeypatch.setattr(_schema, "SCHEMA_VERSION", 1)
+    registry = SQLiteRunRegistry(path)
+    with pytest.raises(sqlite3.OperationalError):
+        registry.find()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone() == (0,)
+    assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
+    conn.close()
+
+
+def test_the_atexit_hook_writes_what_is_queued(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "from agent_run_id import RunContext\n"
+        "from agent_run_id.registry import SQLiteRunRegistry\n"
+        "r = SQLiteRunRegistry(sys.argv[1])\n"
+        "for _ in range(500):\n"
+        "    with RunContext(registry=r): pass\n"
+    )
+    import subprocess
+
+    db = tmp_path / "exit.db"
+    subprocess.run([sys.executable, "-c", script, str(db)], check=True)
+    registry = SQLiteRunRegistry(db)
+    assert len(registry.find(status="ok", limit=1000)) == 500
+    registry.close()
+
+
+def test_rows_of_the_wrong_type_are_refused_before_they_are_queued(
+    registry: SQLiteRunRegistry,
+) -> None:
+    with pytest.raises(TypeError, match="user_id must be a str or None, got int"):
+        registry.start(RunId.generate(), user_id=42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="task must be a str or None, got list"):
+        registry.start(RunId.generate(), task=["x"])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="run_id must be a RunId, got str"):
+        registry.finish("0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908")  # type: ignore[arg-type]
+
+
+def test_an_unexpected_writer_error_is_logged_and_recording_goes_on(
+    registry: SQLiteRunRegistry, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agent_run_id.registry import _writer
+
+    real = _writer._execute
+    calls = []
+
+    def broken_once(conn: sqlite3.Connection, ops: list[_writer.Op]) -> None:
+        calls.append(len(ops))
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        real(conn, ops)
+
+    monkeypatch.setattr(_writer, "_execute", broken_once)
+    _runs(registry, 1)
+    kept = _runs(registry, 1)
+    assert registry.get(kept[0]).status == "ok"
+    (warning,) = _warnings(caplog)
+    assert re.search(r"runs\.db: [12] writes lost", warning)
+
+
+def test_while_failing_the_writer_keeps_at_most_max_pending_writes(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent_run_id.registry import _writer
+
+    monkeypatch.setattr(_writer, "_MAX_BATCH", 1)
+    registry = SQLiteRunRegistry(path, timeout=0.01, max_pending=3)
+    _runs(registry, 1)
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        _runs(registry, 1)  # now failing
+        for _ in range(50):
+            registry.start(RunId.generate())
+        registry.flush()
+        pending = registry._writer._retry
+        assert len(pending) == 3
+        assert registry._writer._queue.empty()
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+        registry.close()

@@ -1,0 +1,221 @@
+"""agent_run_id.requests against a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from agent_run_id import RunContext, RunId
+from agent_run_id.requests import RunIdAdapter, instrument
+from tests._outbound_helpers import RUN_HEADERS, LocalServer, import_without, server
+
+__all__ = ["server"]
+
+ROOT = RunId.from_string("0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908")
+CHILD = RunId("1c7a6e4f-3d2b-4f9c-8a8e-6b5d4c3b2a19", parent=ROOT)
+NONE = dict.fromkeys(RUN_HEADERS)
+
+
+def echoed(response: requests.Response) -> Any:
+    response.raise_for_status()
+    return response.json()["headers"]
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with instrument(requests.Session()) as made:
+        yield made
+
+
+def test_outside_any_run_no_header_is_added(session: requests.Session, server: LocalServer) -> None:
+    assert echoed(session.get(f"{server.url}/echo")) == NONE
+
+
+def test_a_run_and_its_lineage_are_added_when_the_request_is_sent(
+    session: requests.Session, server: LocalServer
+) -> None:
+    with RunContext(ROOT):
+        root = echoed(session.get(f"{server.url}/echo"))
+    with RunContext(CHILD):
+        child = echoed(session.get(f"{server.url}/echo"))
+    assert root == {"x-run-id": ROOT.value, "x-parent-run-id": None, "x-root-run-id": None}
+    assert child == {
+        "x-run-id": CHILD.value,
+        "x-parent-run-id": ROOT.value,
+        "x-root-run-id": ROOT.value,
+    }
+
+
+def test_a_header_the_caller_or_the_session_set_is_never_overwritten(
+    session: requests.Session, server: LocalServer
+) -> None:
+    with RunContext(CHILD):
+        mine = echoed(session.get(f"{server.url}/echo", headers={"x-run-id": "mine"}))
+        session.headers["X-Run-Id"] = "session-wide"
+        default = echoed(session.get(f"{server.url}/echo"))
+    assert mine == {"x-run-id": "mine", "x-parent-run-id": None, "x-root-run-id": None}
+    assert default["x-run-id"] == "session-wide"
+
+
+def test_only_allowed_hosts_get_the_run(server: LocalServer) -> None:
+    session = instrument(requests.Session(), hosts=("127.0.0.1",))
+    with RunContext(ROOT):
+        assert echoed(session.get(f"{server.url}/echo"))["x-run-id"] == ROOT.value
+        assert echoed(session.get(f"{server.other_url}/echo")) == NONE
+
+
+def test_a_redirect_to_a_host_outside_the_list_loses_ours_and_keeps_the_callers(
+    server: LocalServer,
+) -> None:
+    session = instrument(requests.Session(), hosts=("127.0.0.1",))
+    with RunContext(CHILD):
+        same = session.get(f"{server.url}/redirect", params={"to": f"{server.url}/echo"})
+        away = session.get(
+            f"{server.url}/redirect",
+            params={"to": f"{server.other_url}/echo", "status": "307"},
+            headers={"X-Root-Run-Id": "mine"},
+        )
+        back = session.get(
+            f"{server.url}/redirect",
+            params={"to": f"{server.other_url}/redirect?to={server.url}/echo"},
+        )
+    assert echoed(same)["x-run-id"] == CHILD.value
+    assert away.url.startswith(server.other_url)
+    assert echoed(away) == {"x-run-id": None, "x-parent-run-id": None, "x-root-run-id": "mine"}
+    assert echoed(back)["x-parent-run-id"] == ROOT.value
+    assert [r.request.headers.get("X-Run-Id") for r in back.history] == [CHILD.value, None]
+
+
+def test_instrument_keeps_the_users_adapters_with_their_retries_and_pools(
+    server: LocalServer,
+) -> None:
+    session = requests.Session()
+    retries = Retry(total=2, status_forcelist=[503], backoff_factor=0)
+    adapter = HTTPAdapter(max_retries=retries, pool_maxsize=32)
+    session.mount("http://", adapter)
+    instrument(session)
+    mounted: Any = session.get_adapter(f"{server.url}/")
+    assert mounted.adapter is adapter
+    assert mounted.max_retries is retries
+    assert mounted._pool_maxsize == 32
+    assert "agent_run_id" in repr(mounted)
+    with RunContext(ROOT):
+        response = session.get(f"{server.url}/flaky", params={"key": "instrument", "marker": "m1"})
+    assert echoed(response)["x-run-id"] == ROOT.value
+    tries = [run for path, marker, run in server.seen if marker == "m1"]
+    assert tries == [{"x-run-id": ROOT.value, "x-parent-run-id": None, "x-root-run-id": None}] * 2
+
+
+def test_a_run_id_adapter_takes_http_adapter_options(server: LocalServer) -> None:
+    session = requests.Session()
+    adapter = RunIdAdapter(max_retries=Retry(total=1, status_forcelist=[503]), hosts=("127.0.0.1",))
+    session.mount("http://", adapter)
+    with RunContext(CHILD):
+        response = session.get(f"{server.url}/flaky", params={"key": "adapter", "marker": "m2"})
+    assert echoed(response)["x-run-id"] == CHILD.value
+    tries = [run["x-run-id"] for path, marker, run in server.seen if marker == "m2"]
+    assert tries == [CHILD.value, CHILD.value]
+
+
+def test_streaming_upload_and_download_carry_the_run(
+    session: requests.Session, server: LocalServer
+) -> None:
+    def body() -> Iterator[bytes]:
+        for _ in range(16):
+            yield b"x" * 4096
+
+    with RunContext(ROOT):
+        uploaded = session.post(f"{server.url}/echo", data=body()).json()
+        with session.get(f"{server.url}/stream", params={"chunks": 32}, stream=True) as response:
+            data = b"".join(response.iter_content(chunk_size=1000))
+    assert uploaded["headers"]["x-run-id"] == ROOT.value
+    assert uploaded["body_length"] == 16 * 4096
+    first, _, rest = data.partition(b"\n")
+    assert ROOT.value.encode() in first
+    assert len(rest) == 32 * 1024
+
+
+def test_16_threads_on_one_shared_session_each_send_their_own_run(
+    session: requests.Session, server: LocalServer
+) -> None:
+    barrier = threading.Barrier(16)
+    results: list[tuple[str, str]] = []
+
+    def work() -> None:
+        with RunContext() as run:
+            barrier.wait()
+            for _ in range(8):
+                got = echoed(session.get(f"{server.url}/echo"))["x-run-id"]
+                results.append((run.run_id.value, got))
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 128
+    assert all(sent == got for sent, got in results)
+    assert len({sent for sent, _ in results}) == 16
+
+
+def test_instrument_is_idempotent_and_refuses_other_hosts() -> None:
+    session = instrument(requests.Session(), hosts=("a.example",))
+    adapters = dict(session.adapters)
+    assert instrument(session, hosts=("A.example",)) is session
+    assert session.adapters == adapters
+    with pytest.raises(ValueError, match=r"already sends the run with hosts=HostAllowList"):
+        instrument(session)
+
+
+def test_instrument_mounts_an_adapter_where_none_is() -> None:
+    session = requests.Session()
+    session.adapters.clear()
+    instrument(session)
+    assert isinstance(session.get_adapter("https://a.example/"), RunIdAdapter)
+    assert isinstance(session.get_adapter("http://a.example/"), RunIdAdapter)
+
+
+def test_instrument_takes_only_a_session() -> None:
+    with pytest.raises(TypeError, match=r"session must be a requests\.Session, got dict"):
+        instrument({})  # type: ignore[type-var]
+
+
+def test_closing_the_session_closes_the_wrapped_adapters() -> None:
+    closed: list[str] = []
+
+    class Closing(HTTPAdapter):
+        def close(self) -> None:
+            closed.append("closed")
+            super().close()
+
+    session = requests.Session()
+    session.mount("https://", Closing())
+    instrument(session).close()
+    assert closed == ["closed"]
+
+
+def test_a_run_id_adapter_pickles_with_its_hosts() -> None:
+    adapter = RunIdAdapter(pool_maxsize=3, hosts=("a.example",))
+    copy = pickle.loads(pickle.dumps(adapter))
+    assert copy._policy == adapter._policy
+    assert copy._pool_maxsize == 3
+
+
+def test_a_wrapped_adapter_missing_its_adapter_raises_attribute_error() -> None:
+    from agent_run_id.requests import _WrappedAdapter
+
+    bare = _WrappedAdapter.__new__(_WrappedAdapter)
+    with pytest.raises(AttributeError):
+        _ = bare.max_retries
+
+
+def test_without_requests_the_import_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    message = import_without(monkeypatch, "requests", "requests", "requests.adapters")
+    assert message.endswith('pip install "agent-run-id[requests]"')

@@ -1,0 +1,198 @@
+"""The real OpenAI and Anthropic SDKs, on clients wrapped by agent_run_id, against a fake server.
+
+The server (on 127.0.0.1) answers each call with the X-Run-Id it got and records it with the
+prompt; every prompt names the run that was current when the call was made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import anthropic
+import httpx
+import httpx2
+import openai
+import pytest
+
+import agent_run_id.httpx
+import agent_run_id.httpx2
+from agent_run_id import RunContext, RunId
+from tests._outbound_helpers import LocalServer, server
+
+__all__ = ["server"]
+
+ROOT = RunId.from_string("0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908")
+CHILD = RunId("1c7a6e4f-3d2b-4f9c-8a8e-6b5d4c3b2a19", parent=ROOT)
+
+
+def seen_for(server: LocalServer, marker: str) -> list[dict[str, str | None]]:
+    return [run for _, seen_marker, run in server.seen if seen_marker == marker]
+
+
+def sync_openai(server: LocalServer, package: str, **options: Any) -> openai.OpenAI:
+    if package == "httpx2":
+        client: Any = httpx2.Client(transport=agent_run_id.httpx2.RunIdTransport())
+    else:
+        client = httpx.Client(transport=agent_run_id.httpx.RunIdTransport())
+    return openai.OpenAI(
+        base_url=f"{server.url}/v1", api_key="dummy", http_client=client, **options
+    )
+
+
+def ask_openai(llm: openai.OpenAI, prompt: str, **options: Any) -> str | None:
+    completion = llm.chat.completions.create(
+        model="fake", messages=[{"role": "user", "content": prompt}], **options
+    )
+    return completion.choices[0].message.content
+
+
+@pytest.mark.parametrize("package", ["httpx2", "httpx"])
+def test_openai_sends_the_current_run_and_its_lineage(server: LocalServer, package: str) -> None:
+    with sync_openai(server, package, max_retries=0) as llm, RunContext(CHILD):
+        text = ask_openai(llm, f"lineage-{package}")
+        assert ask_openai(llm, f"lineage-{package}") == CHILD.value
+    assert text == CHILD.value
+    assert (
+        seen_for(server, f"lineage-{package}")
+        == [{"x-run-id": CHILD.value, "x-parent-run-id": ROOT.value, "x-root-run-id": ROOT.value}]
+        * 2
+    )
+    with sync_openai(server, package, max_retries=0) as llm:
+        assert ask_openai(llm, f"no-run-{package}") == "no run"
+
+
+@pytest.mark.parametrize("package", ["httpx2", "httpx"])
+def test_openai_retries_carry_the_run(server: LocalServer, package: str) -> None:
+    with sync_openai(server, package, max_retries=2) as llm, RunContext(ROOT):
+        assert ask_openai(llm, f"flaky-{package}") == ROOT.value
+    assert [run["x-run-id"] for run in seen_for(server, f"flaky-{package}")] == [ROOT.value] * 2
+
+
+def test_openai_extra_headers_of_the_caller_win(server: LocalServer) -> None:
+    """The user's own snippet, extra_headers={"X-Run-Id": ...}, keeps working unchanged."""
+    with sync_openai(server, "httpx2", max_retries=0) as llm, RunContext(CHILD):
+        text = ask_openai(llm, "extra-headers", extra_headers={"X-Run-Id": ROOT.value})
+    assert text == ROOT.value
+    assert seen_for(server, "extra-headers") == [
+        {"x-run-id": ROOT.value, "x-parent-run-id": None, "x-root-run-id": None}
+    ]
+
+
+def sync_anthropic(server: LocalServer, **options: Any) -> anthropic.Anthropic:
+    client = httpx2.Client(transport=agent_run_id.httpx2.RunIdTransport())
+    return anthropic.Anthropic(base_url=server.url, api_key="dummy", http_client=client, **options)
+
+
+def ask_anthropic(llm: anthropic.Anthropic, prompt: str) -> str:
+    message = llm.messages.create(
+        model="fake", max_tokens=16, messages=[{"role": "user", "content": prompt}]
+    )
+    block = message.content[0]
+    assert block.type == "text"
+    return block.text
+
+
+def test_anthropic_sends_the_current_run_and_retries_carry_it(server: LocalServer) -> None:
+    with sync_anthropic(server, max_retries=2) as llm:
+        with RunContext(CHILD):
+            assert ask_anthropic(llm, "claude-lineage") == CHILD.value
+        with RunContext(ROOT):
+            assert ask_anthropic(llm, "flaky-claude") == ROOT.value
+    assert seen_for(server, "claude-lineage") == [
+        {"x-run-id": CHILD.value, "x-parent-run-id": ROOT.value, "x-root-run-id": ROOT.value}
+    ]
+    assert [run["x-run-id"] for run in seen_for(server, "flaky-claude")] == [ROOT.value] * 2
+
+
+def test_anthropic_takes_only_httpx2_clients(server: LocalServer) -> None:
+    """Why agent_run_id.httpx2 exists: the current Anthropic SDK refuses an httpx.Client."""
+    legacy = httpx.Client(transport=agent_run_id.httpx.RunIdTransport())
+    with pytest.raises(TypeError, match="httpx2"):
+        anthropic.Anthropic(base_url=server.url, api_key="dummy", http_client=legacy)  # type: ignore[arg-type]
+
+
+def test_one_shared_sync_openai_client_in_16_threads(server: LocalServer) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    llm = sync_openai(server, "httpx2", max_retries=0)
+
+    def call(i: int) -> tuple[str, str | None]:
+        with RunContext() as run:
+            return run.run_id.value, ask_openai(llm, f"thread-{run.run_id.value}")
+
+    with llm, ThreadPoolExecutor(max_workers=16) as pool:
+        pairs = list(pool.map(call, range(64)))
+    for sent, text in pairs:
+        assert text == sent
+        assert [run["x-run-id"] for run in seen_for(server, f"thread-{sent}")] == [sent]
+
+
+@pytest.mark.parametrize(("package", "runs"), [("httpx2", 200), ("httpx", 50)])
+async def test_many_concurrent_runs_on_one_shared_async_openai_client(
+    server: LocalServer, package: str, runs: int
+) -> None:
+    if package == "httpx2":
+        client: Any = httpx2.AsyncClient(transport=agent_run_id.httpx2.AsyncRunIdTransport())
+    else:
+        client = httpx.AsyncClient(transport=agent_run_id.httpx.AsyncRunIdTransport())
+    llm = openai.AsyncOpenAI(
+        base_url=f"{server.url}/v1", api_key="dummy", http_client=client, max_retries=0
+    )
+
+    async def call() -> tuple[str, str | None]:
+        async with RunContext() as run:
+            marker = f"async-openai-{package}-{run.run_id.value}"
+            await asyncio.sleep(0)  # let the other runs start before this call goes out
+            completion = await llm.chat.completions.create(
+                model="fake", messages=[{"role": "user", "content": marker}]
+            )
+            return run.run_id.value, completion.choices[0].message.content
+
+    async with llm:
+        pairs = await asyncio.gather(*(call() for _ in range(runs)))
+    assert len({sent for sent, _ in pairs}) == runs
+    for sent, text in pairs:
+        assert text == sent
+        seen = seen_for(server, f"async-openai-{package}-{sent}")
+        assert [run["x-run-id"] for run in seen] == [sent]
+
+
+async def test_200_concurrent_runs_on_one_shared_async_anthropic_client(
+    server: LocalServer,
+) -> None:
+    client = httpx2.AsyncClient(transport=agent_run_id.httpx2.AsyncRunIdTransport())
+    llm = anthropic.AsyncAnthropic(
+        base_url=server.url, api_key="dummy", http_client=client, max_retries=0
+    )
+
+    async def call() -> tuple[str, str]:
+        async with RunContext() as run:
+            marker = f"async-claude-{run.run_id.value}"
+            await asyncio.sleep(0)
+            message = await llm.messages.create(
+                model="fake", max_tokens=16, messages=[{"role": "user", "content": marker}]
+            )
+            block = message.content[0]
+            assert block.type == "text"
+            return run.run_id.value, block.text
+
+    async with llm:
+        pairs = await asyncio.gather(*(call() for _ in range(200)))
+    assert len({sent for sent, _ in pairs}) == 200
+    for sent, text in pairs:
+        assert text == sent
+        assert [run["x-run-id"] for run in seen_for(server, f"async-claude-{sent}")] == [sent]
+
+
+async def test_an_instrumented_sdk_owned_client_sends_the_run(server: LocalServer) -> None:
+    """instrument() on the client an SDK made itself, reached through the SDK's own attribute."""
+    llm = anthropic.AsyncAnthropic(base_url=server.url, api_key="dummy", max_retries=0)
+    agent_run_id.httpx2.instrument(llm._client, hosts=("127.0.0.1",))
+    async with llm, RunContext(CHILD):
+        message = await llm.messages.create(
+            model="fake", max_tokens=16, messages=[{"role": "user", "content": "sdk-owned"}]
+        )
+    block = message.content[0]
+    assert block.type == "text"
+    assert block.text == CHILD.value

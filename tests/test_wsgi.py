@@ -1,0 +1,391 @@
+"""agent_run_id.wsgi.RunIdMiddleware with Flask: werkzeug's test client and a real server."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask, Response, request
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from werkzeug.test import Client
+
+import agent_run_id.logging as run_logging
+from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
+from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
+from agent_run_id.wsgi import ENVIRON_KEY, RunIdMiddleware
+
+from ._inbound_helpers import (
+    RUN_A,
+    RUN_B,
+    RUN_C,
+    captured,
+    is_canonical,
+    load_example,
+    wsgi_server,
+)
+
+
+def current() -> str | None:
+    run = current_run_id()
+    return None if run is None else run.value
+
+
+def flask_app(**options: Any) -> Flask:
+    """A fresh Flask app with one route per behaviour, wrapped in the middleware."""
+    app = Flask(__name__)
+
+    @app.get("/")
+    def home() -> dict[str, Any]:
+        run = current_run_id()
+        return {
+            "current": current(),
+            "parent": None if run is None or run.parent is None else run.parent.value,
+            "environ": request.environ[ENVIRON_KEY].value,
+            "header": request.headers.getlist("X-Run-Id"),
+            "parent_header": request.headers.getlist("X-Parent-Run-Id"),
+        }
+
+    @app.get("/stream")
+    def stream() -> Response:
+        def chunks() -> Iterator[str]:  # no stream_with_context: the run is current anyway
+            for _ in range(3):
+                yield f"{current()}\n"
+
+        return Response(chunks(), mimetype="text/plain")
+
+    @app.get("/own-header")
+    def own_header() -> Response:
+        return Response("ok", headers={"x-RUN-id": "made-up-by-the-app"})
+
+    @app.get("/teapot")
+    def teapot() -> None:
+        raise LookupError
+
+    @app.errorhandler(LookupError)
+    def on_teapot(exc: Exception) -> tuple[dict[str, Any], int]:
+        return {"current": current()}, 418
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    @app.errorhandler(500)
+    def on_error(exc: Exception) -> tuple[dict[str, Any], int]:
+        return {"current": current()}, 500
+
+    app.wsgi_app = RunIdMiddleware(app.wsgi_app, **options)  # type: ignore[method-assign]
+    return app
+
+
+def test_a_request_without_header_gets_a_new_root_run_seen_everywhere() -> None:
+    response = Client(flask_app()).get("/")
+    body = response.json
+    assert body is not None
+    assert is_canonical(body["current"])
+    assert body["environ"] == body["current"]
+    assert body["header"] == [body["current"]]
+    assert body["parent"] is None
+    assert response.headers.getlist("X-Run-Id") == [body["current"]]
+
+
+def test_a_valid_incoming_id_is_continued_in_canonical_form_with_its_lineage() -> None:
+    headers = {"X-Run-Id": RUN_A.upper(), "X-Parent-Run-Id": RUN_B.replace("-", "")}
+    response = Client(flask_app()).get("/", headers=headers)
+    body = response.json
+    assert body is not None
+    assert body["current"] == body["environ"] == RUN_A
+    assert body["header"] == [RUN_A]
+    assert body["parent"] == RUN_B
+    assert body["parent_header"] == [RUN_B]
+    assert response.headers.getlist("X-Run-Id") == [RUN_A]
+
+
+def test_child_and_ignore_modes() -> None:
+    child = Client(flask_app(incoming="child")).get("/", headers={"X-Run-Id": RUN_A}).json
+    assert child is not None
+    assert child["current"] != RUN_A
+    assert child["parent"] == RUN_A
+    assert child["parent_header"] == [RUN_A]
+    ignored = Client(flask_app(incoming="ignore")).get(
+        "/", headers={"X-Run-Id": RUN_A, "X-Root-Run-Id": RUN_C}
+    )
+    assert ignored.json is not None
+    assert ignored.json["current"] != RUN_A
+    assert ignored.json["parent"] is None
+    assert ignored.headers["X-Run-Id"] == ignored.json["current"]
+
+
+def test_an_invalid_id_is_replaced_never_echoed_and_reject_answers_400() -> None:
+    response = Client(flask_app()).get("/", headers={"X-Run-Id": "nope\x7f"})
+    body = response.json
+    assert body is not None
+    assert is_canonical(body["current"])
+    assert response.headers.getlist("X-Run-Id") == [body["current"]]
+    rejected = Client(flask_app(on_invalid="reject")).get("/", headers={"X-Run-Id": "nope"})
+    assert rejected.status_code == 400
+    assert rejected.json is not None
+    assert "X-Run-Id" in rejected.json["detail"]
+    assert "X-Run-Id" not in rejected.headers
+
+
+def test_a_header_repeated_with_two_values_counts_as_invalid() -> None:
+    client = Client(flask_app())
+    same = client.get("/", headers=[("X-Run-Id", RUN_A), ("X-Run-Id", RUN_A)]).json
+    differ = client.get("/", headers=[("X-Run-Id", RUN_A), ("X-Run-Id", RUN_B)]).json
+    assert same is not None
+    assert same["current"] == RUN_A
+    assert differ is not None
+    assert differ["current"] not in (RUN_A, RUN_B)
+
+
+def test_a_flask_generator_runs_inside_the_run_until_the_response_closes() -> None:
+    events: list[tuple[str, Any]] = []
+
+    def observe(run: RunId, context: RunContext) -> Any:
+        events.append(("start", run.value))
+        return lambda exc: events.append(("end", exc))
+
+    add_run_observer(observe)
+    response = Client(flask_app()).get("/stream", headers={"X-Run-Id": RUN_A}, buffered=False)
+    assert events == [("start", RUN_A)]
+    assert b"".join(response.iter_encoded()).decode().split() == [RUN_A] * 3
+    assert events == [("start", RUN_A)]  # still current until close()
+    response.close()
+    assert events == [("start", RUN_A), ("end", None)]
+    assert current_run_id() is None
+
+
+def test_handlers_and_error_handlers_see_the_run_and_the_header_is_on_every_answer() -> None:
+    client = Client(flask_app())
+    teapot = client.get("/teapot", headers={"X-Run-Id": RUN_A})
+    boom = client.get("/boom", headers={"X-Run-Id": RUN_B})
+    own = client.get("/own-header", headers={"X-Run-Id": RUN_C})
+    assert (teapot.status_code, teapot.json) == (418, {"current": RUN_A})
+    assert teapot.headers.getlist("X-Run-Id") == [RUN_A]
+    assert (boom.status_code, boom.json) == (500, {"current": RUN_B})
+    assert boom.headers.getlist("X-Run-Id") == [RUN_B]
+    assert [v for k, v in own.headers.items() if k.lower() == "x-run-id"] == [RUN_C]
+
+
+def test_the_run_ends_when_the_app_raises_and_the_error_carries_its_note() -> None:
+    ends: list[BaseException | None] = []
+    add_run_observer(lambda run, context: ends.append)
+
+    def broken(environ: Any, start_response: Any) -> Iterable[bytes]:
+        raise RuntimeError("broken")
+
+    with RunContext() as stale:
+        with pytest.raises(RuntimeError) as caught:
+            RunIdMiddleware(broken)({"HTTP_X_RUN_ID": RUN_A}, lambda *args: None)
+        assert current_run_id() is stale.run_id
+    assert ends[0] is caught.value
+    if sys.version_info >= (3, 11):
+        assert caught.value.__notes__ == [f"run_id={RUN_A}"]
+
+
+def test_an_error_while_the_server_iterates_reaches_the_run_observers_at_close() -> None:
+    ends: list[BaseException | None] = []
+    add_run_observer(lambda run, context: ends.append)
+
+    class Body:
+        closed = 0
+
+        def __iter__(self) -> Iterator[bytes]:
+            yield b"a"
+            raise ValueError("midway")
+
+        def close(self) -> None:
+            Body.closed += 1
+
+    def app(environ: Any, start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return Body()
+
+    body = RunIdMiddleware(app)({}, lambda *args: None)
+    chunks = iter(body)
+    assert next(chunks) == b"a"
+    with pytest.raises(ValueError, match="midway"):
+        next(chunks)
+    assert ends == []
+    body.close()  # type: ignore[attr-defined]
+    body.close()  # type: ignore[attr-defined]  # a second close does nothing
+    assert len(ends) == 1
+    assert isinstance(ends[0], ValueError)
+    assert Body.closed == 1
+    assert current_run_id() is None
+
+
+def test_a_failing_close_still_ends_the_run() -> None:
+    ends: list[BaseException | None] = []
+    add_run_observer(lambda run, context: ends.append)
+
+    class Body(list[bytes]):
+        def close(self) -> None:
+            raise OSError("close failed")
+
+    body = RunIdMiddleware(lambda environ, start_response: Body([b"x"]))({}, lambda *a: None)
+    assert list(body) == [b"x"]
+    with pytest.raises(OSError, match="close failed"):
+        body.close()  # type: ignore[attr-defined]
+    assert len(ends) == 1
+    assert isinstance(ends[0], OSError)
+    assert current_run_id() is None
+
+
+def test_requests_in_the_same_thread_never_share_a_run() -> None:
+    """A single-threaded server runs request after request in one thread."""
+    with wsgi_server(flask_app(), threaded=False) as url, httpx.Client(base_url=url) as http:
+        first = http.get("/", headers={"X-Run-Id": RUN_A}).json()
+        second = http.get("/").json()
+        streamed = http.get("/stream", headers={"X-Run-Id": RUN_B})
+        third = http.get("/").json()
+    assert first["current"] == RUN_A
+    assert streamed.text.split() == [RUN_B] * 3
+    for body in (second, third):
+        assert body["current"] not in (RUN_A, RUN_B)
+        assert body["parent"] is None
+    assert second["current"] != third["current"]
+
+
+def test_over_a_threaded_server_16_threads_never_mix_their_runs() -> None:
+    """Every log line, response header and current run matches its own request."""
+    threads, count = 16, 160
+    barrier = threading.Barrier(threads, timeout=30)
+    logger = logging.getLogger("tests.wsgi.concurrency")
+    app = Flask(__name__)
+
+    @app.get("/work")
+    def work() -> Response:
+        logger.info("start %s", request.headers["X-Run-Id"])
+        barrier.wait()  # sixteen requests in flight at once, in sixteen server threads
+        logger.info("end %s", request.headers["X-Run-Id"])
+
+        value = request.headers["X-Run-Id"]
+
+        def chunks() -> Iterator[str]:  # runs after Flask's request context is gone
+            logger.info("body %s", value)
+            yield current() or ""
+
+        return Response(chunks())
+
+    app.wsgi_app = RunIdMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+    ids = [RunId.generate().value for _ in range(count)]
+    run_logging.install()
+    with (
+        captured("tests.wsgi.concurrency", logging.INFO) as log,
+        wsgi_server(app) as url,
+        httpx.Client(base_url=url, timeout=60) as http,  # thread-safe: shared by the 16
+    ):
+
+        def call(value: str) -> tuple[str, str]:
+            response = http.get("/work", headers={"X-Run-Id": value})
+            return response.text, response.headers["X-Run-Id"]
+
+        with ThreadPoolExecutor(threads) as pool:
+            answers = list(pool.map(call, ids))
+    assert answers == [(value, value) for value in ids]
+    assert len(log.lines) == 3 * count
+    for run_id, message in log.lines:
+        assert message.split()[1] == run_id
+    assert {run_id for run_id, _ in log.lines} == set(ids)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    value=st.one_of(st.none(), st.text(st.characters(max_codepoint=255), max_size=80)),
+    parent=st.one_of(st.none(), st.text(st.characters(max_codepoint=255), max_size=80)),
+    incoming=st.sampled_from(["continue", "child", "ignore"]),
+)
+def test_any_header_text_never_raises_and_only_a_canonical_id_goes_out(
+    value: str | None, parent: str | None, incoming: str
+) -> None:
+    started: list[list[tuple[str, str]]] = []
+
+    def app(environ: Any, start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [("X-Run-Id", "!")])
+        return [b""]
+
+    environ: dict[str, Any] = {}
+    if value is not None:
+        environ["HTTP_X_RUN_ID"] = value
+    if parent is not None:
+        environ["HTTP_X_PARENT_RUN_ID"] = parent
+    body = RunIdMiddleware(app, incoming=incoming)(
+        environ, lambda status, headers, exc_info=None: started.append(headers)
+    )
+    body.close()  # type: ignore[attr-defined]
+    out = [v for k, v in started[0] if k.lower() == "x-run-id"]
+    assert len(out) == 1
+    assert is_canonical(out[0])
+    assert environ["HTTP_X_RUN_ID"] == out[0] == environ[ENVIRON_KEY].value
+    if value is not None and not is_canonical(value):
+        assert out[0] != value
+    assert current_run_id() is None
+
+
+def test_an_incoming_fallback_reads_the_request_headers_when_no_id_came() -> None:
+    asked: list[tuple[str | None, ...]] = []
+
+    def from_baggage(get_header: Any) -> RunId:
+        asked.append((get_header("baggage"), get_header("Content-Type"), get_header("absent")))
+        return RunId(RUN_B)
+
+    add_incoming_fallback(from_baggage)
+    try:
+        response = Client(flask_app()).get(
+            "/", headers={"baggage": "a=1", "Content-Type": "text/x"}
+        )
+    finally:
+        remove_incoming_fallback(from_baggage)
+    assert response.json is not None
+    assert response.json["current"] == RUN_B
+    assert asked == [("a=1", "text/x", None)]
+
+
+def test_response_header_false_sends_no_header() -> None:
+    response = Client(flask_app(response_header=False)).get("/", headers={"X-Run-Id": RUN_A})
+    assert response.json is not None
+    assert response.json["current"] == RUN_A
+    assert "X-Run-Id" not in response.headers
+
+
+def test_the_flask_example_answers_and_streams_inside_its_run() -> None:
+    example = load_example("flask_app")
+    client = Client(example.app)
+    response = client.get("/agent", query_string={"task": "abc"}, headers={"X-Run-Id": RUN_A})
+    assert response.json == {"run_id": RUN_A, "result": "cba"}
+    assert response.headers.getlist("X-Run-Id") == [RUN_A]
+    streamed = client.get("/stream", headers={"X-Run-Id": RUN_B})
+    assert streamed.text.splitlines() == [f"{RUN_B} plan", f"{RUN_B} act", f"{RUN_B} answer"]
+
+
+def test_a_callable_incoming_decides_per_request_from_the_environ() -> None:
+    def trust_internal(environ: dict[str, Any]) -> str:
+        return "continue" if environ["REMOTE_ADDR"].startswith("10.") else "ignore"
+
+    client = Client(flask_app(incoming=trust_internal))
+    kept = client.get("/", headers={"X-Run-Id": RUN_A}, environ_base={"REMOTE_ADDR": "10.0.0.7"})
+    ignored = client.get("/", headers={"X-Run-Id": RUN_A}, environ_base={"REMOTE_ADDR": "1.2.3.4"})
+    assert kept.json is not None
+    assert kept.json["current"] == RUN_A
+    assert ignored.json is not None
+    assert ignored.json["current"] != RUN_A
+
+
+def test_the_body_is_sent_once_however_often_the_server_asks_for_its_iterator() -> None:
+    def plain_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hel", b"lo"]
+
+    assert Client(RunIdMiddleware(plain_app)).get("/").get_data() == b"hello"
+    body = RunIdMiddleware(plain_app)({"REQUEST_METHOD": "GET"}, lambda *args: None)
+    assert list(body) == [b"hel", b"lo"]
+    assert list(body) == []  # exhausted, as the wrapped iterator is
+    body.close()  # type: ignore[attr-defined]
