@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import uuid
@@ -102,10 +103,17 @@ def receivers() -> Iterator[Receivers]:
 def worker_app() -> Iterator[Celery]:
     """One app and one worker (four threads) for the module: a worker takes seconds to stop."""
     app = _make_app()
-    with start_worker(
-        app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=TIMEOUT
-    ):
-        yield app
+    # start_worker sets the root logger's level for the process (to ERROR): put it back after.
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    try:
+        with start_worker(
+            app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=TIMEOUT
+        ):
+            yield app
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
 
 
 @pytest.fixture
