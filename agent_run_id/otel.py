@@ -37,6 +37,7 @@ except ImportError as error:
 
 from . import logging as _run_logging
 from ._context import _current, add_run_observer, remove_run_observer
+from ._inbound import _one
 from ._otel_runs import KEYS, RunObserver, attributes, run_in_baggage, trace_fields
 from ._propagation import (
     HEADER,
@@ -182,10 +183,11 @@ def _single(carrier: Any, getter: textmap.Getter[Any], name: str) -> str | None:
     values = getter.get(carrier, name)
     if values is None:
         values = getter.get(carrier, name.lower())
-    # Two values for one header is ambiguous input: take neither.
-    if values is None or len(values) != 1:
+    if not values:
         return None
-    return values[0]
+    # A repeated header counts only when every copy holds the same id: the inbound rule.
+    one = _one(",".join(values))
+    return one if isinstance(one, str) else None
 
 
 def _run_from_baggage_header(get_header: Any) -> RunId | None:

@@ -238,6 +238,12 @@ def test_extract_leaves_the_context_unchanged_without_one_valid_run(
     assert run_from_context(context) is None
 
 
+def test_extract_takes_a_repeated_header_only_when_every_copy_holds_the_same_id() -> None:
+    run_id = RunId.generate()
+    extracted = RunIdPropagator().extract({"X-Run-Id": [run_id.value, run_id.value.upper()]})
+    assert run_from_context(extracted) == run_id
+
+
 def test_extract_drops_invalid_lineage_and_keeps_the_run() -> None:
     run_id = RunId.generate()
     extracted = RunIdPropagator().extract({"X-Run-Id": run_id.value, "X-Parent-Run-Id": "junk"})
