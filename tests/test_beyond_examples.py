@@ -40,3 +40,15 @@ def test_celery_example_chain_keeps_the_lineage() -> None:
     parents = [sender.group(1)] + [run for run, _, _ in steps[:2]]
     assert [parent for _, parent, _ in steps] == parents
     assert {root for _, _, root in steps} == {sender.group(1)}
+
+
+def test_two_services_example_prints_one_run_per_service_with_lineage() -> None:
+    out = _run("otel_two_services.py")
+    runs = re.search(rf"planner ran as run ({SHORT}), search as run ({SHORT})", out)
+    assert runs is not None, out
+    planner, search = runs.groups()
+    spans = re.findall(rf"\[(planner|search)\] +run=({SHORT}) parent_run=({SHORT}|-)", out)
+    assert len(spans) >= 8
+    for service, run, parent in spans:
+        expected = (planner, "-") if service == "planner" else (search, planner)
+        assert (run, parent) == expected
