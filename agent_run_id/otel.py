@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 try:
-    from opentelemetry import baggage, trace
-    from opentelemetry import context as otel_context
-    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry import trace
     from opentelemetry.context import Context
-    from opentelemetry.propagators import textmap
 except ImportError as error:
     from ._optional import missing_extra
 
@@ -37,17 +34,9 @@ except ImportError as error:
 
 from . import logging as _run_logging
 from ._context import _current, add_run_observer, remove_run_observer
-from ._inbound import _one
-from ._otel_runs import KEYS, RunObserver, attributes, run_in_baggage, trace_fields
-from ._propagation import (
-    HEADER,
-    PARENT_HEADER,
-    ROOT_HEADER,
-    _fields,
-    add_incoming_fallback,
-    remove_incoming_fallback,
-    run_from_wire,
-)
+from ._otel_propagation import RunIdPropagator, run_from_baggage_header, run_from_context
+from ._otel_runs import KEYS, RunObserver, attributes, trace_fields
+from ._propagation import add_incoming_fallback, remove_incoming_fallback
 from ._run_id import RunId
 
 # The processor is for the SDK's TracerProvider; the rest needs only the API, which is all the
@@ -77,24 +66,6 @@ RUN_ID_ATTRIBUTE = KEYS[0]
 RUN_PARENT_ID_ATTRIBUTE = KEYS[1]
 #: The span attribute (and baggage key) holding the root run's id (the run's own for a root).
 RUN_ROOT_ID_ATTRIBUTE = KEYS[2]
-
-_EXTRACTED = otel_context.create_key("agent_run_id.extracted_run")
-
-
-def run_from_context(context: Context | None = None) -> RunId | None:
-    """Return the run that arrived in ``context`` (the current one by default), or None.
-
-    Finds the run :class:`RunIdPropagator` extracted, else the one in OpenTelemetry baggage.
-    Instrumentations that extract context (Celery, Kafka, gRPC, ...) make it current while the
-    message is handled, so a consumer enters the run with::
-
-        with RunContext(run_id=agent_run_id.otel.run_from_context()):  # a new run if none came
-            handle(message)
-    """
-    run = otel_context.get_value(_EXTRACTED, context)
-    if isinstance(run, RunId):
-        return run
-    return run_in_baggage(baggage.get_all(context))
 
 
 class RunIdSpanProcessor(_SpanProcessor):
@@ -126,80 +97,6 @@ class RunIdSpanProcessor(_SpanProcessor):
         span.set_attributes(last[1])
 
 
-class RunIdPropagator(textmap.TextMapPropagator):
-    """Carry the run in ``X-Run-Id``, ``X-Parent-Run-Id`` and ``X-Root-Run-Id``.
-
-    ``inject`` writes the current run (else the run that arrived in the context); ``extract``
-    reads the headers with the same strict rule as the inbound middleware and stores the run in
-    the returned context, where :func:`run_from_context` finds it. Registered as the
-    ``agent_run_id`` propagator.
-
-    Example::
-
-        OTEL_PROPAGATORS=tracecontext,baggage,agent_run_id python app.py
-
-    Security: an extracted id is client input; only a well-formed UUID is taken, nothing else.
-    """
-
-    def inject(
-        self,
-        carrier: textmap.CarrierT,
-        context: Context | None = None,
-        setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
-    ) -> None:
-        """Write the run's headers into ``carrier``; nothing outside any run."""
-        frame = _current.get()
-        run = frame.run_id if frame is not None else run_from_context(context)
-        if run is None:
-            return
-        for name, value in _fields(run, HEADER, PARENT_HEADER, ROOT_HEADER).items():
-            setter.set(carrier, name, value)
-
-    def extract(
-        self,
-        carrier: textmap.CarrierT,
-        context: Context | None = None,
-        getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
-    ) -> Context:
-        """Return ``context`` with the run in ``carrier`` stored in it, if a valid one is there."""
-        if context is None:
-            context = otel_context.get_current()
-        run = run_from_wire(
-            _single(carrier, getter, HEADER),
-            _single(carrier, getter, PARENT_HEADER),
-            _single(carrier, getter, ROOT_HEADER),
-        )
-        if run is None:
-            return context
-        return otel_context.set_value(_EXTRACTED, run, context)
-
-    @property
-    def fields(self) -> set[str]:
-        """The headers ``inject`` may set."""
-        return {HEADER, PARENT_HEADER, ROOT_HEADER}
-
-
-def _single(carrier: Any, getter: textmap.Getter[Any], name: str) -> str | None:
-    values = getter.get(carrier, name)
-    if values is None:
-        values = getter.get(carrier, name.lower())
-    if not values:
-        return None
-    # A repeated header counts only when every copy holds the same id: the inbound rule.
-    one = _one(",".join(values))
-    return one if isinstance(one, str) else None
-
-
-def _run_from_baggage_header(get_header: Any) -> RunId | None:
-    """Return the run in an incoming ``baggage`` header (for the inbound middleware)."""
-    raw = get_header("baggage")
-    if not raw:
-        return None
-    extracted = _W3C_BAGGAGE.extract({"baggage": raw}, context=Context())
-    return run_in_baggage(baggage.get_all(extracted))
-
-
-_W3C_BAGGAGE = W3CBaggagePropagator()
 _lock = threading.Lock()
 _installed: list[RunObserver] = []
 _processed: list[object] = []
@@ -258,7 +155,7 @@ def install(
             add_run_observer(observer)
             _installed.append(observer)
         if baggage:
-            add_incoming_fallback(_run_from_baggage_header)
+            add_incoming_fallback(run_from_baggage_header)
         if log_correlation:
             _run_logging._add_field_provider(trace_fields)
 
@@ -273,5 +170,5 @@ def _uninstall() -> None:
     for observer in _installed:
         remove_run_observer(observer)
     _installed.clear()
-    remove_incoming_fallback(_run_from_baggage_header)
+    remove_incoming_fallback(run_from_baggage_header)
     _run_logging._remove_field_provider(trace_fields)
