@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import threading
@@ -217,6 +218,21 @@ def test_concurrent_senders_and_worker_threads_keep_runs_apart(app: Celery) -> N
         pairs = list(pool.map(send, range(12)))
     assert all(sent == ran for sent, ran in pairs)
     assert len({sent for sent, _ in pairs}) == 12
+
+
+async def test_concurrent_asyncio_tasks_each_send_their_own_run(app: Celery) -> None:
+    run_celery.install(app)
+
+    async def agent() -> tuple[str, Any]:
+        async with RunContext() as run:
+            await asyncio.sleep(0)
+            result = app.tasks["lineage"].delay()
+            await asyncio.sleep(0)
+            return run.run_id.value, result
+
+    sent = await asyncio.gather(*(agent() for _ in range(20)))
+    for run, result in sent:
+        assert (await asyncio.to_thread(result.get, timeout=TIMEOUT))[0] == run
 
 
 @pytest.mark.parametrize("mode", ["continue", "child"])
