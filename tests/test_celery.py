@@ -284,3 +284,7 @@ def test_without_the_package_the_import_error_names_the_extra(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert_missing_package_names_the_extra(monkeypatch, "celery", "celery", "celery")
+
+
+def test_public_surface_is_install_and_uninstall() -> None:
+    assert run_celery.__all__ == ["install", "uninstall"]

@@ -578,3 +578,20 @@ def test_without_the_package_the_import_error_names_the_extra(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert_missing_package_names_the_extra(monkeypatch, "otel", "opentelemetry", "otel")
+
+
+def test_public_surface_is_all() -> None:
+    assert sorted(run_otel.__all__) == [
+        "RUN_ID_ATTRIBUTE",
+        "RUN_PARENT_ID_ATTRIBUTE",
+        "RUN_ROOT_ID_ATTRIBUTE",
+        "RunIdPropagator",
+        "RunIdSpanProcessor",
+        "install",
+        "run_from_context",
+        "uninstall",
+    ]
+    public = [getattr(run_otel, name) for name in run_otel.__all__]
+    assert all(obj.__doc__ for obj in public if callable(obj))
+    assert (run_otel.RUN_ID_ATTRIBUTE, run_otel.RUN_PARENT_ID_ATTRIBUTE) == (ID, PARENT)
+    assert run_otel.RUN_ROOT_ID_ATTRIBUTE == ROOT

@@ -169,3 +169,10 @@ def test_without_the_package_the_import_error_names_the_extra(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert_missing_package_names_the_extra(monkeypatch, "sentry", "sentry_sdk", "sentry")
+
+
+def test_public_surface_is_the_integration() -> None:
+    import agent_run_id.sentry as run_sentry
+
+    assert run_sentry.__all__ == ["RunIdIntegration"]
+    assert RunIdIntegration.identifier == "agent_run_id"
