@@ -6,7 +6,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, cast
 
 from ._run_id import RunId
@@ -28,6 +28,8 @@ RunFinisher = Callable[[BaseException | None], object]
 RunObserver = Callable[[RunId, "RunContext"], RunFinisher | None]
 
 _NOTE_PREFIX = "run_id="
+# The metadata of a run given none: one shared, read-only mapping.
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
 class _Frame:
@@ -39,7 +41,8 @@ class _Frame:
         self.run_id = run_id
         self.owner = owner
         self.previous = previous
-        self.finishers: list[tuple[RunObserver, RunFinisher]] = []
+        # Filled only when an observer returns a finisher: most runs have none.
+        self.finishers: list[tuple[RunObserver, RunFinisher]] | None = None
         self.token: Any = None
         # The log record fields of this run, worked out once by agent_run_id.logging.
         self.log_fields: Any = None
@@ -113,14 +116,15 @@ class RunContext:
                     raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
-        check_registry(registry)
+        if registry is not None:
+            check_registry(registry)
         self._run_id = run_id
         self._last: RunId | None = run_id
         self._open: list[_Frame] = []
         self.name = name
         self.user_id = user_id
         self.task = task
-        self.metadata: Mapping[str, Any] = {} if metadata is None else dict(metadata)
+        self.metadata: Mapping[str, Any] = _NO_METADATA if metadata is None else dict(metadata)
         self.registry: Any = registry
 
     @property
@@ -177,9 +181,10 @@ class RunContext:
         self._open.remove(frame)
         if exc is not None:
             _add_note(exc, frame.run_id)
-        if not frame.finishers:
+        finishers = frame.finishers
+        if finishers is None:
             return
-        for observer, finish in reversed(frame.finishers):
+        for observer, finish in reversed(finishers):
             try:
                 finish(exc)
             except Exception:
@@ -258,6 +263,8 @@ def _start(frame: _Frame, observers: tuple[RunObserver, ...]) -> None:
             _report(observer, "when the run started")
         else:
             if finish is not None:
+                if frame.finishers is None:
+                    frame.finishers = []
                 frame.finishers.append((observer, finish))
 
 
