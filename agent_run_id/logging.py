@@ -9,13 +9,16 @@ Two ways, for two needs:
   must not touch the process-wide record factory. Put it on handlers, not on a logger: a logger's
   filters see only records logged on that very logger, never those propagated from its children.
 
-Each stamped record carries ``run_id``, ``run_id_short``, ``parent_run_id`` and ``root_run_id``.
+Each stamped record carries ``run_id``, ``run_id_short``, ``parent_run_id`` and ``root_run_id``,
+and the fields of any integration that adds its own (``agent_run_id.otel`` adds ``otelTraceID``
+and ``otelSpanID`` with ``install(log_correlation=True)``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._context import _current, _Frame
@@ -92,7 +95,46 @@ class RunIdFilter(logging.Filter):
                 fields = _run_fields(frame, self._options)
             for name, value in zip(FIELDS, fields, strict=True):
                 attributes.setdefault(name, value)
+            if _providers:
+                _provide(attributes, only_missing=True)
         return True
+
+
+#: Adds fields to each stamped record (``agent_run_id.otel`` adds the trace and span ids).
+FieldProvider = Callable[[], Mapping[str, object]]
+
+# Replaced as a whole under the lock, so stamping a record reads them without taking it.
+_providers: tuple[FieldProvider, ...] = ()
+_providers_lock = threading.Lock()
+
+
+def _add_field_provider(provider: FieldProvider) -> None:
+    """Stamp each record also with the fields ``provider()`` returns; for integrations.
+
+    Adding the same provider twice adds it once.
+    """
+    global _providers
+    with _providers_lock:
+        if provider not in _providers:
+            _providers = (*_providers, provider)
+
+
+def _remove_field_provider(provider: FieldProvider) -> None:
+    """Stop calling ``provider``; a no-op when it was not added."""
+    global _providers
+    with _providers_lock:
+        _providers = tuple(p for p in _providers if p != provider)
+
+
+def _provide(attributes: dict[str, Any], only_missing: bool) -> None:
+    for provider in _providers:
+        try:
+            fields = provider()
+        except Exception:  # a log call must never fail because of an extra field
+            continue
+        for name, value in fields.items():
+            if not only_missing or name not in attributes:
+                attributes[name] = value
 
 
 # The record factory's state lives in module globals, read once per record: the factory runs for
@@ -119,6 +161,8 @@ def _stamp(*args: Any, **kwargs: Any) -> logging.LogRecord:
                 record.parent_run_id,
                 record.root_run_id,
             ) = _run_fields(frame, options)
+        if _providers:
+            _provide(record.__dict__, only_missing=False)
     return record
 
 

@@ -1,0 +1,117 @@
+"""The propagator, and finding the run that arrived in an OpenTelemetry context.
+
+Imported only by ``agent_run_id.otel``, which checks first that OpenTelemetry is installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import Context
+from opentelemetry.propagators import textmap
+
+from ._context import _current
+from ._inbound import _one
+from ._otel_runs import run_in_baggage
+from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, _fields, run_from_wire
+from ._run_id import RunId
+
+__all__ = ["RunIdPropagator", "run_from_baggage_header", "run_from_context"]
+
+_EXTRACTED = otel_context.create_key("agent_run_id.extracted_run")
+
+
+def run_from_context(context: Context | None = None) -> RunId | None:
+    """Return the run that arrived in ``context`` (the current one by default), or None.
+
+    Finds the run :class:`RunIdPropagator` extracted, else the one in OpenTelemetry baggage.
+    Instrumentations that extract context (Celery, Kafka, gRPC, ...) make it current while the
+    message is handled, so a consumer enters the run with::
+
+        with RunContext(run_id=agent_run_id.otel.run_from_context()):  # a new run if none came
+            handle(message)
+    """
+    run = otel_context.get_value(_EXTRACTED, context)
+    if isinstance(run, RunId):
+        return run
+    return run_in_baggage(baggage.get_all(context))
+
+
+class RunIdPropagator(textmap.TextMapPropagator):
+    """Carry the run in ``X-Run-Id``, ``X-Parent-Run-Id`` and ``X-Root-Run-Id``.
+
+    ``inject`` writes the current run (else the run that arrived in the context); ``extract``
+    reads the headers with the same strict rule as the inbound middleware and stores the run in
+    the returned context, where :func:`run_from_context` finds it. Registered as the
+    ``agent_run_id`` propagator.
+
+    Example::
+
+        OTEL_PROPAGATORS=tracecontext,baggage,agent_run_id python app.py
+
+    Security: an extracted id is client input; only a well-formed UUID is taken, nothing else.
+    """
+
+    def inject(
+        self,
+        carrier: textmap.CarrierT,
+        context: Context | None = None,
+        setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
+    ) -> None:
+        """Write the run's headers into ``carrier``; nothing outside any run."""
+        frame = _current.get()
+        run = frame.run_id if frame is not None else run_from_context(context)
+        if run is None:
+            return
+        for name, value in _fields(run, HEADER, PARENT_HEADER, ROOT_HEADER).items():
+            setter.set(carrier, name, value)
+
+    def extract(
+        self,
+        carrier: textmap.CarrierT,
+        context: Context | None = None,
+        getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
+    ) -> Context:
+        """Return ``context`` with the run in ``carrier`` stored in it, if a valid one is there."""
+        if context is None:
+            context = otel_context.get_current()
+        run = run_from_wire(
+            _single(carrier, getter, HEADER),
+            _single(carrier, getter, PARENT_HEADER),
+            _single(carrier, getter, ROOT_HEADER),
+        )
+        if run is None:
+            return context
+        return otel_context.set_value(_EXTRACTED, run, context)
+
+    @property
+    def fields(self) -> set[str]:
+        """The headers ``inject`` may set."""
+        return {HEADER, PARENT_HEADER, ROOT_HEADER}
+
+
+def _single(carrier: Any, getter: textmap.Getter[Any], name: str) -> str | None:
+    values = getter.get(carrier, name)
+    if values is None:
+        values = getter.get(carrier, name.lower())
+    if not values:
+        return None
+    # A repeated header counts only when every copy holds the same id: the inbound rule.
+    one = _one(",".join(values))
+    return one if isinstance(one, str) else None
+
+
+def run_from_baggage_header(get_header: Callable[[str], str | None]) -> RunId | None:
+    """Return the run in an incoming ``baggage`` header (for the inbound middleware)."""
+    raw = get_header("baggage")
+    if not raw:
+        return None
+    extracted = _W3C_BAGGAGE.extract({"baggage": raw}, context=Context())
+    return run_in_baggage(baggage.get_all(extracted))
+
+
+_W3C_BAGGAGE = W3CBaggagePropagator()

@@ -1,0 +1,157 @@
+"""What ``agent_run_id.otel.install()`` does at each run: baggage, the run span, log fields.
+
+Imported only by ``agent_run_id.otel``, which checks first that OpenTelemetry is installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from urllib.parse import quote_plus
+
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from ._context import RunContext, RunFinisher, _current
+from ._propagation import run_from_wire
+from ._run_id import RunId
+
+__all__ = ["KEYS", "RunObserver", "attributes", "run_in_baggage", "trace_fields"]
+
+#: Our names, as span attributes and as baggage keys: the run, its parent, its root.
+KEYS = ("agent_run.id", "agent_run.parent_id", "agent_run.root_id")
+
+# The W3C Baggage limits (https://www.w3.org/TR/baggage/#limits), which OpenTelemetry's
+# propagator enforces by dropping whatever entries come last.
+_MAX_BYTES = 8192
+_MAX_PAIRS = 180
+
+_OPERATION = "gen_ai.operation.name"
+_AGENT_NAME = "gen_ai.agent.name"
+
+
+def run_in_baggage(entries: Mapping[str, object]) -> RunId | None:
+    """Return the run written in baggage ``entries`` (with its valid lineage), or None."""
+    run, parent, root = (entries.get(key) for key in KEYS)
+    if not isinstance(run, str):
+        return None
+    return run_from_wire(
+        run,
+        parent if isinstance(parent, str) else None,
+        root if isinstance(root, str) else None,
+    )
+
+
+def with_run_baggage(context: Context, run: RunId) -> Context:
+    """Return ``context`` with the run's entries in its baggage and every other entry kept.
+
+    Entries of an enclosing run are replaced. When ours would take the baggage past the W3C
+    limits, ours are left out: the entries of other tools are never the ones dropped.
+    """
+    entries = baggage.get_all(context)
+    for key in KEYS:
+        if key in entries:
+            context = baggage.remove_baggage(key, context)
+    ours = attributes(run)
+    pairs = [_pair(k, v) for k, v in entries.items() if k not in KEYS]
+    pairs += [_pair(k, v) for k, v in ours.items()]
+    if len(pairs) > _MAX_PAIRS or sum(map(len, pairs)) + len(pairs) - 1 > _MAX_BYTES:
+        return context
+    for key, value in ours.items():
+        context = baggage.set_baggage(key, value, context)
+    return context
+
+
+def _pair(key: str, value: object) -> str:
+    # As OpenTelemetry's W3C propagator writes it.
+    return f"{quote_plus(str(key))}={quote_plus(str(value))}"
+
+
+def attributes(run: RunId) -> dict[str, str]:
+    """Return the span attributes of ``run``."""
+    fields = {KEYS[0]: run.value, KEYS[2]: run.root.value}
+    if run.parent is not None:
+        fields[KEYS[1]] = run.parent.value
+    return fields
+
+
+# The spans that start before the run of the request or message they handle is entered.
+_ENTRY_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
+
+
+def stamp_entry_span(run: RunId) -> None:
+    """Stamp the current server or consumer span with ``run``, entered inside it first.
+
+    OpenTelemetry's ASGI middleware, placed outside ours, starts the server span before our
+    middleware picks the request's run: at start, the span got at most the run that arrived in
+    the request. The run the request actually runs as (that one, a child of it, or a new one)
+    is this span's run. Only a run entered with no run current does so: a child run started by
+    the handler leaves its request's span alone, and so does any span of another kind.
+    """
+    frame = _current.get()
+    if frame is None or frame.previous is not None:
+        return
+    span = trace.get_current_span()
+    if getattr(span, "kind", None) in _ENTRY_KINDS and span.is_recording():
+        span.set_attributes(attributes(run))
+
+
+class RunObserver:
+    """A run observer: at each run's start, stamp the entry span and attach baggage and span."""
+
+    def __init__(self, *, baggage: bool, tracer: trace.Tracer | None, stamp: bool) -> None:
+        self.baggage = baggage
+        self.tracer = tracer
+        self.stamp = stamp
+
+    def __call__(self, run_id: RunId, run: RunContext) -> RunFinisher | None:
+        """Attach the run's OpenTelemetry context; return what detaches it."""
+        if self.stamp:
+            stamp_entry_span(run_id)
+        if not self.baggage and self.tracer is None:
+            return None
+        context = otel_context.get_current()
+        span = None
+        if self.tracer is not None:
+            attributes = {_OPERATION: "invoke_agent"}
+            if run.name:
+                attributes[_AGENT_NAME] = run.name
+            span = self.tracer.start_span(
+                f"invoke_agent {run.name}" if run.name else "invoke_agent",
+                context=context,
+                kind=SpanKind.INTERNAL,
+                attributes=attributes,
+            )
+            context = trace.set_span_in_context(span, context)
+        if self.baggage:
+            context = with_run_baggage(context, run_id)
+        token = otel_context.attach(context)
+
+        def finish(exc: BaseException | None) -> None:
+            # Left in another context (an async generator closed by another task): that one
+            # never saw our attach, and detaching there would log an error.
+            if otel_context.get_current() is context:
+                otel_context.detach(token)
+            if span is not None:
+                if exc is not None:
+                    span.record_exception(exc)
+                    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+                span.end()
+
+        return finish
+
+
+_NO_TRACE: Mapping[str, object] = {"otelTraceID": "0", "otelSpanID": "0", "otelTraceSampled": False}
+
+
+def trace_fields() -> Mapping[str, object]:
+    """Return the current trace and span ids in the fields OpenTelemetry's logging uses."""
+    span_context = trace.get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return _NO_TRACE
+    return {
+        "otelTraceID": format(span_context.trace_id, "032x"),
+        "otelSpanID": format(span_context.span_id, "016x"),
+        "otelTraceSampled": span_context.trace_flags.sampled,
+    }

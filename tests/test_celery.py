@@ -1,0 +1,290 @@
+"""agent_run_id.celery: tasks run in the run they were sent from, on a real in-memory worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from celery import Celery, chain, signals  # type: ignore[import-untyped]
+from celery.contrib.testing.worker import start_worker  # type: ignore[import-untyped]
+
+import agent_run_id.celery as run_celery
+from agent_run_id import RunContext, RunId, current_run_id
+
+from ._beyond_helpers import assert_missing_package_names_the_extra
+
+TIMEOUT = 20
+
+
+def _lineage() -> list[str | None]:
+    run = current_run_id()
+    assert run is not None, "the task ran outside any run"
+    return [run.value, None if run.parent is None else run.parent.value, run.root.value]
+
+
+def _make_app() -> Celery:
+    app = Celery(f"test-{uuid.uuid4().hex[:8]}", broker="memory://", backend="cache+memory://")
+    app.conf.update(
+        task_default_queue=f"q-{uuid.uuid4().hex}",  # the memory broker is shared in a process
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        broker_transport_options={"polling_interval": 0.01},
+    )
+
+    @app.task(name="lineage", shared=False)
+    def lineage() -> list[str | None]:
+        return _lineage()
+
+    @app.task(name="step", shared=False)
+    def step(seen: list[list[str | None]]) -> list[list[str | None]]:
+        return [*seen, _lineage()]
+
+    @app.task(name="boom", shared=False)
+    def boom() -> None:
+        raise ValueError("tool failed")
+
+    @app.task(name="flaky", shared=False, bind=True, max_retries=1)
+    def flaky(self: Any, seen: list[list[str | None]]) -> list[list[str | None]]:
+        seen = [*seen, _lineage()]
+        if self.request.retries == 0:
+            raise self.retry(args=(seen,), countdown=0)
+        return seen
+
+    return app
+
+
+class AfterTask:
+    """What is current in the worker thread after each task (the result is stored before)."""
+
+    def __init__(self, expected: int) -> None:
+        self.runs: list[RunId | None] = []
+        self.expected = expected
+        self.done = threading.Event()
+
+    def __call__(self, **_: Any) -> None:
+        self.runs.append(current_run_id())
+        if len(self.runs) == self.expected:
+            self.done.set()
+
+    def wait(self) -> list[RunId | None]:
+        assert self.done.wait(TIMEOUT), self.runs
+        return self.runs
+
+
+class Receivers:
+    """Test receivers, connected after the installation's, disconnected after the test."""
+
+    def __init__(self) -> None:
+        self.connected: list[tuple[Any, Callable[..., None]]] = []
+
+    def connect(self, signal: Any, receiver: Callable[..., None]) -> None:
+        signal.connect(receiver, weak=False)
+        self.connected.append((signal, receiver))
+
+    def close(self) -> None:
+        for signal, receiver in self.connected:
+            signal.disconnect(receiver)
+
+
+@pytest.fixture
+def receivers() -> Iterator[Receivers]:
+    receivers = Receivers()
+    yield receivers
+    receivers.close()
+
+
+@pytest.fixture(scope="module")
+def worker_app() -> Iterator[Celery]:
+    """One app and one worker (four threads) for the module: a worker takes seconds to stop."""
+    app = _make_app()
+    # start_worker sets the root logger's level for the process (to ERROR): put it back after.
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    try:
+        with start_worker(
+            app, pool="threads", concurrency=4, perform_ping_check=False, shutdown_timeout=TIMEOUT
+        ):
+            yield app
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
+
+
+@pytest.fixture
+def app(worker_app: Celery) -> Iterator[Celery]:
+    yield worker_app
+    run_celery.uninstall(worker_app)
+
+
+def test_task_sent_inside_a_run_runs_in_that_run(app: Celery) -> None:
+    run_celery.install(app)
+    with RunContext() as run:
+        result = app.tasks["lineage"].delay()
+    assert result.get(timeout=TIMEOUT) == [run.run_id.value, None, run.run_id.value]
+
+
+def test_child_mode_runs_the_task_in_a_child_of_the_senders_run(app: Celery) -> None:
+    run_celery.install(app, mode="child")
+    with RunContext() as run:
+        result = app.tasks["lineage"].delay()
+    task_run, parent, root = result.get(timeout=TIMEOUT)
+    assert task_run != run.run_id.value
+    assert parent == run.run_id.value
+    assert root == run.run_id.value
+
+
+@pytest.mark.parametrize("mode", ["continue", "child"])
+def test_a_chain_of_three_tasks_keeps_the_lineage(app: Celery, mode: str) -> None:
+    run_celery.install(app, mode=mode)
+    step = app.tasks["step"]
+    with RunContext() as run:
+        result = chain(step.s([]), step.s(), step.s()).apply_async()
+    steps = result.get(timeout=TIMEOUT)
+    sender = run.run_id.value
+    assert len(steps) == 3
+    assert all(root == sender for _, _, root in steps)
+    if mode == "continue":
+        assert [task_run for task_run, _, _ in steps] == [sender] * 3
+    else:
+        (a, a_parent, _), (b, b_parent, _), (c, c_parent, _) = steps
+        assert (a_parent, b_parent, c_parent) == (sender, a, b)
+        assert len({sender, a, b, c}) == 4
+
+
+def test_tasks_sent_outside_any_run_each_get_a_new_root_run(app: Celery) -> None:
+    run_celery.install(app, mode="child")
+    first = app.tasks["lineage"].delay().get(timeout=TIMEOUT)
+    second = app.tasks["lineage"].delay().get(timeout=TIMEOUT)
+    assert first[1] is None
+    assert first[0] == first[2]
+    assert second[0] != first[0]
+
+
+def test_a_failing_task_notes_its_run_and_the_worker_leaves_it(
+    app: Celery, receivers: Receivers
+) -> None:
+    run_celery.install(app)
+    failures: list[BaseException] = []
+    after = AfterTask(expected=1)
+    receivers.connect(signals.task_failure, lambda exception, **_: failures.append(exception))
+    receivers.connect(signals.task_postrun, after)
+    with RunContext() as run:
+        result = app.tasks["boom"].delay()
+    with pytest.raises(ValueError, match="tool failed"):
+        result.get(timeout=TIMEOUT)
+    assert after.wait() == [None]  # task_failure comes before task_postrun
+    (error,) = failures
+    if sys.version_info >= (3, 11):
+        assert error.__notes__ == [f"run_id={run.run_id.value}"]
+
+
+@pytest.mark.parametrize("mode", ["continue", "child"])
+def test_a_retried_task_runs_again_from_the_same_run(
+    app: Celery, receivers: Receivers, mode: str
+) -> None:
+    run_celery.install(app, mode=mode)
+    after = AfterTask(expected=2)
+    receivers.connect(signals.task_postrun, after)
+    with RunContext() as run:
+        result = app.tasks["flaky"].delay([])
+    first, second = result.get(timeout=TIMEOUT)
+    sender = run.run_id.value
+    if mode == "continue":
+        assert first == second == [sender, None, sender]
+    else:
+        assert first[1] == second[1] == sender
+        assert first[0] != second[0]
+    assert after.wait() == [None, None]
+
+
+def test_concurrent_senders_and_worker_threads_keep_runs_apart(app: Celery) -> None:
+    run_celery.install(app)
+    barrier = threading.Barrier(12)
+
+    def send(_: int) -> tuple[str, str]:
+        with RunContext() as run:
+            barrier.wait(timeout=TIMEOUT)
+            result = app.tasks["lineage"].delay()
+        return run.run_id.value, result.get(timeout=TIMEOUT)[0]
+
+    with ThreadPoolExecutor(12) as pool:
+        pairs = list(pool.map(send, range(12)))
+    assert all(sent == ran for sent, ran in pairs)
+    assert len({sent for sent, _ in pairs}) == 12
+
+
+async def test_concurrent_asyncio_tasks_each_send_their_own_run(app: Celery) -> None:
+    run_celery.install(app)
+
+    async def agent() -> tuple[str, Any]:
+        async with RunContext() as run:
+            await asyncio.sleep(0)
+            result = app.tasks["lineage"].delay()
+            await asyncio.sleep(0)
+            return run.run_id.value, result
+
+    sent = await asyncio.gather(*(agent() for _ in range(20)))
+    for run, result in sent:
+        assert (await asyncio.to_thread(result.get, timeout=TIMEOUT))[0] == run
+
+
+@pytest.mark.parametrize("mode", ["continue", "child"])
+def test_an_eager_task_inside_a_run_runs_in_it_or_in_its_child(app: Celery, mode: str) -> None:
+    run_celery.install(app, mode=mode)
+    with RunContext() as run:
+        task_run, parent, root = app.tasks["lineage"].apply().get(timeout=TIMEOUT)
+        assert current_run_id() == run.run_id
+    if mode == "continue":
+        assert task_run == run.run_id.value
+    else:
+        assert parent == run.run_id.value
+    assert root == run.run_id.value
+
+
+def test_uninstalled_app_sends_no_run_headers(app: Celery, receivers: Receivers) -> None:
+    published: list[dict[str, Any]] = []
+    receivers.connect(signals.before_task_publish, lambda headers, **_: published.append(headers))
+    run_celery.install(app)
+    run_celery.uninstall(app)
+    with RunContext(), app.connection_for_write() as connection:
+        app.tasks["lineage"].apply_async(connection=connection)
+    assert "X-Run-Id" not in published[0]
+
+
+def test_tasks_of_another_app_are_left_alone(app: Celery) -> None:
+    run_celery.install(app)
+    other = _make_app()
+    outcome = other.tasks["lineage"].apply()
+    assert outcome.failed()
+    assert "the task ran outside any run" in str(outcome.result)
+
+
+def test_install_rejects_a_bad_app_or_mode(app: Celery) -> None:
+    with pytest.raises(TypeError, match="app must be a Celery app, got str"):
+        run_celery.install("app")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mode must be 'continue' or 'child', got 'fork'"):
+        run_celery.install(app, mode="fork")
+
+
+def test_a_message_without_a_header_dict_is_sent_as_it_is(app: Celery) -> None:
+    """Task protocol 1 has no message headers: nothing to add the run to, nothing fails."""
+    run_celery.install(app)
+    with RunContext():
+        run_celery._installed[id(app)].publish(sender="lineage", headers=None)
+
+
+def test_without_the_package_the_import_error_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert_missing_package_names_the_extra(monkeypatch, "celery", "celery", "celery")
+
+
+def test_public_surface_is_install_and_uninstall() -> None:
+    assert run_celery.__all__ == ["install", "uninstall"]

@@ -1,0 +1,83 @@
+"""Extra field providers: integrations add their own fields to the records logging stamps."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+
+import pytest
+
+import agent_run_id.logging as run_logging
+from agent_run_id import RunContext, RunId
+
+
+def _trace_fields() -> Mapping[str, object]:
+    return {"trace_hint": "t-1"}
+
+
+def _broken() -> Mapping[str, object]:
+    raise RuntimeError("provider bug")
+
+
+@pytest.fixture(autouse=True)
+def _clean_providers() -> Iterator[None]:
+    yield
+    for provider in (_trace_fields, _broken):
+        run_logging._remove_field_provider(provider)
+
+
+def _record(logger: logging.Logger, **kwargs: object) -> logging.LogRecord:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("hello", **kwargs)  # type: ignore[arg-type]
+    finally:
+        logger.removeHandler(handler)
+    return records[0]
+
+
+def test_installed_factory_adds_provider_fields_next_to_the_run() -> None:
+    run_logging._add_field_provider(_trace_fields)
+    run_logging.install()
+    run_id = RunId.generate()
+    with RunContext(run_id=run_id):
+        record = _record(logging.getLogger("providers.factory"))
+    assert record.__dict__["run_id"] == run_id.value
+    assert record.__dict__["trace_hint"] == "t-1"
+
+
+def test_a_failing_provider_never_fails_the_log_call() -> None:
+    run_logging._add_field_provider(_broken)
+    run_logging._add_field_provider(_trace_fields)
+    run_logging.install()
+    record = _record(logging.getLogger("providers.broken"))
+    assert record.__dict__["trace_hint"] == "t-1"
+    assert record.__dict__["run_id"] == "-"
+
+
+def test_filter_adds_provider_fields_the_record_lacks_and_keeps_the_others() -> None:
+    run_logging._add_field_provider(_trace_fields)
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    assert run_logging.RunIdFilter().filter(record)
+    assert record.__dict__["trace_hint"] == "t-1"
+    kept = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    kept.trace_hint = "made in another thread"
+    assert run_logging.RunIdFilter().filter(kept)
+    assert kept.__dict__["trace_hint"] == "made in another thread"
+
+
+def test_removed_provider_is_no_longer_called_and_adding_twice_adds_once() -> None:
+    run_logging._add_field_provider(_trace_fields)
+    run_logging._add_field_provider(_trace_fields)
+    assert run_logging._providers.count(_trace_fields) == 1
+    run_logging._remove_field_provider(_trace_fields)
+    run_logging.install()
+    record = _record(logging.getLogger("providers.removed"))
+    assert "trace_hint" not in record.__dict__
