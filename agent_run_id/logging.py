@@ -81,8 +81,16 @@ class RunIdFilter(logging.Filter):
     def __init__(self, short: bool = False, default: str = "-") -> None:
         self._options = _Options(short, default)
         super().__init__()
-        self.short = short
-        self.default = default
+
+    @property
+    def short(self) -> bool:
+        """Whether ``run_id`` holds the 8-character form."""
+        return self._options.short
+
+    @property
+    def default(self) -> str:
+        """What the fields hold outside any run."""
+        return self._options.default
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Stamp the fields ``record`` does not have yet with the current run; keep it."""
@@ -90,7 +98,7 @@ class RunIdFilter(logging.Filter):
         if "root_run_id" not in attributes:
             frame = _current.get()
             if frame is None:
-                fields: tuple[str, ...] = (self.default,) * 4
+                fields: tuple[str, ...] = (self._options.default,) * 4
             else:
                 fields = _run_fields(frame, self._options)
             for name, value in zip(FIELDS, fields, strict=True):
@@ -140,8 +148,41 @@ def _provide(attributes: dict[str, Any], only_missing: bool) -> None:
 # The record factory's state lives in module globals, read once per record: the factory runs for
 # every record of the process, so it is kept to a few attribute stores.
 _lock = threading.Lock()
-_previous: Any = None
-_options: _Options | None = None  # None: installed but turned off by uninstall()
+_previous: Any = None  # the factory ours chains; kept after uninstall() for records in flight
+_installed = False  # whether our factory is in the chain
+_options: _Options | None = None  # None: not stamping (never installed, or uninstall())
+_FIELD_SET = frozenset(FIELDS)
+_make_record: Any = None  # Logger.makeRecord as it was before install()
+
+
+def _make_record_letting_extra_win(
+    self: logging.Logger,
+    name: str,
+    level: int,
+    fn: str,
+    lno: int,
+    msg: object,
+    args: Any,
+    exc_info: Any,
+    func: str | None = None,
+    extra: Mapping[str, object] | None = None,
+    sinfo: str | None = None,
+) -> logging.LogRecord:
+    """Make a record as ``Logger.makeRecord`` does, letting ``extra=`` set the stamped fields.
+
+    ``Logger.makeRecord`` refuses (KeyError) an ``extra`` key the record already has, and the
+    factory stamps ours when the record is made: ``extra={"run_id": ...}``, common in code that
+    threaded ids by hand and in libraries, would then fail the log call. The caller's values
+    replace the stamps instead.
+    """
+    if extra is None or _FIELD_SET.isdisjoint(extra):
+        return _make_record(self, name, level, fn, lno, msg, args, exc_info, func, extra, sinfo)  # type: ignore[no-any-return]
+    rest = {key: value for key, value in extra.items() if key not in _FIELD_SET}
+    record: logging.LogRecord = _make_record(
+        self, name, level, fn, lno, msg, args, exc_info, func, rest, sinfo
+    )
+    record.__dict__.update((key, extra[key]) for key in FIELDS if key in extra)
+    return record
 
 
 def _stamp(*args: Any, **kwargs: Any) -> logging.LogRecord:
@@ -173,9 +214,10 @@ def install(*, short: bool = False, default: str = "-") -> None:
     one too) instead of replacing it. Calling it again changes the options and installs nothing
     more. After it, ``%(run_id)s`` formats for any logger, inside a run or not.
 
-    As for any field a record factory sets, ``logging`` itself refuses a record whose
-    ``extra=`` names a stamped field (``KeyError: "Attempt to overwrite 'run_id' in LogRecord"``):
-    drop such ``extra={"run_id": ...}`` arguments, the record carries the run already.
+    ``extra={"run_id": ...}`` keeps working and wins over the stamp: ``Logger.makeRecord``, which
+    refuses an ``extra`` key a record factory has set, is wrapped to let the caller's value
+    through (a ``Logger`` subclass that overrides ``makeRecord`` without calling it is not
+    covered).
 
     Args:
         short: put the 8-character form in ``run_id`` (``run_id_short`` always has it).
@@ -186,24 +228,32 @@ def install(*, short: bool = False, default: str = "-") -> None:
         agent_run_id.logging.install()
         logging.basicConfig(format="%(asctime)s %(run_id)s %(name)s %(message)s")
     """
-    global _options, _previous
+    global _installed, _make_record, _options, _previous
     options = _Options(short, default)
     with _lock:
         _options = options
-        if _previous is None:
+        if not _installed:
             _previous = logging.getLogRecordFactory()
             logging.setLogRecordFactory(_stamp)
+            _installed = True
+        if _make_record is None:
+            _make_record = logging.Logger.makeRecord
+            logging.Logger.makeRecord = _make_record_letting_extra_win  # type: ignore[method-assign]
 
 
 def uninstall() -> None:
     """Stop stamping records; a no-op when :func:`install` was not called.
 
-    When another library has wrapped the record factory after us, ours stays in its chain as a
-    pass-through (removing it would drop theirs); ``install()`` turns it back on.
+    When another library has wrapped the record factory (or ``Logger.makeRecord``) after us,
+    ours stays in its chain as a pass-through (removing it would drop theirs); ``install()``
+    turns it back on.
     """
-    global _options, _previous
+    global _installed, _make_record, _options
     with _lock:
         _options = None
-        if _previous is not None and logging.getLogRecordFactory() is _stamp:
+        if _installed and logging.getLogRecordFactory() is _stamp:
             logging.setLogRecordFactory(_previous)
-            _previous = None
+            _installed = False
+        if _make_record is not None and logging.Logger.makeRecord is _make_record_letting_extra_win:
+            logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
+            _make_record = None

@@ -119,13 +119,36 @@ def test_root_run_has_itself_as_root_and_no_parent(root_handler: ListHandler) ->
     assert record.parent_run_id == "-"  # type: ignore[attr-defined]
 
 
-def test_extra_naming_a_stamped_field_is_refused_by_logging(root_handler: ListHandler) -> None:
-    """As for any field a record factory sets: the documented limitation of install()."""
+def test_extra_naming_a_stamped_field_wins_and_never_crashes(root_handler: ListHandler) -> None:
+    """Logger.makeRecord refuses extra keys a factory set; ours must yield to the caller's."""
     run_logging.install()
-    with pytest.raises(KeyError, match="Attempt to overwrite 'run_id'"):
-        logging.getLogger("x").info("explicit", extra={"run_id": "mine"})
-    logging.getLogger("x").info("other extras pass", extra={"user": "u1"})
-    assert root_handler.records[0].user == "u1"  # type: ignore[attr-defined]
+    logger = logging.getLogger("some.library")
+    with RunContext() as run:
+        try:
+            raise TimeoutError("tool timed out")
+        except TimeoutError:
+            logger.exception("job failed", extra={"run_id": "job-17", "user": "u1"})
+        logger.info("stamped")
+    explicit, stamped = root_handler.records
+    assert root_handler.lines[0].startswith("job-17|job failed")
+    assert explicit.user == "u1"  # type: ignore[attr-defined]
+    assert explicit.run_id_short == run.run_id.short()  # type: ignore[attr-defined]
+    assert stamped.run_id == run.run_id.value  # type: ignore[attr-defined]
+    with pytest.raises(KeyError, match="message"):  # logging's own rule for its own keys stays
+        logger.info("refused", extra={"message": "x"})
+
+
+def test_uninstall_restores_make_record(root_handler: ListHandler) -> None:
+    original = logging.Logger.makeRecord
+    run_logging.install()
+    run_logging.install()
+    assert logging.Logger.makeRecord is not original
+    run_logging.uninstall()
+    assert logging.Logger.makeRecord is original
+    # without install(), logging refuses nothing it did not refuse before
+    root_handler.setFormatter(logging.Formatter("%(message)s"))
+    logging.getLogger("x").info("plain", extra={"run_id": "mine"})
+    assert root_handler.records[0].run_id == "mine"  # type: ignore[attr-defined]
 
 
 def test_install_chains_the_previous_factory(root_handler: ListHandler) -> None:
@@ -187,7 +210,7 @@ def test_uninstall_when_another_library_wrapped_us(root_handler: ListHandler) ->
         assert logging.getLogRecordFactory() is wrapper  # installed once, not twice
     finally:
         logging.setLogRecordFactory(run_logging._previous)
-        run_logging._previous = None
+        run_logging._installed = False
 
 
 def test_the_run_survives_a_queue_listener() -> None:
@@ -296,3 +319,33 @@ def test_bad_options_are_type_errors(kwargs: dict[str, Any], message: str) -> No
         run_logging.install(**kwargs)
     with pytest.raises(TypeError, match=message):
         RunIdFilter(**kwargs)
+
+
+def test_make_record_wrapped_after_us_stays_wrapped(root_handler: ListHandler) -> None:
+    """uninstall() never drops a wrapper another library put around ours; ours passes through."""
+    run_logging.install()
+    ours = logging.Logger.makeRecord
+    seen: list[str] = []
+
+    def theirs(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        seen.append("theirs")
+        return ours(self, *args, **kwargs)
+
+    logging.Logger.makeRecord = theirs  # type: ignore[method-assign]
+    try:
+        run_logging.uninstall()
+        assert logging.Logger.makeRecord is theirs
+        root_handler.setFormatter(logging.Formatter("%(run_id)s|%(message)s"))
+        logging.getLogger("x").info("through both", extra={"run_id": "given"})
+        assert root_handler.lines == ["given|through both"]
+        assert seen == ["theirs"]
+    finally:
+        logging.Logger.makeRecord = run_logging._make_record  # type: ignore[method-assign]
+        run_logging._make_record = None
+
+
+def test_filter_options_are_read_only() -> None:
+    run_filter = RunIdFilter(short=True, default="none")
+    assert (run_filter.short, run_filter.default) == (True, "none")
+    with pytest.raises(AttributeError):
+        run_filter.short = False  # type: ignore[misc]
