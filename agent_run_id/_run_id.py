@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from ._show import show_value
+from ._uuid import new_v4, new_v7, parse
 
 __all__ = [
     "ENV_PARENT_RUN_ID",
@@ -27,88 +28,8 @@ ENV_ROOT_RUN_ID = "AGENT_ROOT_RUN_ID"
 #: The environment variable that makes ``RunId.generate()`` mint version-7 ids process-wide.
 ENV_VERSION = "AGENT_RUN_ID_VERSION"
 
-# The textual forms of a UUID that ``uuid.UUID`` documents: canonical 8-4-4-4-12, 32 hex digits,
-# either one in braces or after ``urn:uuid:``, in any case. ``uuid.UUID`` itself is laxer than its
-# documentation (it takes non-ASCII digits, underscores, a ``0x`` prefix, hyphens anywhere), so the
-# grammar is spelled out here instead of delegating to it. ``[0-9a-fA-F]`` is ASCII only.
-_HEX32 = r"[0-9a-fA-F]{32}"
-_HYPHENATED = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-_BODY = rf"(?:{_HYPHENATED}|{_HEX32})"
-_UUID_TEXT = re.compile(rf"(?:{_BODY}|\{{{_BODY}\}}|(?i:urn:uuid:){_BODY})")
-_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-_EXAMPLE = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
-_SHOWN = 40
-
-# Maps the 17th hex digit of 16 random bytes onto the RFC 9562 variant digits 8, 9, a, b.
-_VARIANT = {digit: "89ab"[i % 4] for i, digit in enumerate("0123456789abcdef")}
-
-_urandom = os.urandom
-
-
-def show_value(value: object) -> str:
-    """Return ``value`` escaped to ASCII and cut short, fit for an error message or a log line."""
-    if isinstance(value, (bytes, bytearray)):
-        text = repr(bytes(value[:_SHOWN]))
-    else:
-        text = ascii(value[:_SHOWN] if isinstance(value, str) else value)[: _SHOWN + 2]
-    length = len(value) if isinstance(value, (str, bytes, bytearray)) else 0
-    if length > _SHOWN:
-        text += f"... ({length} characters)"
-    return text
-
-
-def _canonical(text: str) -> str | None:
-    """Return the canonical form of a UUID written in one of its documented forms, else None."""
-    if _CANONICAL.fullmatch(text):
-        return text
-    if not _UUID_TEXT.fullmatch(text):
-        return None
-    digits = text.replace("-", "").lower()
-    if digits[0] == "{":
-        digits = digits[1:-1]
-    elif digits[0] == "u":
-        digits = digits[9:]  # after "urn:uuid:"
-    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
-
-
-def _parse(value: object, what: str) -> str:
-    """Return the canonical form of ``value`` or raise an error naming ``what``."""
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a str holding a UUID, got {type(value).__name__}")
-    canonical = _canonical(value)
-    if canonical is None:
-        raise ValueError(
-            f"{what} {show_value(value)} is not a UUID: pass one such as {_EXAMPLE!r} "
-            "(36 characters with hyphens, or 32 hex digits), or make one with RunId.generate()"
-        )
-    return canonical
-
-
-def _new_value() -> str:
-    """Return a random version-4 UUID in canonical form.
-
-    Same randomness as ``uuid.uuid4()`` (16 bytes from ``os.urandom``, so a forked child never
-    repeats its parent's ids), without building a ``uuid.UUID`` on the way.
-    """
-    h = _urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
-
-
-def _new_value_v7() -> str:
-    """Return a time-ordered version-7 UUID (RFC 9562) in canonical form.
-
-    48 bits of Unix time in milliseconds, then 74 random bits from ``os.urandom`` (the layout
-    without a counter): no state, so threads and forked children need no coordination. Ids of
-    one millisecond sort in random order among themselves.
-    """
-    t = f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
-    h = _urandom(10).hex()
-    return f"{t[:8]}-{t[8:]}-7{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_GENERATORS: dict[int, Callable[[], str]] = {4: _new_value, 7: _new_value_v7}
+_GENERATORS: dict[int, Callable[[], str]] = {4: new_v4, 7: new_v7}
 
 
 def _default_generator(environ: Mapping[str, str]) -> Callable[[], str]:
@@ -120,7 +41,7 @@ def _default_generator(environ: Mapping[str, str]) -> Callable[[], str]:
     logging.getLogger("agent_run_id").warning(
         "$%s is %s; it must be 4 or 7: making version-4 ids", ENV_VERSION, show_value(text)
     )
-    return _new_value
+    return new_v4
 
 
 # Read once at import: generate() then costs nothing extra, and the version cannot change under
@@ -160,7 +81,7 @@ class RunId:
         parent: RunId | str | None = None,
         root: RunId | str | None = None,
     ) -> None:
-        canonical = _parse(value, "RunId value")
+        canonical = parse(value, "RunId value")
         parent_id = _coerce(parent, "parent")
         root_id = _coerce(root, "root")
         if parent_id is not None and parent_id._value == canonical:
@@ -206,7 +127,7 @@ class RunId:
         optionally in braces or after ``urn:uuid:``. Anything else raises ValueError.
         """
         run_id = object.__new__(cls)
-        _init(run_id, _parse(s, "run id"), None, None)
+        _init(run_id, parse(s, "run id"), None, None)
         return run_id
 
     @classmethod
@@ -223,7 +144,7 @@ class RunId:
         fields = {}
         for name in (ENV_RUN_ID, ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID):
             text = env.get(name)
-            fields[name] = None if not text else RunId(_parse(text, f"${name}"))
+            fields[name] = None if not text else RunId(parse(text, f"${name}"))
         parent, root = fields[ENV_PARENT_RUN_ID], fields[ENV_ROOT_RUN_ID]
         if parent is not None and root is not None:
             parent = RunId(parent.value, root=root)

@@ -14,7 +14,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from agent_run_id import RunId
-from agent_run_id._run_id import _default_generator, _new_value, _new_value_v7
+from agent_run_id._run_id import _default_generator
+from agent_run_id._uuid import new_v4 as _new_value
+from agent_run_id._uuid import new_v7 as _new_value_v7
 
 
 def _next_millisecond() -> None:

@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from agent_run_id._run_id import RunId, _canonical, show_value
+from agent_run_id._run_id import RunId, show_value
+from agent_run_id._uuid import canonical
 
 from ._observer import install
 from ._record import STATUSES, RunRecord, Status
@@ -42,7 +43,7 @@ def parse_run(run: object) -> tuple[str, bool]:
     if not isinstance(run, str):
         raise TypeError(f"run must be a RunId or a str, got {type(run).__name__}")
     text = run.strip()
-    full = _canonical(text)
+    full = canonical(text)
     if full is not None:
         return full, False
     prefix = text.lower()

@@ -1,0 +1,82 @@
+"""UUIDs as text: reading the documented forms, and minting version 4 and 7 values.
+
+Plain functions over strings, shared by ``RunId`` and its callers; no ``uuid.UUID`` is built on
+the way, which is most of what ``str(uuid.uuid4())`` costs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from ._show import show_value
+
+__all__ = ["EXAMPLE", "canonical", "new_v4", "new_v7", "parse"]
+
+# The textual forms of a UUID that ``uuid.UUID`` documents: canonical 8-4-4-4-12, 32 hex digits,
+# either one in braces or after ``urn:uuid:``, in any case. ``uuid.UUID`` itself is laxer than its
+# documentation (it takes non-ASCII digits, underscores, a ``0x`` prefix, hyphens anywhere), so the
+# grammar is spelled out here instead of delegating to it. ``[0-9a-fA-F]`` is ASCII only.
+_HEX32 = r"[0-9a-fA-F]{32}"
+_HYPHENATED = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_BODY = rf"(?:{_HYPHENATED}|{_HEX32})"
+_UUID_TEXT = re.compile(rf"(?:{_BODY}|\{{{_BODY}\}}|(?i:urn:uuid:){_BODY})")
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+#: A UUID to show in error messages.
+EXAMPLE = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
+
+# Maps the 17th hex digit of 16 random bytes onto the RFC 9562 variant digits 8, 9, a, b.
+_VARIANT = {digit: "89ab"[i % 4] for i, digit in enumerate("0123456789abcdef")}
+
+_urandom = os.urandom
+
+
+def canonical(text: str) -> str | None:
+    """Return the canonical form of a UUID written in one of its documented forms, else None."""
+    if _CANONICAL.fullmatch(text):
+        return text
+    if not _UUID_TEXT.fullmatch(text):
+        return None
+    digits = text.replace("-", "").lower()
+    if digits[0] == "{":
+        digits = digits[1:-1]
+    elif digits[0] == "u":
+        digits = digits[9:]  # after "urn:uuid:"
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def parse(value: object, what: str) -> str:
+    """Return the canonical form of ``value`` or raise an error naming ``what``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str holding a UUID, got {type(value).__name__}")
+    result = canonical(value)
+    if result is None:
+        raise ValueError(
+            f"{what} {show_value(value)} is not a UUID: pass one such as {EXAMPLE!r} "
+            "(36 characters with hyphens, or 32 hex digits), or make one with RunId.generate()"
+        )
+    return result
+
+
+def new_v4() -> str:
+    """Return a random version-4 UUID in canonical form.
+
+    Same randomness as ``uuid.uuid4()`` (16 bytes from ``os.urandom``, so a forked child never
+    repeats its parent's ids), without building a ``uuid.UUID`` on the way.
+    """
+    h = _urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+def new_v7() -> str:
+    """Return a time-ordered version-7 UUID (RFC 9562) in canonical form.
+
+    48 bits of Unix time in milliseconds, then 74 random bits from ``os.urandom`` (the layout
+    without a counter): no state, so threads and forked children need no coordination. Ids of
+    one millisecond sort in random order among themselves.
+    """
+    t = f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
+    h = _urandom(10).hex()
+    return f"{t[:8]}-{t[8:]}-7{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
