@@ -21,14 +21,14 @@ except ImportError as exc:
     raise missing_extra("loguru", "loguru", "loguru") from exc
 
 from ._context import _current
+from .logging import FIELDS
 
 if TYPE_CHECKING:
     from loguru import Record
 
 __all__ = ["patch_record"]
 
-_FIELDS = ("run_id", "run_id_short", "parent_run_id", "root_run_id")
-_DEFAULT = "-"
+_DEFAULT = "-"  # as agent_run_id.logging's default
 
 
 def patch_record(record: Record) -> None:
@@ -40,7 +40,7 @@ def patch_record(record: Record) -> None:
     extra = record["extra"]
     frame = _current.get()
     if frame is None:
-        for name in _FIELDS:
+        for name in FIELDS:
             extra.setdefault(name, _DEFAULT)
         return
     run_id = frame.run_id
