@@ -83,8 +83,9 @@ class SQLiteRunRegistry(RunRegistry):
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         # What each open run started with, so its end can rewrite the whole row when the start
-        # never reached the file.
-        self._open: dict[str, tuple[Any, ...]] = {}
+        # never reached the file, and how many entries of it are open in this process.
+        self._open: dict[str, tuple[tuple[Any, ...], int]] = {}
+        self._open_lock = threading.Lock()
         _registries.add(self)
 
     def __repr__(self) -> str:
@@ -104,6 +105,11 @@ class SQLiteRunRegistry(RunRegistry):
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Record that ``run_id`` started now, in this process (queued).
+
+        A run already recorded (entered again, or continued by a service that got its id) keeps
+        its earliest start and the first user, task and metadata given; a later start only fills
+        those still missing. Entries of one run in this process are counted: only the last to
+        end records the end (see ``finish``).
 
         Raises TypeError for arguments of the wrong type, at once: a row that the database
         refuses would otherwise be retried forever.
@@ -125,15 +131,30 @@ class SQLiteRunRegistry(RunRegistry):
             os.getpid(),
             _dump(metadata),
         )
-        self._open[run_id.value] = row
+        with self._open_lock:
+            entry = self._open.get(run_id.value)
+            if entry is not None:
+                row = _merge(entry[0], row)
+            self._open[run_id.value] = (row, 1 if entry is None else entry[1] + 1)
         self._writer.put((START, row))
 
     def finish(self, run_id: RunId, *, error: BaseException | None = None) -> None:
-        """Record that ``run_id`` ended now, with ``error`` if one escaped (queued)."""
+        """Record that ``run_id`` ended now, with ``error`` if one escaped (queued).
+
+        While other entries of the same run are still open in this process, nothing is written:
+        the run ends when its last entry (the outermost, when they nest) ends, with that entry's
+        error. An error an inner entry raised and an outer one handled is not the run's.
+        """
         _check(run_id, None, None)
         ended = time.time_ns() // 1000
-        row = self._open.pop(run_id.value, None)
-        if row is None:
+        with self._open_lock:
+            entry = self._open.pop(run_id.value, None)
+            if entry is not None and entry[1] > 1:
+                self._open[run_id.value] = (entry[0], entry[1] - 1)
+                return
+        if entry is not None:
+            row = entry[0]
+        else:
             parent = run_id.parent
             row = (run_id.value, None if parent is None else parent.value, run_id.root.value)
             row = (*row, "running", ended, None, None, None, None, None, _HOST, os.getpid(), "{}")
@@ -267,6 +288,18 @@ def _check(run_id: object, user_id: object, task: object) -> None:
     for what, value in (("user_id", user_id), ("task", task)):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
+
+
+def _merge(first: tuple[Any, ...], later: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Return the row of a run started again: the first start's, its gaps filled from the later.
+
+    The same rule as the START statement's, for the row a finish may have to write whole.
+    """
+    parent, root = (later[1], later[2]) if first[1] is None else (first[1], first[2])
+    user_id = later[7] if first[7] is None else first[7]
+    task = later[8] if first[8] is None else first[8]
+    metadata = later[12] if first[12] == "{}" else first[12]
+    return (first[0], parent, root, *first[3:7], user_id, task, *first[9:12], metadata)
 
 
 def _dump(metadata: Mapping[str, Any] | None) -> str:
