@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -34,11 +35,13 @@ _MAX_TEXT = 4096
 class SQLiteRunRegistry(RunRegistry):
     """Record runs in one SQLite file, from many threads and several processes at once.
 
-    ``start`` and ``finish`` cost the agent a queue put: a writer thread per process writes
-    them in batches, one transaction each. Reads (``get``, ``find``, ``children``, ``tree``)
-    first wait for the writes queued before them, so a thread reads what it wrote. Each thread
-    reads on its own connection. The file is in WAL mode with a busy timeout, so processes
-    sharing it wait for each other instead of failing.
+    ``start`` and ``finish`` cost the agent a queue put: the registry's writer thread (one per
+    registry object, in each process that records) writes them in batches, one transaction
+    each; it ends at ``close()``, or when the registry is garbage-collected, after writing what
+    is queued. Reads (``get``, ``find``, ``children``, ``tree``) first wait for the writes
+    queued before them, so a thread reads what it wrote. Each thread reads on its own
+    connection, closed when the thread ends. The file is in WAL mode with a busy timeout, so
+    processes sharing it wait for each other instead of failing.
 
     A database that cannot be written (locked beyond the timeout, read-only, disk full, deleted)
     never breaks a run: one warning is logged, and the failed writes are kept (up to
@@ -78,9 +81,14 @@ class SQLiteRunRegistry(RunRegistry):
         super().__init__()
         self.path = Path(path)
         self.timeout = float(timeout)
-        self._writer = Writer(self.path, self._connect, max_pending)
+        # The writer must not hold the registry: dropping the registry stops its thread.
+        self._writer = Writer(
+            self.path, functools.partial(connect, self.path, self.timeout), max_pending
+        )
+        weakref.finalize(self, self._writer.stop)
+        # A thread's reader lives in its thread-local, so it is closed when the thread ends.
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
         self._readers_lock = threading.Lock()
         # What each open run started with, so its end can rewrite the whole row when the start
         # never reached the file, and how many entries of it are open in this process.
@@ -171,10 +179,10 @@ class SQLiteRunRegistry(RunRegistry):
         """Write what is queued, stop the writer thread and close every connection."""
         self._writer.stop()
         with self._readers_lock:
-            readers, self._readers = self._readers, []
-        for conn in readers:
-            conn.close()
-        self._local = threading.local()
+            readers = list(self._readers)
+            self._local = threading.local()
+        for reader in readers:
+            reader.close()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -273,13 +281,24 @@ class SQLiteRunRegistry(RunRegistry):
 
     def _reader(self) -> sqlite3.Connection:
         local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            local.conn = self._connect()
-            local.pid = os.getpid()
+        reader: _Reader | None = getattr(local, "reader", None)
+        if reader is None or reader.pid != os.getpid():
+            reader = _Reader(self._connect())
             with self._readers_lock:
-                self._readers.append(local.conn)
-        conn: sqlite3.Connection = local.conn
-        return conn
+                self._readers.add(reader)
+            local.reader = reader
+        return reader.conn
+
+
+class _Reader:
+    """One thread's read connection, closed with ``close()`` or when the thread ends."""
+
+    __slots__ = ("__weakref__", "close", "conn", "pid")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+        self.close = weakref.finalize(self, conn.close)
 
 
 def _check(run_id: object, user_id: object, task: object) -> None:

@@ -1,4 +1,4 @@
-"""The SQLite registry's writer: one thread per process, batches in one transaction each.
+"""The SQLite registry's writer: one thread per registry, batches in one transaction each.
 
 Recording a run must cost the agent almost nothing and must never fail it, so ``start`` and
 ``finish`` only put a row on a queue. A writer thread takes everything queued, writes it in one
@@ -110,7 +110,9 @@ class Writer:
             self._pid = -1
         if thread is not None:
             self._queue.put(_STOP)
-            thread.join()
+            # A registry dropped by the writer thread itself is stopped from that thread.
+            if thread is not threading.current_thread():  # pragma: no branch
+                thread.join()
 
     def _start(self) -> None:
         with self._lock:
