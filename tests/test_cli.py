@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import runpy
+import sqlite3
 import sys
 import uuid
 from pathlib import Path
@@ -434,6 +435,62 @@ def test_runs_needs_a_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     result = call("runs", "list", "--db", str(junk))
     assert result.code == 2
     assert f"cannot read {junk}" in result.err
+
+
+def _foreign_database(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('keep me')")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("argv", [["list"], ["show", RUN], ["tree", RUN]])
+def test_runs_refuses_a_database_that_is_not_a_registry_and_leaves_it_untouched(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    foreign = tmp_path / "app.db"
+    _foreign_database(foreign)
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for path in (foreign, empty):
+        before = path.read_bytes()
+        result = run_cli("runs", *argv, "--db", str(path))
+        assert result.code == 2
+        assert (
+            result.err
+            == f"agent-run-id: cannot read {path}: not a run registry (it has no runs table)\n"
+        )
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db", "empty.db"]
+    conn = sqlite3.connect(foreign)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    assert conn.execute("PRAGMA user_version").fetchone() == (0,)
+    conn.close()
+
+
+def test_runs_reads_a_registry_without_writing_to_it(db: Path) -> None:
+    before = db.read_bytes()
+    assert run_cli("runs", "list", "--db", str(db)).code == 0
+    assert call("runs", "tree", RUN, "--db", str(db)).code == 0
+    assert db.read_bytes() == before
+
+
+def test_runs_reads_a_registry_whose_path_has_uri_characters(db: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "a b%20#?x=1.db"
+    db.rename(odd)
+    result = call("runs", "show", RUN, "--db", str(odd))
+    assert result.code == 0
+    assert RUN in result.out
+
+
+def test_runs_refuses_a_registry_with_a_newer_schema(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    result = call("runs", "list", "--db", str(db))
+    assert result.code == 2
+    assert "newer than this agent-run-id knows" in result.err
 
 
 def test_python_dash_m_runs_the_command(

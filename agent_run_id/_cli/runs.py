@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
 from agent_run_id.registry import STATUSES, AmbiguousRunError, RunRecord, SQLiteRunRegistry
+from agent_run_id.registry._schema import connect_read_only
 
 from ._errors import UsageError
 
@@ -44,13 +45,20 @@ def add_parser(commands: Any) -> None:
     tree.set_defaults(handler=_tree)
 
 
+class _ReadOnlyRegistry(SQLiteRunRegistry):
+    """The registry as the command reads it: never created, migrated or written to."""
+
+    def _connect(self) -> sqlite3.Connection:
+        return connect_read_only(self.path, self.timeout)
+
+
 def _open(args: argparse.Namespace) -> SQLiteRunRegistry:
     path = args.db or os.environ.get(ENV_DB)
     if not path:
         raise UsageError(f"no registry database: give --db PATH or set ${ENV_DB}")
     if not os.path.isfile(path):
         raise UsageError(f"no registry database at {path}")
-    return SQLiteRunRegistry(path)
+    return _ReadOnlyRegistry(path)
 
 
 def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
