@@ -391,3 +391,35 @@ def test_a_dropped_registry_writes_what_is_queued_and_ends_its_writer_thread(pat
         assert [reader.get(run).status for run in ids] == ["ok"] * 20
     finally:
         reader.close()
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def test_reads_follow_a_file_deleted_under_the_registry(
+    registry: SQLiteRunRegistry, path: Path
+) -> None:
+    (first,) = _runs(registry, 1)
+    assert registry.get(first).status == "ok"  # this thread's reader is open on the file
+    _remove(path)  # a clean-up job
+    (second,) = _runs(registry, 1)
+    assert registry.get(second).status == "ok"
+    with pytest.raises(KeyError):
+        registry.get(first)
+
+
+def test_reads_follow_a_file_replaced_under_the_registry(
+    registry: SQLiteRunRegistry, path: Path, tmp_path: Path
+) -> None:
+    (first,) = _runs(registry, 1)
+    assert registry.get(first).status == "ok"
+    other = SQLiteRunRegistry(tmp_path / "other.db")
+    (restored,) = _runs(other, 1)
+    other.close()
+    _remove(path)
+    os.replace(tmp_path / "other.db", path)  # a backup restored over it
+    assert registry.get(restored).status == "ok"
+    (second,) = _runs(registry, 1)
+    assert [r.run_id for r in registry.find()] == [second, restored]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
-__all__ = ["COLUMNS", "SCHEMA_VERSION", "SchemaError", "connect", "connect_read_only"]
+__all__ = ["COLUMNS", "SCHEMA_VERSION", "SchemaError", "connect", "connect_read_only", "file_id"]
 
 COLUMNS = (
     "run_id, parent_id, root_id, status, started_at, ended_at, duration, "
@@ -58,6 +59,19 @@ def connect(path: Path, timeout: float) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    """Return the identity of the file at ``path`` (device, inode), or None when there is none.
+
+    A connection opened on a file that has since been deleted or replaced goes on using the old
+    file, which nobody else sees: compare this before using a connection, and reopen.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:

@@ -22,7 +22,7 @@ from agent_run_id._run_id import RunId, show_value
 
 from ._base import AmbiguousRunError, RunRegistry, check_find, parse_run, preorder
 from ._record import RunRecord, Status, from_micros, to_micros
-from ._schema import COLUMNS, connect
+from ._schema import COLUMNS, connect, file_id
 from ._writer import FINISH, START, Writer
 
 __all__ = ["SQLiteRunRegistry"]
@@ -282,8 +282,11 @@ class SQLiteRunRegistry(RunRegistry):
     def _reader(self) -> sqlite3.Connection:
         local = self._local
         reader: _Reader | None = getattr(local, "reader", None)
-        if reader is None or reader.pid != os.getpid():
-            reader = _Reader(self._connect())
+        if reader is not None and (reader.pid, reader.inode) != (os.getpid(), file_id(self.path)):
+            reader.close()  # another process's, or on a file deleted or replaced since
+            reader = None
+        if reader is None:
+            reader = _Reader(self._connect(), file_id(self.path))
             with self._readers_lock:
                 self._readers.add(reader)
             local.reader = reader
@@ -293,10 +296,11 @@ class SQLiteRunRegistry(RunRegistry):
 class _Reader:
     """One thread's read connection, closed with ``close()`` or when the thread ends."""
 
-    __slots__ = ("__weakref__", "close", "conn", "pid")
+    __slots__ = ("__weakref__", "close", "conn", "inode", "pid")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, inode: tuple[int, int] | None) -> None:
         self.conn = conn
+        self.inode = inode
         self.pid = os.getpid()
         self.close = weakref.finalize(self, conn.close)
 

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._schema import file_id
+
 __all__ = ["FINISH", "START", "Writer"]
 
 _log = logging.getLogger("agent_run_id.registry")
@@ -210,20 +212,12 @@ class Writer:
             )
 
     def _connection(self) -> sqlite3.Connection:
-        try:
-            st = os.stat(self._path)
-            inode: tuple[int, int] | None = (st.st_dev, st.st_ino)
-        except FileNotFoundError:
-            inode = None
-        if self._conn is not None and inode != self._inode:
-            # Deleted or replaced under us: an open connection would go on writing to a
-            # file nobody can see any more.
+        if self._conn is not None and file_id(self._path) != self._inode:
             _log.warning("run registry %s was deleted or replaced; opening it anew", self._path)
             self._close()
         if self._conn is None:
             self._conn = self._connect()
-            st = os.stat(self._path)
-            self._inode = (st.st_dev, st.st_ino)
+            self._inode = file_id(self._path)
         return self._conn
 
     def _close(self) -> None:
