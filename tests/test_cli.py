@@ -359,6 +359,34 @@ def test_runs_list_filters(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(call("runs", "list", "--stale").out.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("since", "rows"),
+    [
+        ("2020-01-01T00:00:00Z", 4),
+        ("2020-01-01t00:00:00z", 4),
+        ("2020-01-01 00:00:00.5+00:00", 4),
+        ("2020-01-01T00:00+0000", 4),
+        ("2099-01-01T00:00:00Z", 1),
+        ("2099-01-01T02:00:00+02:00", 1),
+        (" 2099-01-01 ", 1),
+    ],
+)
+def test_runs_list_since_takes_the_iso_times_that_logs_reads(
+    db: Path, since: str, rows: int
+) -> None:
+    """One rule on every Python (3.10 refuses "Z"): the rule log stamps are read with."""
+    result = call("runs", "list", "--db", str(db), "--since", since)
+    assert result.code == 0
+    assert len(result.out.splitlines()) == rows
+
+
+@pytest.mark.parametrize("since", ["[2020-01-01", "2020-01-01T25:00Z", "2020-01-01T00:00 later"])
+def test_runs_list_since_refuses_what_is_not_a_time(db: Path, since: str) -> None:
+    result = call("runs", "list", "--db", str(db), "--since", since)
+    assert result.code == 2
+    assert f"--since {since!r} is not a time" in result.err
+
+
 def test_runs_list_json_gives_records_with_their_field_names(db: Path) -> None:
     result = call("runs", "list", "--db", str(db), "--json")
     rows = [json.loads(line) for line in result.out.splitlines()]

@@ -15,6 +15,7 @@ from agent_run_id.registry import STATUSES, AmbiguousRunError, RunRecord, SQLite
 from agent_run_id.registry._schema import connect_read_only
 
 from ._errors import UsageError
+from ._lines import parse_time
 
 __all__ = ["add_parser"]
 
@@ -92,13 +93,12 @@ def _since(text: str) -> datetime:
     if ago:
         amount, unit = ago.groups()
         return datetime.now(timezone.utc) - timedelta(**{_UNITS[unit]: int(amount)})
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
+    when = parse_time(text)
+    if when is None:
         raise UsageError(
-            f"--since {text!r} is not a time: give 2025-06-01, 2025-06-01T12:00 or 30m, 2h, 7d"
-        ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+            f"--since {text!r} is not a time: give 2025-06-01, 2025-06-01T12:00Z or 30m, 2h, 7d"
+        )
+    return when
 
 
 def _emit_json(records: Iterable[RunRecord], out: IO[str]) -> None:
