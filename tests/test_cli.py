@@ -484,6 +484,7 @@ def test_runs_refuses_a_database_that_is_not_a_registry_and_leaves_it_untouched(
     for path in (foreign, empty):
         before = path.read_bytes()
         result = run_cli("runs", *argv, "--db", str(path))
+        assert call("runs", *argv, "--db", str(path)) == result
         assert result.code == 2
         assert (
             result.err
