@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import runpy
+import sqlite3
 import sys
 import uuid
 from pathlib import Path
@@ -358,6 +359,34 @@ def test_runs_list_filters(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(call("runs", "list", "--stale").out.splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("since", "rows"),
+    [
+        ("2020-01-01T00:00:00Z", 4),
+        ("2020-01-01t00:00:00z", 4),
+        ("2020-01-01 00:00:00.5+00:00", 4),
+        ("2020-01-01T00:00+0000", 4),
+        ("2099-01-01T00:00:00Z", 1),
+        ("2099-01-01T02:00:00+02:00", 1),
+        (" 2099-01-01 ", 1),
+    ],
+)
+def test_runs_list_since_takes_the_iso_times_that_logs_reads(
+    db: Path, since: str, rows: int
+) -> None:
+    """One rule on every Python (3.10 refuses "Z"): the rule log stamps are read with."""
+    result = call("runs", "list", "--db", str(db), "--since", since)
+    assert result.code == 0
+    assert len(result.out.splitlines()) == rows
+
+
+@pytest.mark.parametrize("since", ["[2020-01-01", "2020-01-01T25:00Z", "2020-01-01T00:00 later"])
+def test_runs_list_since_refuses_what_is_not_a_time(db: Path, since: str) -> None:
+    result = call("runs", "list", "--db", str(db), "--since", since)
+    assert result.code == 2
+    assert f"--since {since!r} is not a time" in result.err
+
+
 def test_runs_list_json_gives_records_with_their_field_names(db: Path) -> None:
     result = call("runs", "list", "--db", str(db), "--json")
     rows = [json.loads(line) for line in result.out.splitlines()]
@@ -434,6 +463,63 @@ def test_runs_needs_a_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     result = call("runs", "list", "--db", str(junk))
     assert result.code == 2
     assert f"cannot read {junk}" in result.err
+
+
+def _foreign_database(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('keep me')")
+    conn.commit()
+    conn.close()
+
+
+@pytest.mark.parametrize("argv", [["list"], ["show", RUN], ["tree", RUN]])
+def test_runs_refuses_a_database_that_is_not_a_registry_and_leaves_it_untouched(
+    tmp_path: Path, argv: list[str]
+) -> None:
+    foreign = tmp_path / "app.db"
+    _foreign_database(foreign)
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for path in (foreign, empty):
+        before = path.read_bytes()
+        result = run_cli("runs", *argv, "--db", str(path))
+        assert call("runs", *argv, "--db", str(path)) == result
+        assert result.code == 2
+        assert (
+            result.err
+            == f"agent-run-id: cannot read {path}: not a run registry (it has no runs table)\n"
+        )
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db", "empty.db"]
+    conn = sqlite3.connect(foreign)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    assert conn.execute("PRAGMA user_version").fetchone() == (0,)
+    conn.close()
+
+
+def test_runs_reads_a_registry_without_writing_to_it(db: Path) -> None:
+    before = db.read_bytes()
+    assert run_cli("runs", "list", "--db", str(db)).code == 0
+    assert call("runs", "tree", RUN, "--db", str(db)).code == 0
+    assert db.read_bytes() == before
+
+
+def test_runs_reads_a_registry_whose_path_has_uri_characters(db: Path, tmp_path: Path) -> None:
+    odd = tmp_path / "a b%20#?x=1.db"
+    db.rename(odd)
+    result = call("runs", "show", RUN, "--db", str(odd))
+    assert result.code == 0
+    assert RUN in result.out
+
+
+def test_runs_refuses_a_registry_with_a_newer_schema(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    result = call("runs", "list", "--db", str(db))
+    assert result.code == 2
+    assert "newer than this agent-run-id knows" in result.err
 
 
 def test_python_dash_m_runs_the_command(

@@ -378,3 +378,73 @@ async def test_many_tasks_record_their_own_runs(registry: SQLiteRunRegistry) -> 
             "ok",
         )
     assert len(registry.children(outer.run_id)) == 200
+
+
+def test_a_run_entered_again_inside_itself_keeps_its_start_and_ends_with_the_outermost(
+    registry: SQLiteRunRegistry,
+) -> None:
+    """The inner entry fills only what is missing, and only the outermost exit ends the run."""
+    with RunContext(registry=registry, user_id="u-42", task="summarize") as outer:
+        first = registry.get(outer.run_id)
+        inner = RunContext(outer.run_id, registry=registry, task="other", metadata={"k": 1})
+        with pytest.raises(KeyError), inner:
+            raise KeyError("handled by the outer entry")
+        record = registry.get(outer.run_id)
+        assert (record.status, record.ended_at, record.error) == ("running", None, None)
+        assert (record.user_id, record.task) == ("u-42", "summarize")
+        assert record.metadata == {"k": 1}  # the first entry gave none
+        assert record.started_at == first.started_at
+    record = registry.get(outer.run_id)
+    assert (record.status, record.error, record.started_at) == ("ok", None, first.started_at)
+    assert record.ended_at is not None
+
+
+def test_the_outermost_entrys_error_is_the_runs(registry: SQLiteRunRegistry) -> None:
+    run = RunId.generate()
+
+    def work() -> None:
+        with RunContext(run, registry=registry):
+            pass
+        assert registry.get(run).status == "running"
+        raise ValueError("outer")
+
+    with pytest.raises(ValueError, match="outer"), RunContext(run, registry=registry):
+        work()
+    record = registry.get(run)
+    assert (record.status, record.error) == ("error", "ValueError: outer")
+
+
+def test_a_start_from_another_process_never_clobbers_the_recorded_run(
+    registry: SQLiteRunRegistry, tmp_path: Path
+) -> None:
+    """Another registry object on the file stands for another process continuing the run."""
+    other = SQLiteRunRegistry(tmp_path / "runs.db")
+    run = RunId.generate()
+    try:
+        registry.start(run, user_id="u-42", task="summarize")
+        first = registry.get(run)
+        other.start(run, task="tool", metadata={"k": 1})
+        other.flush()
+        record = registry.get(run)
+        assert (record.user_id, record.task, record.metadata) == ("u-42", "summarize", {"k": 1})
+        assert (record.started_at, record.pid) == (first.started_at, first.pid)
+        other.finish(run, error=TimeoutError("tool"))
+        other.flush()
+        registry.finish(run)
+        record = registry.get(run)
+        assert (record.status, record.error, record.started_at) == ("ok", None, first.started_at)
+        assert record.duration is not None
+    finally:
+        other.close()
+
+
+def test_a_rerun_of_a_child_keeps_its_parent(registry: SQLiteRunRegistry) -> None:
+    parent = RunId.generate()
+    run = parent.child()
+    registry.start(run)
+    registry.start(RunId(run.value), user_id="u")
+    registry.finish(run)
+    registry.finish(run)
+    record = registry.get(run)
+    assert (record.parent_id, record.root_id, record.user_id) == (parent.value, parent.value, "u")
+    assert record.status == "ok"

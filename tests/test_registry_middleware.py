@@ -14,7 +14,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from werkzeug.test import Client
 
-from agent_run_id import RunContext, current_run_id
+from agent_run_id import RunContext, RunId, current_run_id
 from agent_run_id.asgi import RunIdMiddleware as AsgiMiddleware
 from agent_run_id.registry import SQLiteRunRegistry, set_default
 from agent_run_id.wsgi import RunIdMiddleware as WsgiMiddleware
@@ -91,3 +91,34 @@ def test_wsgi_requests_are_recorded_when_their_response_closes(
 def test_a_registry_option_that_is_not_a_registry_is_refused(middleware: type) -> None:
     with pytest.raises(TypeError, match="registry must be a RunRegistry or None, got str"):
         middleware(lambda *a: None, registry="runs.db")
+
+
+async def test_a_service_continuing_the_callers_run_keeps_the_callers_record(
+    registry: SQLiteRunRegistry,
+) -> None:
+    """The callee's middleware enters the same run: it must not reset or end the caller's record."""
+    from agent_run_id.httpx import AsyncRunIdTransport
+
+    callee = httpx.ASGITransport(app=asgi_app(registry=registry))
+    client = httpx.AsyncClient(transport=AsyncRunIdTransport(callee), base_url="http://tool.test")
+    run = RunContext(RunId.generate(), registry=registry, user_id="u-42", task="summarize")
+    seen = []
+
+    async def agent() -> None:
+        with run:
+            seen.append(registry.get(run.run_id))
+            response = await client.get("/ok")
+            assert response.headers["x-run-id"] == run.run_id.value
+            seen.append(registry.get(run.run_id))
+            raise RuntimeError("agent failed")
+
+    async with client:
+        with pytest.raises(RuntimeError, match="agent failed"):
+            await agent()
+    first, during = seen
+    assert (during.status, during.user_id, during.task) == ("running", "u-42", "summarize")
+    record = registry.get(run.run_id)
+    assert (record.status, record.error) == ("error", "RuntimeError: agent failed")
+    assert (record.user_id, record.task) == ("u-42", "summarize")
+    assert record.started_at == first.started_at
+    assert record.duration is not None

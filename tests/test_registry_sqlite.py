@@ -9,6 +9,7 @@ import re
 import shutil
 import sqlite3
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -342,3 +343,83 @@ def test_while_failing_the_writer_keeps_at_most_max_pending_writes(
         locker.execute("ROLLBACK")
         locker.close()
         registry.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_threads_reader_connection_is_closed_when_the_thread_ends(
+    registry: SQLiteRunRegistry,
+) -> None:
+    (run,) = _runs(registry, 1)
+
+    def look_up_in_a_new_thread() -> None:
+        thread = threading.Thread(target=registry.get, args=(run,))
+        thread.start()
+        thread.join()
+
+    registry.get(run)  # this thread's reader, and the writer's connection, are open
+    # SQLite keeps a closed connection's file descriptor while the process holds locks on the
+    # file, and reuses it at the next open: one more, once.
+    look_up_in_a_new_thread()
+    before = _open_fds() if sys.platform == "linux" else 0
+    for _ in range(50):  # a threaded server answering each look-up from a new thread
+        look_up_in_a_new_thread()
+    assert len(registry._readers) == 1  # this thread's only
+    if sys.platform == "linux":
+        assert _open_fds() == before
+
+
+def _writer_threads() -> int:
+    return sum(t.name == "agent-run-id registry writer" for t in threading.enumerate())
+
+
+def test_a_dropped_registry_writes_what_is_queued_and_ends_its_writer_thread(path: Path) -> None:
+    before = _writer_threads()
+    ids = []
+
+    def record_with_a_fresh_registry() -> None:
+        with RunContext(registry=SQLiteRunRegistry(path)) as run:
+            ids.append(run.run_id)
+
+    for _ in range(20):
+        record_with_a_fresh_registry()
+    assert _writer_threads() == before
+    reader = SQLiteRunRegistry(path)
+    try:
+        assert [reader.get(run).status for run in ids] == ["ok"] * 20
+    finally:
+        reader.close()
+
+
+def _remove(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def test_reads_follow_a_file_deleted_under_the_registry(
+    registry: SQLiteRunRegistry, path: Path
+) -> None:
+    (first,) = _runs(registry, 1)
+    assert registry.get(first).status == "ok"  # this thread's reader is open on the file
+    _remove(path)  # a clean-up job
+    (second,) = _runs(registry, 1)
+    assert registry.get(second).status == "ok"
+    with pytest.raises(KeyError):
+        registry.get(first)
+
+
+def test_reads_follow_a_file_replaced_under_the_registry(
+    registry: SQLiteRunRegistry, path: Path, tmp_path: Path
+) -> None:
+    (first,) = _runs(registry, 1)
+    assert registry.get(first).status == "ok"
+    other = SQLiteRunRegistry(tmp_path / "other.db")
+    (restored,) = _runs(other, 1)
+    other.close()
+    _remove(path)
+    os.replace(tmp_path / "other.db", path)  # a backup restored over it
+    assert registry.get(restored).status == "ok"
+    (second,) = _runs(registry, 1)
+    assert [r.run_id for r in registry.find()] == [second, restored]

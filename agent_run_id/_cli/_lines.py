@@ -9,14 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
-__all__ = ["MAX_LINE", "UUID", "Line", "Stats", "parse", "read_lines", "time_of"]
+__all__ = ["MAX_LINE", "UUID", "Line", "Stats", "parse", "parse_time", "read_lines", "time_of"]
 
 #: Lines longer than this many bytes are skipped: reading them whole would break constant memory.
 MAX_LINE = 1 << 20
 #: A run id as the library writes it: canonical, lowercase.
 UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# ISO 8601 in its extended form, as logs write it; the seconds, and the time for --since, may be
+# left out. The same rule on every Python: datetime.fromisoformat on 3.10 refuses "Z".
 _TIME = re.compile(
-    r"\[?(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:[.,](\d{1,9}))?\s?(Z|[+-]\d\d:?\d\d)?",
+    r"(\[?)(\d{4})-(\d\d)-(\d\d)(?:[T ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d{1,9}))?)?)?"
+    r"\s?(Z|[+-]\d\d:?\d\d)?",
     re.IGNORECASE,
 )
 _TIME_KEYS = ("timestamp", "time", "ts", "@timestamp", "asctime", "created", "datetime")
@@ -142,13 +145,32 @@ def _time_value(value: object) -> float | None:
     return None
 
 
+def parse_time(text: str) -> datetime | None:
+    """Return the ISO 8601 time ``text`` as an aware datetime (UTC when it has no zone), or None.
+
+    ``2025-06-01``, ``2025-06-01T12:00``, ``2025-06-01 12:00:00.5Z``, ``...+02:00``: the rule
+    the log stamps are read with.
+    """
+    match = _TIME.fullmatch(text.strip())
+    if match is None or match.group(1):
+        return None
+    seconds = _seconds(match)
+    return None if seconds is None else _EPOCH + timedelta(seconds=seconds)
+
+
 def _iso(text: str) -> float | None:
     match = _TIME.match(text)
-    if match is None:
+    if match is None or match.group(7) is None:  # a log stamp has its seconds
         return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    return _seconds(match)
+
+
+def _seconds(match: re.Match[str]) -> float | None:
+    year, month, day, hour, minute, second, fraction, zone = match.groups()[1:]
     try:
-        when = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+        when = datetime(
+            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
+        )
     except ValueError:
         return None
     seconds = (when.replace(tzinfo=timezone.utc) - _EPOCH).total_seconds()

@@ -12,8 +12,10 @@ from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
 from agent_run_id.registry import STATUSES, AmbiguousRunError, RunRecord, SQLiteRunRegistry
+from agent_run_id.registry._schema import connect_read_only
 
 from ._errors import UsageError
+from ._lines import parse_time
 
 __all__ = ["add_parser"]
 
@@ -44,13 +46,20 @@ def add_parser(commands: Any) -> None:
     tree.set_defaults(handler=_tree)
 
 
+class _ReadOnlyRegistry(SQLiteRunRegistry):
+    """The registry as the command reads it: never created, migrated or written to."""
+
+    def _connect(self) -> sqlite3.Connection:
+        return connect_read_only(self.path, self.timeout)
+
+
 def _open(args: argparse.Namespace) -> SQLiteRunRegistry:
     path = args.db or os.environ.get(ENV_DB)
     if not path:
         raise UsageError(f"no registry database: give --db PATH or set ${ENV_DB}")
     if not os.path.isfile(path):
         raise UsageError(f"no registry database at {path}")
-    return SQLiteRunRegistry(path)
+    return _ReadOnlyRegistry(path)
 
 
 def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
@@ -84,13 +93,12 @@ def _since(text: str) -> datetime:
     if ago:
         amount, unit = ago.groups()
         return datetime.now(timezone.utc) - timedelta(**{_UNITS[unit]: int(amount)})
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
+    when = parse_time(text)
+    if when is None:
         raise UsageError(
-            f"--since {text!r} is not a time: give 2025-06-01, 2025-06-01T12:00 or 30m, 2h, 7d"
-        ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
+            f"--since {text!r} is not a time: give 2025-06-01, 2025-06-01T12:00Z or 30m, 2h, 7d"
+        )
+    return when
 
 
 def _emit_json(records: Iterable[RunRecord], out: IO[str]) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
-__all__ = ["COLUMNS", "SCHEMA_VERSION", "SchemaError", "connect"]
+__all__ = ["COLUMNS", "SCHEMA_VERSION", "SchemaError", "connect", "connect_read_only", "file_id"]
 
 COLUMNS = (
     "run_id, parent_id, root_id, status, started_at, ended_at, duration, "
@@ -54,6 +55,43 @@ def connect(path: Path, timeout: float) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         _migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def file_id(path: Path) -> tuple[int, int] | None:
+    """Return the identity of the file at ``path`` (device, inode), or None when there is none.
+
+    A connection opened on a file that has since been deleted or replaced goes on using the old
+    file, which nobody else sees: compare this before using a connection, and reopen.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    """Open the registry at ``path`` for reading only: nothing in the file is created or changed.
+
+    Raises sqlite3.DatabaseError when the file is not a run registry (it has no ``runs`` table),
+    SchemaError when its schema is newer, and sqlite3.OperationalError when it cannot be opened.
+    """
+    # A URI, so that mode=ro applies; as_uri quotes the characters a URI gives a meaning to.
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    conn = sqlite3.connect(
+        uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False
+    )
+    try:
+        _version(conn)
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'runs'"
+        ).fetchone()
+        if found is None:
+            raise sqlite3.DatabaseError("not a run registry (it has no runs table)")
     except BaseException:
         conn.close()
         raise

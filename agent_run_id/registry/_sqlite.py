@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -21,7 +22,7 @@ from agent_run_id._run_id import RunId, show_value
 
 from ._base import AmbiguousRunError, RunRegistry, check_find, parse_run, preorder
 from ._record import RunRecord, Status, from_micros, to_micros
-from ._schema import COLUMNS, connect
+from ._schema import COLUMNS, connect, file_id
 from ._writer import FINISH, START, Writer
 
 __all__ = ["SQLiteRunRegistry"]
@@ -34,11 +35,13 @@ _MAX_TEXT = 4096
 class SQLiteRunRegistry(RunRegistry):
     """Record runs in one SQLite file, from many threads and several processes at once.
 
-    ``start`` and ``finish`` cost the agent a queue put: a writer thread per process writes
-    them in batches, one transaction each. Reads (``get``, ``find``, ``children``, ``tree``)
-    first wait for the writes queued before them, so a thread reads what it wrote. Each thread
-    reads on its own connection. The file is in WAL mode with a busy timeout, so processes
-    sharing it wait for each other instead of failing.
+    ``start`` and ``finish`` cost the agent a queue put: the registry's writer thread (one per
+    registry object, in each process that records) writes them in batches, one transaction
+    each; it ends at ``close()``, or when the registry is garbage-collected, after writing what
+    is queued. Reads (``get``, ``find``, ``children``, ``tree``) first wait for the writes
+    queued before them, so a thread reads what it wrote. Each thread reads on its own
+    connection, closed when the thread ends. The file is in WAL mode with a busy timeout, so
+    processes sharing it wait for each other instead of failing.
 
     A database that cannot be written (locked beyond the timeout, read-only, disk full, deleted)
     never breaks a run: one warning is logged, and the failed writes are kept (up to
@@ -78,13 +81,19 @@ class SQLiteRunRegistry(RunRegistry):
         super().__init__()
         self.path = Path(path)
         self.timeout = float(timeout)
-        self._writer = Writer(self.path, self._connect, max_pending)
+        # The writer must not hold the registry: dropping the registry stops its thread.
+        self._writer = Writer(
+            self.path, functools.partial(connect, self.path, self.timeout), max_pending
+        )
+        weakref.finalize(self, self._writer.stop)
+        # A thread's reader lives in its thread-local, so it is closed when the thread ends.
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
         self._readers_lock = threading.Lock()
         # What each open run started with, so its end can rewrite the whole row when the start
-        # never reached the file.
-        self._open: dict[str, tuple[Any, ...]] = {}
+        # never reached the file, and how many entries of it are open in this process.
+        self._open: dict[str, tuple[tuple[Any, ...], int]] = {}
+        self._open_lock = threading.Lock()
         _registries.add(self)
 
     def __repr__(self) -> str:
@@ -104,6 +113,11 @@ class SQLiteRunRegistry(RunRegistry):
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Record that ``run_id`` started now, in this process (queued).
+
+        A run already recorded (entered again, or continued by a service that got its id) keeps
+        its earliest start and the first user, task and metadata given; a later start only fills
+        those still missing. Entries of one run in this process are counted: only the last to
+        end records the end (see ``finish``).
 
         Raises TypeError for arguments of the wrong type, at once: a row that the database
         refuses would otherwise be retried forever.
@@ -125,15 +139,30 @@ class SQLiteRunRegistry(RunRegistry):
             os.getpid(),
             _dump(metadata),
         )
-        self._open[run_id.value] = row
+        with self._open_lock:
+            entry = self._open.get(run_id.value)
+            if entry is not None:
+                row = _merge(entry[0], row)
+            self._open[run_id.value] = (row, 1 if entry is None else entry[1] + 1)
         self._writer.put((START, row))
 
     def finish(self, run_id: RunId, *, error: BaseException | None = None) -> None:
-        """Record that ``run_id`` ended now, with ``error`` if one escaped (queued)."""
+        """Record that ``run_id`` ended now, with ``error`` if one escaped (queued).
+
+        While other entries of the same run are still open in this process, nothing is written:
+        the run ends when its last entry (the outermost, when they nest) ends, with that entry's
+        error. An error an inner entry raised and an outer one handled is not the run's.
+        """
         _check(run_id, None, None)
         ended = time.time_ns() // 1000
-        row = self._open.pop(run_id.value, None)
-        if row is None:
+        with self._open_lock:
+            entry = self._open.pop(run_id.value, None)
+            if entry is not None and entry[1] > 1:
+                self._open[run_id.value] = (entry[0], entry[1] - 1)
+                return
+        if entry is not None:
+            row = entry[0]
+        else:
             parent = run_id.parent
             row = (run_id.value, None if parent is None else parent.value, run_id.root.value)
             row = (*row, "running", ended, None, None, None, None, None, _HOST, os.getpid(), "{}")
@@ -150,10 +179,10 @@ class SQLiteRunRegistry(RunRegistry):
         """Write what is queued, stop the writer thread and close every connection."""
         self._writer.stop()
         with self._readers_lock:
-            readers, self._readers = self._readers, []
-        for conn in readers:
-            conn.close()
-        self._local = threading.local()
+            readers = list(self._readers)
+            self._local = threading.local()
+        for reader in readers:
+            reader.close()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -252,13 +281,28 @@ class SQLiteRunRegistry(RunRegistry):
 
     def _reader(self) -> sqlite3.Connection:
         local = self._local
-        if getattr(local, "pid", None) != os.getpid():
-            local.conn = self._connect()
-            local.pid = os.getpid()
+        reader: _Reader | None = getattr(local, "reader", None)
+        if reader is not None and (reader.pid, reader.inode) != (os.getpid(), file_id(self.path)):
+            reader.close()  # another process's, or on a file deleted or replaced since
+            reader = None
+        if reader is None:
+            reader = _Reader(self._connect(), file_id(self.path))
             with self._readers_lock:
-                self._readers.append(local.conn)
-        conn: sqlite3.Connection = local.conn
-        return conn
+                self._readers.add(reader)
+            local.reader = reader
+        return reader.conn
+
+
+class _Reader:
+    """One thread's read connection, closed with ``close()`` or when the thread ends."""
+
+    __slots__ = ("__weakref__", "close", "conn", "inode", "pid")
+
+    def __init__(self, conn: sqlite3.Connection, inode: tuple[int, int] | None) -> None:
+        self.conn = conn
+        self.inode = inode
+        self.pid = os.getpid()
+        self.close = weakref.finalize(self, conn.close)
 
 
 def _check(run_id: object, user_id: object, task: object) -> None:
@@ -267,6 +311,18 @@ def _check(run_id: object, user_id: object, task: object) -> None:
     for what, value in (("user_id", user_id), ("task", task)):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
+
+
+def _merge(first: tuple[Any, ...], later: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Return the row of a run started again: the first start's, its gaps filled from the later.
+
+    The same rule as the START statement's, for the row a finish may have to write whole.
+    """
+    parent, root = (later[1], later[2]) if first[1] is None else (first[1], first[2])
+    user_id = later[7] if first[7] is None else first[7]
+    task = later[8] if first[8] is None else first[8]
+    metadata = later[12] if first[12] == "{}" else first[12]
+    return (first[0], parent, root, *first[3:7], user_id, task, *first[9:12], metadata)
 
 
 def _dump(metadata: Mapping[str, Any] | None) -> str:

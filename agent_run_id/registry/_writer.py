@@ -1,4 +1,4 @@
-"""The SQLite registry's writer: one thread per process, batches in one transaction each.
+"""The SQLite registry's writer: one thread per registry, batches in one transaction each.
 
 Recording a run must cost the agent almost nothing and must never fail it, so ``start`` and
 ``finish`` only put a row on a queue. A writer thread takes everything queued, writes it in one
@@ -21,18 +21,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ._schema import file_id
+
 __all__ = ["FINISH", "START", "Writer"]
 
 _log = logging.getLogger("agent_run_id.registry")
 
-# A start (re)writes the whole row; a finish adds the end to the row, or writes the whole row
-# when the start never reached this file (the file was deleted or replaced in between).
+# A start of a run already in the file (entered again, or continued by another service or process)
+# never clobbers it: the earliest start and the first user, task and metadata given are kept
+# (later ones only fill what is missing); the run is running again until the next end is written.
+# A finish adds the end to the row, or writes the whole row when the start never reached this
+# file (the file was deleted or replaced in between).
 START = (
     "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE"
-    " SET parent_id = excluded.parent_id, root_id = excluded.root_id, status = excluded.status,"
-    " started_at = excluded.started_at, ended_at = NULL, duration = NULL,"
-    " user_id = excluded.user_id, task = excluded.task, error = NULL, host = excluded.host,"
-    " pid = excluded.pid, metadata = excluded.metadata"
+    " SET parent_id = COALESCE(runs.parent_id, excluded.parent_id),"
+    " root_id = CASE WHEN runs.parent_id IS NULL THEN excluded.root_id ELSE runs.root_id END,"
+    " status = excluded.status, started_at = MIN(runs.started_at, excluded.started_at),"
+    " ended_at = NULL, duration = NULL,"
+    " user_id = COALESCE(runs.user_id, excluded.user_id),"
+    " task = COALESCE(runs.task, excluded.task), error = NULL,"
+    " host = CASE WHEN runs.status = 'running' THEN runs.host ELSE excluded.host END,"
+    " pid = CASE WHEN runs.status = 'running' THEN runs.pid ELSE excluded.pid END,"
+    " metadata = CASE WHEN runs.metadata = '{}' THEN excluded.metadata ELSE runs.metadata END"
 )
 FINISH = (
     "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE"
@@ -102,7 +112,9 @@ class Writer:
             self._pid = -1
         if thread is not None:
             self._queue.put(_STOP)
-            thread.join()
+            # A registry dropped by the writer thread itself is stopped from that thread.
+            if thread is not threading.current_thread():  # pragma: no branch
+                thread.join()
 
     def _start(self) -> None:
         with self._lock:
@@ -200,20 +212,12 @@ class Writer:
             )
 
     def _connection(self) -> sqlite3.Connection:
-        try:
-            st = os.stat(self._path)
-            inode: tuple[int, int] | None = (st.st_dev, st.st_ino)
-        except FileNotFoundError:
-            inode = None
-        if self._conn is not None and inode != self._inode:
-            # Deleted or replaced under us: an open connection would go on writing to a
-            # file nobody can see any more.
+        if self._conn is not None and file_id(self._path) != self._inode:
             _log.warning("run registry %s was deleted or replaced; opening it anew", self._path)
             self._close()
         if self._conn is None:
             self._conn = self._connect()
-            st = os.stat(self._path)
-            self._inode = (st.st_dev, st.st_ino)
+            self._inode = file_id(self._path)
         return self._conn
 
     def _close(self) -> None:
