@@ -58,9 +58,14 @@ def test_a_header_the_caller_or_the_session_set_is_never_overwritten(
 ) -> None:
     with RunContext(CHILD):
         mine = echoed(session.get(f"{server.url}/echo", headers={"x-run-id": "mine"}))
+        parent = echoed(session.get(f"{server.url}/echo", headers={"X-Parent-Run-Id": "mine"}))
+        root = echoed(session.get(f"{server.url}/echo", headers={"x-root-run-id": "mine"}))
         session.headers["X-Run-Id"] = "session-wide"
         default = echoed(session.get(f"{server.url}/echo"))
     assert mine == {"x-run-id": "mine", "x-parent-run-id": None, "x-root-run-id": None}
+    # Any one of the names makes the lineage the caller's: none of the run's is mixed in.
+    assert parent == {"x-run-id": None, "x-parent-run-id": "mine", "x-root-run-id": None}
+    assert root == {"x-run-id": None, "x-parent-run-id": None, "x-root-run-id": "mine"}
     assert default["x-run-id"] == "session-wide"
 
 
