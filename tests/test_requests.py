@@ -118,6 +118,63 @@ def test_instrument_keeps_the_users_adapters_with_their_retries_and_pools(
     assert tries == [{"x-run-id": ROOT.value, "x-parent-run-id": None, "x-root-run-id": None}] * 2
 
 
+def test_a_setting_changed_on_the_mounted_adapter_changes_the_one_that_sends(
+    server: LocalServer,
+) -> None:
+    session = requests.Session()
+    adapter = HTTPAdapter()
+    session.mount("http://", adapter)
+    instrument(session)
+    mounted: Any = session.get_adapter(f"{server.url}/")
+    retries = Retry(total=1, status_forcelist=[503], backoff_factor=0)
+    mounted.max_retries = retries
+    assert adapter.max_retries is retries
+    assert "max_retries" not in vars(mounted)
+    with RunContext(ROOT):
+        response = session.get(f"{server.url}/flaky", params={"key": "setter", "marker": "m3"})
+    assert echoed(response)["x-run-id"] == ROOT.value
+    assert [marker for _, marker, _ in server.seen].count("m3") == 2
+
+
+def test_a_wrapped_adapter_is_an_http_adapter_whose_own_methods_answer() -> None:
+    class Custom(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            self.custom_pool = True
+            super().init_poolmanager(*args, **kwargs)
+
+    class Other(requests.adapters.BaseAdapter):
+        pass
+
+    session = requests.Session()
+    custom, other = Custom(), Other()
+    session.mount("https://", custom)
+    session.mount("file://", other)
+    instrument(session)
+    mounted: Any = session.get_adapter("https://a.example/")
+    assert isinstance(mounted, HTTPAdapter)
+    assert mounted.adapter is custom
+    mounted.custom_pool = False
+    mounted.init_poolmanager(2, 2)
+    assert custom.custom_pool is True
+    assert mounted.poolmanager is custom.poolmanager
+    wrapped_other = session.get_adapter("file:///tmp/x")
+    assert not isinstance(wrapped_other, HTTPAdapter)
+    assert isinstance(wrapped_other, requests.adapters.BaseAdapter)
+
+
+def test_an_instrumented_session_pickles_with_its_wrapped_adapters() -> None:
+    session = requests.Session()
+    session.mount("https://", HTTPAdapter(pool_maxsize=3))
+    instrument(session, hosts=("a.example",))
+    original: Any = session.get_adapter("https://a.example/")
+    copy: Any = pickle.loads(pickle.dumps(session)).get_adapter("https://a.example/")
+    assert type(copy) is type(original)
+    assert isinstance(copy.adapter, HTTPAdapter)
+    assert copy.adapter is not original.adapter
+    assert copy._pool_maxsize == 3
+    assert copy._policy == original._policy
+
+
 def test_a_run_id_adapter_takes_http_adapter_options(server: LocalServer) -> None:
     session = requests.Session()
     adapter = RunIdAdapter(max_retries=Retry(total=1, status_forcelist=[503]), hosts=("127.0.0.1",))
