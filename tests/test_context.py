@@ -243,6 +243,16 @@ def test_a_noted_exception_still_pickles_with_its_note_and_keeps_a_note_it_did_n
     assert theirs.__notes__ == ["run_id=theirs"]
 
 
+@needs_notes
+def test_the_run_note_goes_after_the_notes_already_there() -> None:
+    run = RunId.generate()
+    error = ValueError("bad")
+    error.add_note("while searching")
+    with pytest.raises(ValueError, match="bad"), RunContext(run_id=run):
+        raise error
+    assert error.__notes__ == ["while searching", f"run_id={run.value}"]
+
+
 def test_control_flow_exceptions_get_no_note() -> None:
     with pytest.raises(KeyboardInterrupt) as info, RunContext(run_id=RunId.generate()):
         raise KeyboardInterrupt

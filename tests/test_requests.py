@@ -173,6 +173,9 @@ def test_an_instrumented_session_pickles_with_its_wrapped_adapters() -> None:
     assert copy.adapter is not original.adapter
     assert copy._pool_maxsize == 3
     assert copy._policy == original._policy
+    copy._policy = None  # the wrapper's own state stays its own
+    assert vars(copy)["_policy"] is None
+    assert not hasattr(copy.adapter, "_policy")
 
 
 def test_a_run_id_adapter_takes_http_adapter_options(server: LocalServer) -> None:
