@@ -79,7 +79,7 @@ def _add(headers: Any, run_id: RunId) -> Added:
     """Add the run to a Headers' byte triples, following the rule of ``_outbound.apply``."""
     items: list[tuple[bytes, bytes, bytes]] = headers._list
     if not _LOWER.isdisjoint([item[1] for item in items]):
-        return apply(headers, True)  # the caller set one of the names: the careful path
+        return apply(headers, True)  # the caller set one of the names: apply adds nothing
     pairs = run_headers(run_id)
     for name, value in pairs:
         raw, lower = _ENCODED[name]

@@ -1,8 +1,9 @@
 """The one rule every outbound wrapper applies to a request's headers just before it is sent.
 
 - No run current: nothing is added.
-- A request that already carries ``X-Run-Id`` belongs to the caller: nothing is added, and no
-  header the caller set is ever overwritten.
+- A request that already carries any of ``X-Run-Id``, ``X-Parent-Run-Id`` and
+  ``X-Root-Run-Id`` belongs to the caller: nothing is added, so no header the caller set is ever
+  overwritten and the caller's lineage is never mixed with the run's.
 - Otherwise ``X-Run-Id`` is added, with ``X-Parent-Run-Id`` and ``X-Root-Run-Id`` when the run
   has a parent, if the host is allowed.
 - What was added is remembered by the caller of :func:`apply` (in the request's extensions, a
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 
 from ._context import _current
-from ._propagation import HEADER, run_headers
+from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
 
 __all__ = ["Added", "apply"]
 
@@ -37,15 +38,12 @@ def apply(headers: MutableMapping[str, str], allowed: bool, before: Added = _NOT
     if not allowed:
         return _NOTHING
     frame = _current.get()
-    if frame is None or HEADER in headers:
+    if frame is None:
+        return _NOTHING
+    # One name the caller set makes the request's lineage theirs: any run header added would mix.
+    if HEADER in headers or PARENT_HEADER in headers or ROOT_HEADER in headers:
         return _NOTHING
     pairs = run_headers(frame.run_id)
-    headers[HEADER] = pairs[0][1]
-    if len(pairs) == 1:
-        return pairs
-    added = [pairs[0]]
-    for name, value in pairs[1:]:
-        if name not in headers:  # lineage the caller set is theirs
-            headers[name] = value
-            added.append((name, value))
-    return tuple(added)
+    for name, value in pairs:
+        headers[name] = value
+    return pairs

@@ -150,8 +150,10 @@ def headers() -> dict[str, str]:
 def environ() -> dict[str, str]:
     """Return the environment variables that carry the current run to a subprocess.
 
-    ``AGENT_RUN_ID``, plus ``AGENT_PARENT_RUN_ID`` and ``AGENT_ROOT_RUN_ID`` when the run has a
-    parent; ``{}`` outside any run. Read them back with ``RunId.from_env()``.
+    All three of ``AGENT_RUN_ID``, ``AGENT_PARENT_RUN_ID`` and ``AGENT_ROOT_RUN_ID``, the
+    lineage ``""`` when the run has none, so merged over ``os.environ`` they replace any lineage
+    this process itself inherited; ``{}`` outside any run. Read them back with
+    ``RunId.from_env()``, which takes an empty variable as unset.
 
     Example::
 
@@ -160,7 +162,11 @@ def environ() -> dict[str, str]:
     run_id = current_run_id()
     if run_id is None:
         return {}
-    return _fields(run_id, ENV_RUN_ID, ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID)
+    return {
+        ENV_PARENT_RUN_ID: "",
+        ENV_ROOT_RUN_ID: "",
+        **_fields(run_id, ENV_RUN_ID, ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID),
+    }
 
 
 def run_headers(run_id: RunId) -> tuple[tuple[str, str], ...]:

@@ -45,6 +45,9 @@ def new_run(
     Works on plain and ``async def`` functions, called concurrently from any number of threads
     and tasks. Use it bare (``@new_run``) or with the RunContext options
     (``@new_run(user_id=..., task=...)``); ``name`` defaults to the function's qualified name.
+    Generator functions are refused: a generator runs in its consumer's context, so start the run
+    in the consumer around the iteration (``with RunContext(): for x in gen(): ...``, or
+    ``async with RunContext(): async for x in agen(): ...``).
 
     Example::
 
@@ -56,9 +59,18 @@ def new_run(
         if not callable(cast(object, func)):
             raise TypeError(f"new_run decorates a function, got {type(func).__name__}")
         if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+            # A generator runs in its consumer's context: a run entered in its body would be the
+            # consumer's current run between iterations. Only the consumer can scope it.
+            loop = (
+                "async with RunContext(): async for"
+                if inspect.isasyncgenfunction(func)
+                else "with RunContext(): for"
+            )
             raise TypeError(
-                f"new_run cannot decorate the generator function {func.__qualname__}: a run "
-                "cannot stay current across yields; enter RunContext() inside its body instead"
+                f"new_run cannot decorate the generator function {func.__qualname__}: a "
+                "generator runs in its consumer's context, so a run cannot stay its own across "
+                "yields; start the run in the consumer around the iteration instead "
+                f"({loop} item in {func.__name__}(): ...)"
             )
         make_context = functools.partial(
             RunContext,

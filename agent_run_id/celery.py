@@ -93,7 +93,8 @@ class _Installation:
     ) -> None:
         execution = self.running.get(task_id)
         if execution is not None and isinstance(exception, BaseException):
-            _add_note(exception, execution.context.run_id)
+            # The task's context stays entered from prerun to postrun: its one open frame.
+            _add_note(exception, execution.context._open[-1])
 
     def postrun(self, sender: Any = None, task_id: Any = None, **_: Any) -> None:
         execution = self.running.pop(task_id, None)

@@ -97,13 +97,23 @@ class RunIdAdapter(HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
+# The wrapper's own state; every other attribute, read or written, is the wrapped adapter's.
+_OWN_STATE = frozenset({"adapter", "_policy"})
+_OWN = _OWN_STATE | {"send", "close"}
+
+
 class _WrappedAdapter(BaseAdapter):
-    """One of the user's adapters, kept as it is (retries, pools, TLS), adding the run."""
+    """One of the user's adapters, kept as it is (retries, pools, TLS), adding the run.
+
+    Reads and writes of any other attribute (``max_retries``, ``poolmanager``, methods such as
+    ``init_poolmanager``) go to the wrapped adapter, so changing a setting on the mounted
+    adapter changes the one that sends.
+    """
 
     def __init__(self, adapter: BaseAdapter, policy: HostAllowList | None) -> None:
-        super().__init__()
-        self.adapter = adapter
-        self._policy = policy
+        # No BaseAdapter or HTTPAdapter __init__: the wrapper holds no settings of its own.
+        object.__setattr__(self, "adapter", adapter)
+        object.__setattr__(self, "_policy", policy)
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         _prepare(request, self._policy)
@@ -112,15 +122,32 @@ class _WrappedAdapter(BaseAdapter):
     def close(self) -> None:
         self.adapter.close()
 
-    def __getattr__(self, name: str) -> Any:
-        # Reads of the wrapped adapter's settings (``max_retries``, ``poolmanager``) reach it.
-        adapter = self.__dict__.get("adapter")
-        if adapter is None:
-            raise AttributeError(name)
-        return getattr(adapter, name)
+    def __getattribute__(self, name: str) -> Any:
+        if name in _OWN or name.startswith("__"):
+            return object.__getattribute__(self, name)
+        # Even names HTTPAdapter defines: the wrapped adapter's own overrides must answer.
+        return getattr(object.__getattribute__(self, "adapter"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _OWN_STATE:
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.adapter, name, value)
+
+    # HTTPAdapter pickles its settings by name; the wrapper pickles what it wraps instead.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"adapter": self.adapter, "_policy": self._policy}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         return f"<agent_run_id {self.adapter!r} hosts={self._policy!r}>"
+
+
+class _WrappedHTTPAdapter(_WrappedAdapter, HTTPAdapter):
+    """A wrapped ``HTTPAdapter``: still an ``HTTPAdapter`` to ``isinstance`` checks."""
 
 
 def instrument(session: SessionT, *, hosts: Iterable[str] | None = None) -> SessionT:
@@ -151,7 +178,8 @@ def instrument(session: SessionT, *, hosts: Iterable[str] | None = None) -> Sess
                     f"hosts={adapter._policy!r}, not hosts={policy!r}: instrument a session once"
                 )
             continue
-        session.adapters[prefix] = _WrappedAdapter(adapter, policy)
+        wrapper = _WrappedHTTPAdapter if isinstance(adapter, HTTPAdapter) else _WrappedAdapter
+        session.adapters[prefix] = wrapper(adapter, policy)
     for prefix in ("https://", "http://"):
         if prefix not in session.adapters:
             session.mount(prefix, RunIdAdapter(hosts=policy))

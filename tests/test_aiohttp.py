@@ -73,6 +73,20 @@ async def test_a_header_the_caller_or_the_session_set_is_never_overwritten(
     assert mine["x-run-id"] == "mine"
 
 
+async def test_a_request_carrying_only_lineage_is_the_callers_and_gets_nothing_added(
+    session: aiohttp.ClientSession, server: LocalServer
+) -> None:
+    got = {}
+    async with RunContext(CHILD):
+        for name in ("X-Parent-Run-Id", "x-root-run-id"):
+            async with session.get(f"{server.url}/echo", headers={name: "mine"}) as response:
+                got[name.lower()] = await echoed(response)
+    assert got == {
+        "x-parent-run-id": {"x-run-id": None, "x-parent-run-id": "mine", "x-root-run-id": None},
+        "x-root-run-id": {"x-run-id": None, "x-parent-run-id": None, "x-root-run-id": "mine"},
+    }
+
+
 async def test_only_allowed_hosts_get_the_run_and_a_redirect_away_loses_it(
     server: LocalServer,
 ) -> None:

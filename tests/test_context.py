@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import pickle
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -147,6 +148,109 @@ def test_the_note_is_not_added_again_when_the_exception_is_reraised() -> None:
         with pytest.raises(ValueError, match="bad"), RunContext(run_id=run_id):
             raise error
     assert error.__notes__ == [f"run_id={run_id.value}"]
+
+
+@needs_notes
+def test_a_raise_crossing_runs_in_several_functions_keeps_the_innermost_run() -> None:
+    outer, middle, inner = RunId.generate(), RunId.generate(), RunId.generate()
+
+    def tool() -> None:
+        with RunContext(run_id=inner):
+            raise KeyError("search_web")
+
+    def step() -> None:
+        with RunContext(run_id=middle):
+            tool()
+
+    with pytest.raises(KeyError) as info, RunContext(run_id=outer):
+        step()
+    assert info.value.__notes__ == [f"run_id={inner.value}"]
+
+
+@needs_notes
+async def test_a_raise_from_a_child_task_keeps_the_task_s_run() -> None:
+    outer, inner = RunId.generate(), RunId.generate()
+
+    async def tool() -> None:
+        async with RunContext(run_id=inner):
+            await asyncio.sleep(0)
+            raise KeyError("search_web")
+
+    with pytest.raises(KeyError) as info:
+        async with RunContext(run_id=outer):
+            await asyncio.create_task(tool())
+    assert info.value.__notes__ == [f"run_id={inner.value}"]
+
+
+@needs_notes
+def test_an_exception_instance_raised_again_in_a_later_run_names_that_run() -> None:
+    """A cached exception names the innermost run of its latest raise, in one note."""
+    cached = TimeoutError("upstream")
+    first, second, inner = RunId.generate(), RunId.generate(), RunId.generate()
+
+    def fail() -> None:
+        raise cached
+
+    with pytest.raises(TimeoutError), RunContext(run_id=first):
+        fail()
+    assert cached.__notes__ == [f"run_id={first.value}"]
+    with pytest.raises(TimeoutError), RunContext(run_id=second):
+        fail()
+    assert cached.__notes__ == [f"run_id={second.value}"]
+    with pytest.raises(TimeoutError), RunContext(run_id=second), RunContext(run_id=inner):
+        fail()
+    assert cached.__notes__ == [f"run_id={inner.value}"]
+
+
+@needs_notes
+@pytest.mark.parametrize("fresh_traceback", [False, True])
+def test_an_exception_caught_and_raised_again_in_the_enclosing_run_names_it(
+    fresh_traceback: bool,
+) -> None:
+    outer, inner = RunId.generate(), RunId.generate()
+    seen: list[list[str]] = []
+
+    def step() -> None:
+        try:
+            with RunContext(run_id=inner):
+                raise ValueError("bad")
+        except ValueError as error:
+            seen.append(list(error.__notes__))
+            if fresh_traceback:
+                error.with_traceback(None)
+            raise error  # a new raise of the same instance, on purpose
+
+    with pytest.raises(ValueError, match="bad") as info, RunContext(run_id=outer):
+        step()
+    assert seen == [[f"run_id={inner.value}"]]
+    assert info.value.__notes__ == [f"run_id={outer.value}"]
+
+
+@needs_notes
+def test_a_noted_exception_still_pickles_with_its_note_and_keeps_a_note_it_did_not_take() -> None:
+    run, later = RunId.generate(), RunId.generate()
+    with pytest.raises(ValueError, match="bad") as info, RunContext(run_id=run):
+        raise ValueError("bad")
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert copy.__notes__ == [f"run_id={run.value}"]
+    with pytest.raises(ValueError, match="bad"), RunContext(run_id=later):
+        raise copy
+    assert copy.__notes__ == [f"run_id={run.value}"]
+    theirs = ValueError("bad")
+    theirs.add_note("run_id=theirs")
+    with pytest.raises(ValueError, match="bad"), RunContext(run_id=later):
+        raise theirs
+    assert theirs.__notes__ == ["run_id=theirs"]
+
+
+@needs_notes
+def test_the_run_note_goes_after_the_notes_already_there() -> None:
+    run = RunId.generate()
+    error = ValueError("bad")
+    error.add_note("while searching")
+    with pytest.raises(ValueError, match="bad"), RunContext(run_id=run):
+        raise error
+    assert error.__notes__ == ["while searching", f"run_id={run.value}"]
 
 
 def test_control_flow_exceptions_get_no_note() -> None:

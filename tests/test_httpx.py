@@ -99,12 +99,26 @@ def test_a_header_the_caller_set_is_never_overwritten_and_no_lineage_is_mixed_in
     with RunContext(CHILD):
         got = client.get("https://api.example.com/", headers={"x-run-id": mine}).json()
         assert got == {"x-run-id": mine, "x-parent-run-id": None, "x-root-run-id": None}
-        kept = client.get("https://h.example/", headers={"X-Parent-Run-Id": "theirs"}).json()
-        assert kept == {
-            "x-run-id": CHILD.value,
-            "x-parent-run-id": "theirs",
-            "x-root-run-id": ROOT.value,
-        }
+        parent = client.get("https://h.example/", headers={"X-Parent-Run-Id": "theirs"}).json()
+        assert parent == {"x-run-id": None, "x-parent-run-id": "theirs", "x-root-run-id": None}
+        root = client.get("https://h.example/", headers={"x-root-run-id": "theirs"}).json()
+        assert root == {"x-run-id": None, "x-parent-run-id": None, "x-root-run-id": "theirs"}
+
+
+async def test_a_request_carrying_any_run_header_is_the_callers_on_every_path(
+    kit: SimpleNamespace,
+) -> None:
+    """Async transport and instrumented client alike: one caller-set name, nothing added."""
+    instrumented = kit.ours.instrument(
+        kit.http.AsyncClient(transport=kit.http.MockTransport(echo_handler(kit.http)))
+    )
+    async with async_client(kit) as wrapped, instrumented, RunContext(CHILD):
+        for client in (wrapped, instrumented):
+            for name in RUN_HEADERS:
+                response = await client.get("https://h.example/", headers={name: "theirs"})
+                expected = dict.fromkeys(RUN_HEADERS)
+                expected[name] = "theirs"
+                assert response.json() == expected
 
 
 def test_a_client_default_header_is_the_callers_too(kit: SimpleNamespace) -> None:
@@ -532,7 +546,13 @@ def test_headers_without_the_known_layout_go_through_the_mapping_api(
     monkeypatch.setitem(_httpx_common._FAST, kit.http.Headers, False)
     client = sync_client(kit)
     with RunContext(CHILD):
+        ours = client.get("https://a.example/").json()
         got = client.get("https://a.example/", headers={"X-Root-Run-Id": "mine"}).json()
         mine = client.get("https://a.example/", headers={"X-Run-Id": "mine"}).json()
-    assert got == {"x-run-id": CHILD.value, "x-parent-run-id": ROOT.value, "x-root-run-id": "mine"}
+    assert ours == {
+        "x-run-id": CHILD.value,
+        "x-parent-run-id": ROOT.value,
+        "x-root-run-id": ROOT.value,
+    }
+    assert got == {"x-run-id": None, "x-parent-run-id": None, "x-root-run-id": "mine"}
     assert mine == {"x-run-id": "mine", "x-parent-run-id": None, "x-root-run-id": None}

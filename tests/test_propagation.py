@@ -73,6 +73,29 @@ def test_environ_round_trips_through_a_subprocess() -> None:
     assert out == [run.run_id.value, parent.run_id.value, parent.run_id.value]
 
 
+def test_environ_of_a_root_run_clears_the_lineage_this_process_inherited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The documented recipe must not hand a child the grandparent's parent and root."""
+    monkeypatch.setenv("AGENT_PARENT_RUN_ID", str(uuid.uuid4()))
+    monkeypatch.setenv("AGENT_ROOT_RUN_ID", str(uuid.uuid4()))
+    with RunContext() as run:
+        assert environ() == {
+            "AGENT_RUN_ID": run.run_id.value,
+            "AGENT_PARENT_RUN_ID": "",
+            "AGENT_ROOT_RUN_ID": "",
+        }
+        env = {**os.environ, **environ()}
+    script = (
+        "from agent_run_id import RunId; r = RunId.from_env(); "
+        "print(r.value, r.parent, r.root.value)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == [run.run_id.value, "None", run.run_id.value]
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

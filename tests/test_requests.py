@@ -58,9 +58,14 @@ def test_a_header_the_caller_or_the_session_set_is_never_overwritten(
 ) -> None:
     with RunContext(CHILD):
         mine = echoed(session.get(f"{server.url}/echo", headers={"x-run-id": "mine"}))
+        parent = echoed(session.get(f"{server.url}/echo", headers={"X-Parent-Run-Id": "mine"}))
+        root = echoed(session.get(f"{server.url}/echo", headers={"x-root-run-id": "mine"}))
         session.headers["X-Run-Id"] = "session-wide"
         default = echoed(session.get(f"{server.url}/echo"))
     assert mine == {"x-run-id": "mine", "x-parent-run-id": None, "x-root-run-id": None}
+    # Any one of the names makes the lineage the caller's: none of the run's is mixed in.
+    assert parent == {"x-run-id": None, "x-parent-run-id": "mine", "x-root-run-id": None}
+    assert root == {"x-run-id": None, "x-parent-run-id": None, "x-root-run-id": "mine"}
     assert default["x-run-id"] == "session-wide"
 
 
@@ -111,6 +116,66 @@ def test_instrument_keeps_the_users_adapters_with_their_retries_and_pools(
     assert echoed(response)["x-run-id"] == ROOT.value
     tries = [run for path, marker, run in server.seen if marker == "m1"]
     assert tries == [{"x-run-id": ROOT.value, "x-parent-run-id": None, "x-root-run-id": None}] * 2
+
+
+def test_a_setting_changed_on_the_mounted_adapter_changes_the_one_that_sends(
+    server: LocalServer,
+) -> None:
+    session = requests.Session()
+    adapter = HTTPAdapter()
+    session.mount("http://", adapter)
+    instrument(session)
+    mounted: Any = session.get_adapter(f"{server.url}/")
+    retries = Retry(total=1, status_forcelist=[503], backoff_factor=0)
+    mounted.max_retries = retries
+    assert adapter.max_retries is retries
+    assert "max_retries" not in vars(mounted)
+    with RunContext(ROOT):
+        response = session.get(f"{server.url}/flaky", params={"key": "setter", "marker": "m3"})
+    assert echoed(response)["x-run-id"] == ROOT.value
+    assert [marker for _, marker, _ in server.seen].count("m3") == 2
+
+
+def test_a_wrapped_adapter_is_an_http_adapter_whose_own_methods_answer() -> None:
+    class Custom(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            self.custom_pool = True
+            super().init_poolmanager(*args, **kwargs)
+
+    class Other(requests.adapters.BaseAdapter):
+        pass
+
+    session = requests.Session()
+    custom, other = Custom(), Other()
+    session.mount("https://", custom)
+    session.mount("file://", other)
+    instrument(session)
+    mounted: Any = session.get_adapter("https://a.example/")
+    assert isinstance(mounted, HTTPAdapter)
+    assert mounted.adapter is custom
+    mounted.custom_pool = False
+    mounted.init_poolmanager(2, 2)
+    assert custom.custom_pool is True
+    assert mounted.poolmanager is custom.poolmanager
+    wrapped_other = session.get_adapter("file:///tmp/x")
+    assert not isinstance(wrapped_other, HTTPAdapter)
+    assert isinstance(wrapped_other, requests.adapters.BaseAdapter)
+
+
+def test_an_instrumented_session_pickles_with_its_wrapped_adapters() -> None:
+    session = requests.Session()
+    session.mount("https://", HTTPAdapter(pool_maxsize=3))
+    instrument(session, hosts=("a.example",))
+    original: Any = session.get_adapter("https://a.example/")
+    copy: Any = pickle.loads(pickle.dumps(session)).get_adapter("https://a.example/")
+    assert type(copy) is type(original)
+    assert isinstance(copy.adapter, HTTPAdapter)
+    assert copy.adapter is not original.adapter
+    assert copy._pool_maxsize == 3
+    assert copy._policy == original._policy
+    copy._policy = None  # the wrapper's own state stays its own
+    assert vars(copy)["_policy"] is None
+    assert not hasattr(copy.adapter, "_policy")
 
 
 def test_a_run_id_adapter_takes_http_adapter_options(server: LocalServer) -> None:

@@ -108,10 +108,17 @@ def test_new_run_rejects_generators_with_the_fix() -> None:
     async def agen() -> AsyncIterator[int]:
         yield 1
 
-    with pytest.raises(TypeError, match=r"generator function .*enter RunContext"):
+    with pytest.raises(TypeError) as sync_info:
         new_run(gen)
-    with pytest.raises(TypeError, match="generator function"):
+    with pytest.raises(TypeError) as async_info:
         new_run(agen)
+    assert "generator function" in str(sync_info.value)
+    assert "consumer's context" in str(sync_info.value)
+    assert str(sync_info.value).endswith("(with RunContext(): for item in gen(): ...)")
+    assert str(async_info.value).endswith(
+        "(async with RunContext(): async for item in agen(): ...)"
+    )
+    assert "inside its body" not in str(sync_info.value) + str(async_info.value)
 
 
 def test_new_run_rejects_bad_arguments() -> None:
