@@ -225,7 +225,12 @@ def _add_note(exc: BaseException, frame: _Frame) -> None:
     notes = getattr(exc, "__notes__", None)
     index = _note_index(notes)
     if index is None:
-        add_note(note)
+        try:
+            add_note(note)
+        except Exception:
+            # An exception class that refuses new attributes (a frozen dataclass) refuses the
+            # note too; the user's exception must go on as it is, not be replaced by that error.
+            return
     else:
         noted = vars(exc).get(_NOTED)
         # A note this library did not take here (the user's, or one unpickled) is kept as it is.

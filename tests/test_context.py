@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import logging
 import pickle
 import sys
@@ -489,3 +490,16 @@ def test_observers_under_concurrency_pair_each_start_with_its_end() -> None:
             future.result()
     assert open_runs == set()
     assert len(set(ended)) == 800
+
+
+@needs_notes
+def test_an_exception_that_refuses_notes_still_propagates_untouched() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Frozen(Exception):
+        code: int
+
+    error = Frozen(7)
+    with pytest.raises(Frozen) as info, RunContext():
+        raise error
+    assert info.value is error
+    assert not hasattr(error, "__notes__")
