@@ -196,12 +196,14 @@ def _stamp(*args: Any, **kwargs: Any) -> logging.LogRecord:
             record.run_id = record.run_id_short = default
             record.parent_run_id = record.root_run_id = default
         else:
+            cached = frame.log_fields  # _run_fields' cache, read here to save a call per record
+            fields = cached[1] if cached is not None and cached[0] is options else None
             (
                 record.run_id,
                 record.run_id_short,
                 record.parent_run_id,
                 record.root_run_id,
-            ) = _run_fields(frame, options)
+            ) = fields or _run_fields(frame, options)
         if _providers:
             _provide(record.__dict__, only_missing=False)
     return record
