@@ -166,16 +166,3 @@ def server() -> Iterator[LocalServer]:
         yield local
     finally:
         local.close()
-
-
-def import_without(monkeypatch: pytest.MonkeyPatch, module: str, *packages: str) -> str:
-    """Import ``agent_run_id.<module>`` as if ``packages`` were not installed; return the error."""
-    import importlib
-    import sys
-
-    for package in packages:
-        monkeypatch.setitem(sys.modules, package, None)
-    monkeypatch.delitem(sys.modules, f"agent_run_id.{module}", raising=False)
-    with pytest.raises(ImportError) as caught:
-        importlib.import_module(f"agent_run_id.{module}")
-    return str(caught.value)

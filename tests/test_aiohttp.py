@@ -14,7 +14,7 @@ from yarl import URL
 
 from agent_run_id import RunContext, RunId
 from agent_run_id.aiohttp import _redirect_host, trace_config
-from tests._outbound_helpers import RUN_HEADERS, LocalServer, import_without, server
+from tests._outbound_helpers import RUN_HEADERS, LocalServer, server
 
 __all__ = ["server"]
 
@@ -189,11 +189,6 @@ async def test_a_redirect_outside_any_run_adds_nothing() -> None:
     params = redirect_params("http://a.example/", {"Location": "http://b.example/"})
     await callback(None, SimpleNamespace(), params)  # type: ignore[arg-type]
     assert dict(params.headers) == {}
-
-
-def test_without_aiohttp_the_import_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = import_without(monkeypatch, "aiohttp", "aiohttp")
-    assert message.endswith('pip install "agent-run-id[aiohttp]"')
 
 
 async def test_each_try_of_a_retry_loop_carries_the_run(

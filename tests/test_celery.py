@@ -18,8 +18,6 @@ from celery.contrib.testing.worker import start_worker  # type: ignore[import-un
 import agent_run_id.celery as run_celery
 from agent_run_id import RunContext, RunId, current_run_id
 
-from ._beyond_helpers import assert_missing_package_names_the_extra
-
 TIMEOUT = 20
 
 
@@ -278,12 +276,6 @@ def test_a_message_without_a_header_dict_is_sent_as_it_is(app: Celery) -> None:
     run_celery.install(app)
     with RunContext():
         run_celery._installed[id(app)].publish(sender="lineage", headers=None)
-
-
-def test_without_the_package_the_import_error_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    assert_missing_package_names_the_extra(monkeypatch, "celery", "celery", "celery")
 
 
 def test_public_surface_is_install_and_uninstall() -> None:

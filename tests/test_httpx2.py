@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import httpx
 import httpx2
-import pytest
 
 import agent_run_id.httpx
 import agent_run_id.httpx2
 from agent_run_id import RunContext, RunId
 from agent_run_id._httpx_common import AsyncTransportBase, TransportBase
-from tests._outbound_helpers import import_without
 
 
 def test_the_three_names_are_httpx2_types_built_on_the_shared_implementation() -> None:
@@ -39,13 +37,3 @@ def test_an_httpx2_client_works_with_httpx2_mock_transport() -> None:
     with httpx2.Client(transport=transport) as client, RunContext(run):
         client.get("https://api.anthropic.com/v1/models")
     assert seen == [run.value]
-
-
-@pytest.mark.parametrize(("module", "package"), [("httpx", "httpx"), ("httpx2", "httpx2")])
-def test_without_the_package_the_import_error_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch, module: str, package: str
-) -> None:
-    message = import_without(monkeypatch, module, package)
-    assert message == (
-        f'agent_run_id.{module} needs the {package} package: pip install "agent-run-id[{package}]"'
-    )

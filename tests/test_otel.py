@@ -30,8 +30,6 @@ from agent_run_id import otel as run_otel
 from agent_run_id._propagation import run_from_fallbacks
 from agent_run_id.otel import RunIdPropagator, RunIdSpanProcessor, run_from_context
 
-from ._beyond_helpers import assert_missing_package_names_the_extra
-
 ID, PARENT, ROOT = "agent_run.id", "agent_run.parent_id", "agent_run.root_id"
 
 
@@ -572,12 +570,6 @@ def test_processor_alone_registers_no_observer_and_no_fallback(provider: TracerP
 def test_log_correlation_alone_observes_no_run(provider: TracerProvider) -> None:
     run_otel.install(baggage=False, span_processor=False, log_correlation=True)
     assert context_module._observers == ()
-
-
-def test_without_the_package_the_import_error_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    assert_missing_package_names_the_extra(monkeypatch, "otel", "opentelemetry", "otel")
 
 
 def test_public_surface_is_all() -> None:

@@ -14,7 +14,7 @@ from urllib3.util.retry import Retry
 
 from agent_run_id import RunContext, RunId
 from agent_run_id.requests import RunIdAdapter, instrument
-from tests._outbound_helpers import RUN_HEADERS, LocalServer, import_without, server
+from tests._outbound_helpers import RUN_HEADERS, LocalServer, server
 
 __all__ = ["server"]
 
@@ -279,8 +279,3 @@ def test_a_wrapped_adapter_missing_its_adapter_raises_attribute_error() -> None:
     bare = _WrappedAdapter.__new__(_WrappedAdapter)
     with pytest.raises(AttributeError):
         _ = bare.max_retries
-
-
-def test_without_requests_the_import_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = import_without(monkeypatch, "requests", "requests", "requests.adapters")
-    assert message.endswith('pip install "agent-run-id[requests]"')

@@ -17,8 +17,6 @@ from sentry_sdk.transport import Transport
 from agent_run_id import RunContext, RunId
 from agent_run_id.sentry import RunIdIntegration
 
-from ._beyond_helpers import assert_missing_package_names_the_extra
-
 
 class MemoryTransport(Transport):
     """Keep the events Sentry would send, instead of sending them."""
@@ -163,12 +161,6 @@ def test_a_client_without_the_integration_gets_no_run_tag(transport: MemoryTrans
         sentry_sdk.capture_message("untagged")
     (event,) = other.events
     assert "run_id" not in event.get("tags", {})
-
-
-def test_without_the_package_the_import_error_names_the_extra(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    assert_missing_package_names_the_extra(monkeypatch, "sentry", "sentry_sdk", "sentry")
 
 
 def test_public_surface_is_the_integration() -> None:
