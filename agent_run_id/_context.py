@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
 from typing import Any, cast
 
+from ._hooks import Hooks
 from ._run_id import RunId
 
 __all__ = [
@@ -151,7 +151,7 @@ class RunContext:
         frame = _Frame(run_id, self, previous)
         frame.token = _current.set(frame)
         self._open.append(frame)
-        observers = _observers
+        observers = _observers.items
         if observers:
             _start(frame, observers)
         return self
@@ -295,8 +295,7 @@ def _same_raise(
 
 # Observers are kept in a tuple replaced as a whole under a lock, so entering a run reads them
 # without taking the lock.
-_observers: tuple[RunObserver, ...] = ()
-_observers_lock = threading.Lock()
+_observers: Hooks[RunObserver] = Hooks()
 _reported: set[int] = set()
 
 
@@ -311,17 +310,12 @@ def add_run_observer(observer: RunObserver) -> None:
     """
     if not callable(cast(object, observer)):
         raise TypeError(f"observer must be callable, got {type(observer).__name__}")
-    global _observers
-    with _observers_lock:
-        if observer not in _observers:
-            _observers = (*_observers, observer)
+    _observers.add(observer)
 
 
 def remove_run_observer(observer: RunObserver) -> None:
     """Stop calling ``observer``; runs already entered still call their finishers."""
-    global _observers
-    with _observers_lock:
-        _observers = tuple(o for o in _observers if o != observer)
+    _observers.remove(observer)
 
 
 def _start(frame: _Frame, observers: tuple[RunObserver, ...]) -> None:

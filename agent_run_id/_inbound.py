@@ -155,7 +155,7 @@ class InboundPolicy:
                 return None
         # The fallbacks (OpenTelemetry baggage) are asked only when the header gave no run.
         found = None
-        if _propagation._fallbacks:
+        if _propagation._fallbacks.items:
             found = run_from_fallbacks(self.header_getter(request))
         if found is None:
             run = RunId.generate()

@@ -7,10 +7,10 @@ helpers below all take the names and the validation rule from here.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
 
 from ._context import current_run_id
+from ._hooks import Hooks
 from ._run_id import ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID, ENV_RUN_ID, RunId, _restore
 
 __all__ = [
@@ -97,8 +97,7 @@ def run_from_wire(
 #: name (None when absent); returns the run, or None.
 IncomingFallback = Callable[[Callable[[str], str | None]], RunId | None]
 
-_fallbacks: tuple[IncomingFallback, ...] = ()
-_fallbacks_lock = threading.Lock()
+_fallbacks: Hooks[IncomingFallback] = Hooks()
 
 
 def add_incoming_fallback(fallback: IncomingFallback) -> None:
@@ -107,17 +106,12 @@ def add_incoming_fallback(fallback: IncomingFallback) -> None:
     For integrations (``agent_run_id.otel`` reads the run from incoming baggage); adding the same
     fallback twice adds it once. The header always wins over a fallback.
     """
-    global _fallbacks
-    with _fallbacks_lock:
-        if fallback not in _fallbacks:
-            _fallbacks = (*_fallbacks, fallback)
+    _fallbacks.add(fallback)
 
 
 def remove_incoming_fallback(fallback: IncomingFallback) -> None:
     """Stop asking ``fallback``; a no-op when it was not added."""
-    global _fallbacks
-    with _fallbacks_lock:
-        _fallbacks = tuple(f for f in _fallbacks if f != fallback)
+    _fallbacks.remove(fallback)
 
 
 def run_from_fallbacks(get_header: Callable[[str], str | None]) -> RunId | None:
@@ -125,7 +119,7 @@ def run_from_fallbacks(get_header: Callable[[str], str | None]) -> RunId | None:
 
     A fallback that raises is skipped: incoming data must never fail a request.
     """
-    for fallback in _fallbacks:
+    for fallback in _fallbacks.items:
         try:
             run_id = fallback(get_header)
         except Exception:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._context import _current, _Frame
+from ._hooks import Hooks
 
 __all__ = ["FIELDS", "RunIdFilter", "install", "uninstall"]
 
@@ -103,7 +104,7 @@ class RunIdFilter(logging.Filter):
                 fields = _run_fields(frame, self._options)
             for name, value in zip(FIELDS, fields, strict=True):
                 attributes.setdefault(name, value)
-            if _providers:
+            if _providers.items:
                 _provide(attributes, only_missing=True)
         return True
 
@@ -112,8 +113,7 @@ class RunIdFilter(logging.Filter):
 FieldProvider = Callable[[], Mapping[str, object]]
 
 # Replaced as a whole under the lock, so stamping a record reads them without taking it.
-_providers: tuple[FieldProvider, ...] = ()
-_providers_lock = threading.Lock()
+_providers: Hooks[FieldProvider] = Hooks()
 
 
 def _add_field_provider(provider: FieldProvider) -> None:
@@ -121,21 +121,16 @@ def _add_field_provider(provider: FieldProvider) -> None:
 
     Adding the same provider twice adds it once.
     """
-    global _providers
-    with _providers_lock:
-        if provider not in _providers:
-            _providers = (*_providers, provider)
+    _providers.add(provider)
 
 
 def _remove_field_provider(provider: FieldProvider) -> None:
     """Stop calling ``provider``; a no-op when it was not added."""
-    global _providers
-    with _providers_lock:
-        _providers = tuple(p for p in _providers if p != provider)
+    _providers.remove(provider)
 
 
 def _provide(attributes: dict[str, Any], only_missing: bool) -> None:
-    for provider in _providers:
+    for provider in _providers.items:
         try:
             fields = provider()
         except Exception:  # a log call must never fail because of an extra field
@@ -204,7 +199,7 @@ def _stamp(*args: Any, **kwargs: Any) -> logging.LogRecord:
                 record.parent_run_id,
                 record.root_run_id,
             ) = fields or _run_fields(frame, options)
-        if _providers:
+        if _providers.items:
             _provide(record.__dict__, only_missing=False)
     return record
 

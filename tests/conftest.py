@@ -14,12 +14,12 @@ import agent_run_id.logging as run_logging
 def _no_current_run() -> Iterator[None]:
     """Start each test outside any run and restore whatever context it leaves behind."""
     token = context_module._current.set(None)
-    observers = context_module._observers
-    context_module._observers = ()
+    observers = context_module._observers.items
+    context_module._observers.items = ()
     try:
         yield
     finally:
         context_module._current.reset(token)
-        context_module._observers = observers
+        context_module._observers.items = observers
         context_module._reported.clear()
         run_logging.uninstall()

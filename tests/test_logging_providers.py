@@ -76,7 +76,7 @@ def test_filter_adds_provider_fields_the_record_lacks_and_keeps_the_others() -> 
 def test_removed_provider_is_no_longer_called_and_adding_twice_adds_once() -> None:
     run_logging._add_field_provider(_trace_fields)
     run_logging._add_field_provider(_trace_fields)
-    assert run_logging._providers.count(_trace_fields) == 1
+    assert run_logging._providers.items.count(_trace_fields) == 1
     run_logging._remove_field_provider(_trace_fields)
     run_logging.install()
     record = _record(logging.getLogger("providers.removed"))

@@ -569,7 +569,7 @@ def test_processor_alone_registers_no_observer_and_no_fallback(provider: TracerP
 
 def test_log_correlation_alone_observes_no_run(provider: TracerProvider) -> None:
     run_otel.install(baggage=False, span_processor=False, log_correlation=True)
-    assert context_module._observers == ()
+    assert context_module._observers.items == ()
 
 
 def test_public_surface_is_all() -> None:

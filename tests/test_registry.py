@@ -136,7 +136,7 @@ def test_the_recording_observer_is_added_once(registry: SQLiteRunRegistry, tmp_p
     SQLiteRunRegistry(tmp_path / "b.db").close()
     set_default(registry)
     set_default(registry)
-    assert context_module._observers.count(_record) == 1
+    assert context_module._observers.items.count(_record) == 1
 
 
 def test_bad_registry_arguments_are_refused_with_the_fix(tmp_path: Path) -> None:
