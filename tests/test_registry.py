@@ -448,3 +448,26 @@ def test_a_rerun_of_a_child_keeps_its_parent(registry: SQLiteRunRegistry) -> Non
     record = registry.get(run)
     assert (record.parent_id, record.root_id, record.user_id) == (parent.value, parent.value, "u")
     assert record.status == "ok"
+
+
+def test_set_default_takes_any_registry_that_runcontext_takes() -> None:
+    """One rule for what a registry is: an object with start() and finish(), as RunContext has."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, RunId]] = []
+
+        def start(self, run_id: RunId, **fields: object) -> None:
+            self.calls.append(("start", run_id))
+
+        def finish(self, run_id: RunId, *, error: BaseException | None = None) -> None:
+            self.calls.append(("finish", run_id))
+
+    recorder = Recorder()
+    set_default(recorder)  # type: ignore[arg-type]
+    try:
+        with RunContext() as run:
+            pass
+    finally:
+        set_default(None)
+    assert recorder.calls == [("start", run.run_id), ("finish", run.run_id)]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
-from agent_run_id._context import RunContext, RunFinisher, _current, add_run_observer
+from agent_run_id._context import (
+    RunContext,
+    RunFinisher,
+    _current,
+    add_run_observer,
+    check_registry,
+)
 from agent_run_id._run_id import RunId
 
 if TYPE_CHECKING:
@@ -28,13 +34,7 @@ def set_default(registry: RunRegistry | None) -> None:
 
         registry.set_default(registry.SQLiteRunRegistry("runs.db"))
     """
-    from ._base import RunRegistry  # the base class imports this module
-
-    if registry is not None and not isinstance(registry, RunRegistry):
-        raise TypeError(
-            f"registry must be a RunRegistry or None, got {type(registry).__name__}: "
-            "pass SQLiteRunRegistry(path), for example"
-        )
+    check_registry(registry)  # the same rule as RunContext(registry=...)
     global _default
     with _lock:
         _default = registry
