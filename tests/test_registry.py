@@ -471,3 +471,13 @@ def test_set_default_takes_any_registry_that_runcontext_takes() -> None:
     finally:
         set_default(None)
     assert recorder.calls == [("start", run.run_id), ("finish", run.run_id)]
+
+
+def test_records_are_hashable_and_compare_by_value(tmp_path: Path) -> None:
+    registry = SQLiteRunRegistry(tmp_path / "runs.db")
+    with RunContext(registry=registry, metadata={"k": [1, 2]}) as run:
+        pass
+    first, again = registry.get(run.run_id), registry.get(run.run_id)
+    assert first == again
+    assert {first, again} == {first}
+    registry.close()

@@ -67,7 +67,8 @@ class RunRecord:
     error: str | None = None
     host: str | None = None
     pid: int | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Left out of the hash: a dict is unhashable, and run_id alone already tells records apart.
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def to_json(self) -> dict[str, Any]:
         """Return the record as a JSON-able dict: field names as here, times in ISO 8601."""
