@@ -46,11 +46,19 @@ _WIRE = re.compile(
 )
 
 
+# The nil and max UUIDs (RFC 9562): placeholders, never a run's id.
+_PLACEHOLDERS = frozenset(
+    ("00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff")
+)
+
+
 def parse_wire_id(raw: bytes | str | None) -> str | None:
     """Return the canonical id in an incoming header or variable value, or None if it is not one.
 
     Takes only a UUID as ``8-4-4-4-12`` or as 32 hex digits (ASCII, any case) and normalizes it;
-    anything else (empty, too long, other characters, non-ASCII) gives None. Never raises.
+    anything else (empty, too long, other characters, non-ASCII) gives None, and so do the nil
+    and max UUIDs, which a misconfigured caller sends on every request and which would merge
+    all its requests into one run. Never raises.
     """
     if raw is None or len(raw) > 36:
         return None
@@ -61,9 +69,9 @@ def parse_wire_id(raw: bytes | str | None) -> str | None:
     if not _WIRE.fullmatch(raw):
         return None
     text = raw.decode("ascii").lower()
-    if len(text) == 36:  # already 8-4-4-4-12: lower case is all it lacks
-        return text
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    if len(text) != 36:  # 32 hex digits: put the hyphens in
+        text = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return None if text in _PLACEHOLDERS else text
 
 
 def run_from_wire(
