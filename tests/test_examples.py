@@ -43,3 +43,16 @@ def test_basic_agent_finds_every_line_of_the_failing_run(tmp_path: Path) -> None
     assert "-> TimeoutError: search backend did not answer" in printed
     for run_id in runs - {failing}:
         assert run_id not in printed
+
+
+def test_the_readme_quick_start_runs_as_written(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    quick_start = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)[0]
+    script = tmp_path / "quick_start.py"
+    script.write_text(quick_start, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    printed = json.loads(result.stdout.replace("'", '"'))
+    assert printed["run_id"] == printed["sent"]
+    assert f" {printed['run_id']} agent agent started" in result.stderr
