@@ -180,7 +180,7 @@ class RunContext:
                 _current.set(frame.previous)
         self._open.remove(frame)
         if exc is not None:
-            _add_note(exc, frame)
+            _add_note(exc, frame.run_id)
         finishers = frame.finishers
         if finishers is None:
             return
@@ -212,85 +212,26 @@ class RunContext:
         return f"RunContext(run_id={run!r})"
 
 
-def _add_note(exc: BaseException, frame: _Frame) -> None:
-    """Note on an exception the innermost run of its latest raise, once per raise.
+def _add_note(exc: BaseException, run_id: RunId) -> None:
+    """Note the innermost run on an exception once, whatever runs it crosses on its way out.
 
-    A raise crossing nested runs keeps the note of the innermost; the same instance raised again
-    (a cached exception, in a later run) gets its note replaced with the run it escapes now.
+    An exception that already carries a ``run_id=`` note keeps it: the same raise crossing outer
+    runs must keep naming the innermost. (An exception instance cached and raised again in a
+    later run therefore keeps naming the first run; telling the two apart needs the traceback,
+    which this must not keep alive.)
     """
     add_note = getattr(exc, "add_note", None)  # PEP 678, Python 3.11+
     if add_note is None or not isinstance(exc, Exception):
         return
-    note = f"{_NOTE_PREFIX}{frame.run_id.value}"
-    notes = getattr(exc, "__notes__", None)
-    index = _note_index(notes)
-    if index is None:
-        try:
-            add_note(note)
-        except Exception:
-            # An exception class that refuses new attributes (a frozen dataclass) refuses the
-            # note too; the user's exception must go on as it is, not be replaced by that error.
-            return
-    else:
-        noted = vars(exc).get(_NOTED)
-        # A note this library did not take here (the user's, or one unpickled) is kept as it is.
-        if not isinstance(noted, _Noted) or noted.frame is None:
-            return
-        if _same_raise(noted.frame, noted.traceback, frame, exc.__traceback__):
-            return
-        notes[index] = note  # type: ignore[index]
-    # Through vars(), around the exception class's own __setattr__: the mark is not its business.
-    vars(exc)[_NOTED] = _Noted(frame, exc.__traceback__)
-
-
-def _note_index(notes: object) -> int | None:
-    if not isinstance(notes, list):
-        return None
-    for index, note in enumerate(notes):
-        if isinstance(note, str) and note.startswith(_NOTE_PREFIX):
-            return index
-    return None
-
-
-_NOTED = "_agent_run_id_noted"
-
-
-class _Noted:
-    """Where an exception's run note was taken: the run's frame and the traceback then."""
-
-    __slots__ = ("frame", "traceback")
-
-    def __init__(self, frame: _Frame | None, traceback: TracebackType | None) -> None:
-        self.frame = frame
-        self.traceback = traceback
-
-    def __reduce__(self) -> tuple[type[_Noted], tuple[None, None]]:
-        # Run frames and tracebacks do not pickle: an exception sent to another process keeps
-        # its note and forgets where it was taken.
-        return (_Noted, (None, None))
-
-
-def _same_raise(
-    noted: _Frame,
-    noted_traceback: TracebackType | None,
-    frame: _Frame,
-    traceback: TracebackType | None,
-) -> bool:
-    """Tell whether a noted exception is the same raise now leaving a run that encloses the note."""
-    outer = noted.previous
-    while outer is not frame:
-        if outer is None:
-            return False  # noted in a run this one does not enclose: a later raise
-        outer = outer.previous
-    # Unwinding adds one traceback entry for each caller it leaves; raising the instance again
-    # adds one for a frame the traceback already holds.
-    seen = set() if noted_traceback is None else {noted_traceback.tb_frame}
-    while traceback is not noted_traceback:
-        if traceback is None or traceback.tb_frame in seen:
-            return False
-        seen.add(traceback.tb_frame)
-        traceback = traceback.tb_next
-    return True
+    notes = getattr(exc, "__notes__", ())
+    if any(isinstance(note, str) and note.startswith(_NOTE_PREFIX) for note in notes):
+        return
+    try:
+        add_note(f"{_NOTE_PREFIX}{run_id.value}")
+    except Exception:
+        # An exception class that refuses new attributes (a frozen dataclass) refuses the note
+        # too; the user's exception must go on as it is, not be replaced by that error.
+        return
 
 
 # Observers are kept in a tuple replaced as a whole under a lock, so entering a run reads them

@@ -94,7 +94,7 @@ class _Installation:
         execution = self.running.get(task_id)
         if execution is not None and isinstance(exception, BaseException):
             # The task's context stays entered from prerun to postrun: its one open frame.
-            _add_note(exception, execution.context._open[-1])
+            _add_note(exception, execution.context.run_id)
 
     def postrun(self, sender: Any = None, task_id: Any = None, **_: Any) -> None:
         execution = self.running.pop(task_id, None)

@@ -147,7 +147,8 @@ _previous: Any = None  # the factory ours chains; kept after uninstall() for rec
 _installed = False  # whether our factory is in the chain
 _options: _Options | None = None  # None: not stamping (never installed, or uninstall())
 _FIELD_SET = frozenset(FIELDS)
-_make_record: Any = None  # Logger.makeRecord as it was before install()
+_make_record: Any = None  # Logger.makeRecord as it was before install(); kept, like _previous
+_patched = False  # whether Logger.makeRecord is ours
 
 
 def _make_record_letting_extra_win(
@@ -225,7 +226,7 @@ def install(*, short: bool = False, default: str = "-") -> None:
         agent_run_id.logging.install()
         logging.basicConfig(format="%(asctime)s %(run_id)s %(name)s %(message)s")
     """
-    global _installed, _make_record, _options, _previous
+    global _installed, _make_record, _options, _patched, _previous
     options = _Options(short, default)
     with _lock:
         _options = options
@@ -233,9 +234,10 @@ def install(*, short: bool = False, default: str = "-") -> None:
             _previous = logging.getLogRecordFactory()
             logging.setLogRecordFactory(_stamp)
             _installed = True
-        if _make_record is None:
+        if not _patched:
             _make_record = logging.Logger.makeRecord
             logging.Logger.makeRecord = _make_record_letting_extra_win  # type: ignore[method-assign]
+            _patched = True
 
 
 def uninstall() -> None:
@@ -245,12 +247,12 @@ def uninstall() -> None:
     ours stays in its chain as a pass-through (removing it would drop theirs); ``install()``
     turns it back on.
     """
-    global _installed, _make_record, _options
+    global _installed, _options, _patched
     with _lock:
         _options = None
         if _installed and logging.getLogRecordFactory() is _stamp:
             logging.setLogRecordFactory(_previous)
             _installed = False
-        if _make_record is not None and logging.Logger.makeRecord is _make_record_letting_extra_win:
+        if _patched and logging.Logger.makeRecord is _make_record_letting_extra_win:
             logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
-            _make_record = None
+            _patched = False

@@ -341,7 +341,16 @@ def test_make_record_wrapped_after_us_stays_wrapped(root_handler: ListHandler) -
         assert seen == ["theirs"]
     finally:
         logging.Logger.makeRecord = run_logging._make_record  # type: ignore[method-assign]
-        run_logging._make_record = None
+        run_logging._patched = False
+
+
+def test_a_make_record_taken_while_installed_still_works_after_uninstall() -> None:
+    """A bound makeRecord grabbed (or a call in flight) while installed outlives uninstall()."""
+    run_logging.install()
+    make_record = logging.getLogger("x").makeRecord
+    run_logging.uninstall()
+    record = make_record("x", logging.INFO, "f.py", 1, "m", (), None, extra={"run_id": "r"})
+    assert record.run_id == "r"  # type: ignore[attr-defined]
 
 
 def test_filter_options_are_read_only() -> None:
