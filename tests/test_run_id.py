@@ -274,3 +274,26 @@ def test_show_value_escapes_bytes_and_cuts_them_short() -> None:
     assert show_value(b"\r\nX-Evil: 1") == "b'\\r\\nX-Evil: 1'"
     assert show_value(b"a" * 100).endswith("... (100 characters)")
     assert show_value(None) == "None"
+
+
+def test_show_value_cuts_a_long_non_ascii_value_between_escapes_and_marks_the_cut() -> None:
+    assert show_value("\u0661" * 32) == "'" + "\\u0661" * 6 + "'... (32 characters)"
+
+
+def test_show_value_escapes_a_short_value_whole_without_a_mark() -> None:
+    assert show_value("caf\u00e9") == "'caf\\xe9'"
+    assert show_value("a" * 40) == "'" + "a" * 40 + "'"
+
+
+def test_show_value_marks_a_cut_forced_by_escapes_alone() -> None:
+    """40 characters fit raw, but not once one of them is escaped: the cut is still marked."""
+    assert show_value("x" * 39 + "\u00e9") == "'" + "x" * 39 + "'... (40 characters)"
+
+
+def test_show_value_cuts_the_repr_of_an_object_and_marks_it() -> None:
+    shown = show_value(["\u00e9"] * 30)
+    assert shown.startswith("['\\xe9', ")
+    assert shown.endswith("...")
+    assert shown.isascii()
+    assert len(shown) <= 45
+    assert show_value(("a",)) == "('a',)"
