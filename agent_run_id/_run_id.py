@@ -124,7 +124,8 @@ class RunId:
         """Return the run id written in ``s``, in canonical form.
 
         Takes the forms ``uuid.UUID`` documents: ``8-4-4-4-12`` or 32 hex digits, in any case,
-        optionally in braces or after ``urn:uuid:``. Anything else raises ValueError.
+        optionally in braces or after ``urn:uuid:`` (lowercase, as ``uuid.UUID`` takes it), and
+        in ASCII only. Anything else raises ValueError.
         """
         run_id = object.__new__(cls)
         _init(run_id, parse(s, "run id"), None, None)

@@ -15,13 +15,14 @@ from ._show import show_value
 __all__ = ["EXAMPLE", "canonical", "new_v4", "new_v7", "parse"]
 
 # The textual forms of a UUID that ``uuid.UUID`` documents: canonical 8-4-4-4-12, 32 hex digits,
-# either one in braces or after ``urn:uuid:``, in any case. ``uuid.UUID`` itself is laxer than its
+# either one in braces or after ``urn:uuid:``, the hex digits in any case. The prefix is lowercase
+# only, as ``uuid.UUID`` takes it (it refuses ``URN:UUID:``). ``uuid.UUID`` itself is laxer than its
 # documentation (it takes non-ASCII digits, underscores, a ``0x`` prefix, hyphens anywhere), so the
 # grammar is spelled out here instead of delegating to it. ``[0-9a-fA-F]`` is ASCII only.
 _HEX32 = r"[0-9a-fA-F]{32}"
 _HYPHENATED = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _BODY = rf"(?:{_HYPHENATED}|{_HEX32})"
-_UUID_TEXT = re.compile(rf"(?:{_BODY}|\{{{_BODY}\}}|(?i:urn:uuid:){_BODY})")
+_UUID_TEXT = re.compile(rf"(?:{_BODY}|\{{{_BODY}\}}|urn:uuid:{_BODY})")
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 #: A UUID to show in error messages.

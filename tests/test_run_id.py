@@ -6,11 +6,13 @@ import copy
 import os
 import pickle
 import re
+import string
 import sys
 import uuid
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import Phase, find, given, settings
 from hypothesis import strategies as st
 
 from agent_run_id import RunId
@@ -75,8 +77,9 @@ def test_seed_constructor_keeps_the_value() -> None:
         lambda u: u.hex.upper(),
         lambda u: "{" + str(u) + "}",
         lambda u: u.urn,
-        lambda u: u.urn.upper(),
+        lambda u: "urn:uuid:" + str(u).upper(),
         lambda u: "urn:uuid:" + u.hex,
+        lambda u: "{" + u.hex.upper() + "}",
     ],
 )
 def test_from_string_takes_the_documented_forms(form: object) -> None:
@@ -103,6 +106,8 @@ def test_from_string_takes_the_documented_forms(form: object) -> None:
         "aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa\n",
         "aaaaaaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaa",  # hyphens in the wrong places
         "urn:uuid:{aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa}",
+        "URN:UUID:aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa",  # uuid.UUID takes the prefix lowercase
+        "Urn:uuid:aaaaaaaa-aaaa-aaaa-aaaa-aaaaaaaaaaaa",
     ],
 )
 def test_from_string_rejects_anything_else(bad: str) -> None:
@@ -136,15 +141,113 @@ def test_every_uuid_round_trips_through_each_form(u: uuid.UUID) -> None:
         assert RunId.from_string(text).value == str(u)
 
 
-@given(st.text(max_size=60))
-def test_from_string_accepts_only_what_uuid_accepts(text: str) -> None:
-    """Whatever is accepted is a real UUID, stored canonically; anything else is a ValueError."""
+_FORMS = (
+    str,
+    lambda u: u.hex,
+    lambda u: "{" + str(u) + "}",
+    lambda u: "{" + u.hex + "}",
+    lambda u: u.urn,
+    lambda u: "urn:uuid:" + u.hex,
+)
+# Characters a mutation swaps in: the grammar's own punctuation, what int(..., 16) tolerates,
+# and whatever else hypothesis draws.
+_PUNCTUATION = "-{}:_ \t\nxXgGzZ+0aF"
+# Other scripts' digits, which str.isdigit() and int() take: Arabic-Indic, Devanagari, fullwidth.
+_UNICODE_DIGITS = ("\u0660", "\u0966", "\uff10")
+
+
+@st.composite
+def _uuid_texts(draw: st.DrawFn) -> str:
+    """A UUID in a documented form, maybe recased, maybe mutated at one character."""
+    text: str = draw(st.sampled_from(_FORMS))(draw(st.uuids()))
+    case = draw(st.sampled_from(("keep", "upper", "swap", "mixed")))
+    if case == "upper":
+        text = text.upper()
+    elif case == "swap":
+        text = text.swapcase()
+    elif case == "mixed":
+        flips = draw(st.lists(st.booleans(), min_size=len(text), max_size=len(text)))
+        text = "".join(c.swapcase() if f else c for c, f in zip(text, flips, strict=True))
+    mutation = draw(st.sampled_from(("none", "replace", "insert", "delete", "digit")))
+    at = draw(st.integers(0, len(text) - 1))
+    if mutation in ("replace", "insert"):
+        new = draw(st.sampled_from(_PUNCTUATION) | st.characters())
+        text = text[:at] + new + text[at + (mutation == "replace") :]
+    elif mutation == "delete":
+        text = text[:at] + text[at + 1 :]
+    elif mutation == "digit":
+        digits = [i for i, c in enumerate(text) if c in "0123456789"]
+        if digits:
+            i = digits[draw(st.integers(0, len(digits) - 1))]
+            zero = ord(draw(st.sampled_from(_UNICODE_DIGITS)))
+            text = text[:i] + chr(zero + int(text[i])) + text[i + 1 :]
+    return text
+
+
+def _documented(text: str) -> bool:
+    """Whether ``text`` is in a form the README documents, spelled out apart from the module."""
+    body = text
+    if body.startswith("urn:uuid:"):
+        body = body[len("urn:uuid:") :]
+    elif body.startswith("{") and body.endswith("}"):
+        body = body[1:-1]
+    groups = body.split("-")
+    if len(groups) == 1:
+        lengths = [32]
+    elif len(groups) == 5:
+        lengths = [8, 4, 4, 4, 12]
+    else:
+        return False
+    return [len(g) for g in groups] == lengths and all(
+        c in string.hexdigits for c in body if c != "-"
+    )
+
+
+def _uuid_accepts(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _we_accept(text: str) -> bool:
+    try:
+        RunId.from_string(text)
+    except ValueError:
+        return False
+    return True
+
+
+@settings(derandomize=True, max_examples=500)
+@given(_uuid_texts())
+def test_from_string_accepts_exactly_the_documented_forms_uuid_accepts(text: str) -> None:
+    """Accepted iff uuid.UUID takes it, it is ASCII and in a documented form; stored canonical."""
+    expected = _uuid_accepts(text) and text.isascii() and _documented(text)
     try:
         run_id = RunId.from_string(text)
     except ValueError:
+        assert not expected, text
         return
+    assert expected, text
     assert run_id.value == str(uuid.UUID(text))
     assert CANONICAL.fullmatch(run_id.value)
+
+
+@pytest.mark.parametrize(
+    ("condition", "why"),
+    [
+        (lambda t: _we_accept(t) and not CANONICAL.fullmatch(t), "accepted, not canonical"),
+        (lambda t: _uuid_accepts(t) and not t.isascii(), "uuid.UUID takes Unicode digits"),
+        (lambda t: t.startswith("URN:UUID:"), "an upper-case prefix, which uuid.UUID refuses"),
+        (lambda t: _uuid_accepts(t) and t.isascii() and not _documented(t), "undocumented"),
+    ],
+)
+def test_the_generated_texts_reach_each_side_of_the_rule(condition: Any, why: str) -> None:
+    """The property above is not vacuous: its inputs reach every case it tells apart."""
+    # Generation alone: finding one example is the point, shrinking it would only cost time.
+    quick = settings(derandomize=True, max_examples=5000, phases=[Phase.generate])
+    find(_uuid_texts(), condition, settings=quick)
 
 
 @given(st.from_regex(r"[0-9a-fA-F]{32}", fullmatch=True))
