@@ -12,7 +12,7 @@ from typing import Any, ClassVar, TypeVar
 
 from ._context import _current
 from ._hosts import HostAllowList, allow_list
-from ._outbound import Added, apply
+from ._outbound import Added, apply, take_off
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
 from ._run_id import RunId, show_value
 
@@ -28,29 +28,36 @@ AsyncT = TypeVar("AsyncT", bound="AsyncTransportBase")
 _NAMES = (HEADER, PARENT_HEADER, ROOT_HEADER)
 
 
-def prepare(request: Any, policy: HostAllowList | None) -> None:
-    """Give ``request`` the current run's headers (see ``_outbound``), just before it is sent."""
+_NOTHING: Added = ()
+
+
+def prepare(request: Any, policy: HostAllowList | None) -> Added:
+    """Give ``request`` the current run's headers (see ``_outbound``) just before it is sent.
+
+    Return the pairs added, which ``request.headers`` now holds.
+    """
     extensions = request.extensions
     before = extensions.get(_MARK)
     if before is None:
         # The first hop of a request: the hot path, kept to the fewest steps.
         frame = _current.get()
         if frame is None:
-            return
+            return _NOTHING
         if policy is not None and not policy.allows(request.url.raw_host.decode("ascii")):
-            return
+            return _NOTHING
         headers = request.headers
         fast = _FAST.get(type(headers))
         if fast is None:
             fast = _probe(type(headers))
         added = _add(headers, frame.run_id) if fast else apply(headers, True)
         if not added:
-            return
+            return _NOTHING
     else:
         allowed = policy is None or policy.allows(request.url.raw_host.decode("ascii"))
         added = apply(request.headers, allowed, before)
     # A new dict, so an extensions mapping the caller shares between requests is not marked.
     request.extensions = {**extensions, _MARK: added}
+    return added
 
 
 # httpx and httpx2 keep headers in ``Headers._list`` as (raw name, lowercase name, value) byte
@@ -123,8 +130,14 @@ class TransportBase:
 
     def handle_request(self, request: Any) -> Any:
         """Add the run current now to ``request`` and send it with the wrapped transport."""
-        prepare(request, self._policy)
-        return self._transport.handle_request(request)
+        added = prepare(request, self._policy)
+        response = self._transport.handle_request(request)
+        # httpx builds a redirect's next hop from this request's headers once we return, and
+        # the next hop may leave through a transport of the client that is not wrapped (a
+        # mounts= entry): take ours off now; if it comes back through here, it gets them again.
+        if added and response.has_redirect_location:
+            take_off(request.headers, added)
+        return response
 
     def close(self) -> None:
         """Close the wrapped transport."""
@@ -171,8 +184,11 @@ class AsyncTransportBase:
 
     async def handle_async_request(self, request: Any) -> Any:
         """Add the run current now to ``request`` and send it with the wrapped transport."""
-        prepare(request, self._policy)
-        return await self._transport.handle_async_request(request)
+        added = prepare(request, self._policy)
+        response = await self._transport.handle_async_request(request)
+        if added and response.has_redirect_location:  # see TransportBase.handle_request
+            take_off(request.headers, added)
+        return response
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""

@@ -10,6 +10,10 @@
   header subclass or the trace context), because clients copy a request's headers into the
   redirected request: on the next hop, the headers added before are taken off first, so a
   redirect to a host outside the allow-list loses them while the caller's headers stay.
+- A wrapper that sees the redirect response come back takes its headers off the request right
+  then (:func:`take_off`), before the client builds the next hop from it: the next hop may leave
+  through a transport or adapter that is not this library's, which would send them on as they
+  are. A wrapper that does handle the next hop adds them again if that host is allowed.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import MutableMapping
 from ._context import _current
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
 
-__all__ = ["Added", "apply"]
+__all__ = ["Added", "apply", "take_off"]
 
 #: The headers a wrapper added to a request, as ``(name, value)`` pairs.
 Added = tuple[tuple[str, str], ...]
@@ -32,9 +36,7 @@ def apply(headers: MutableMapping[str, str], allowed: bool, before: Added = _NOT
 
     ``headers`` is the client's case-insensitive header mapping, changed in place.
     """
-    for name, value in before:
-        if headers.get(name) == value:
-            del headers[name]
+    take_off(headers, before)
     if not allowed:
         return _NOTHING
     frame = _current.get()
@@ -47,3 +49,13 @@ def apply(headers: MutableMapping[str, str], allowed: bool, before: Added = _NOT
     for name, value in pairs:
         headers[name] = value
     return pairs
+
+
+def take_off(headers: MutableMapping[str, str], added: Added) -> None:
+    """Remove the ``added`` pairs from ``headers``, each only while it still has the added value.
+
+    A value that differs was set by the caller after the library added its own, and stays.
+    """
+    for name, value in added:
+        if headers.get(name) == value:
+            del headers[name]

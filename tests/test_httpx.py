@@ -31,12 +31,16 @@ def kit(request: pytest.FixtureRequest) -> SimpleNamespace:
 
 
 def echo_handler(http: ModuleType) -> Any:
-    """A MockTransport handler: answers with the run headers it got; /redirect?to= redirects."""
+    """A MockTransport handler: answers with the run headers it got; /redirect?to= redirects.
+
+    A redirect answers with them too, so ``response.history[i].json()`` tells what hop i got.
+    """
 
     def handle(request: Any) -> Any:
+        got = {name: request.headers.get(name) for name in RUN_HEADERS}
         if request.url.path == "/redirect":
-            return http.Response(302, headers={"Location": request.url.params["to"]})
-        return http.Response(200, json={name: request.headers.get(name) for name in RUN_HEADERS})
+            return http.Response(302, headers={"Location": request.url.params["to"]}, json=got)
+        return http.Response(200, json=got)
 
     return handle
 
@@ -146,7 +150,7 @@ def test_a_redirect_to_a_host_outside_the_list_loses_our_headers(kit: SimpleName
             follow_redirects=True,
         )
     assert response.json() == dict.fromkeys(RUN_HEADERS)
-    assert response.history[0].request.headers["X-Run-Id"] == CHILD.value
+    assert response.history[0].json()["x-run-id"] == CHILD.value
 
 
 def test_a_redirect_keeps_the_callers_header_while_losing_ours(kit: SimpleNamespace) -> None:
@@ -169,7 +173,72 @@ def test_a_redirect_back_to_an_allowed_host_gets_the_run_again(kit: SimpleNamesp
             "https://api.example.com/redirect", params={"to": back}, follow_redirects=True
         )
     assert response.json()["x-run-id"] == ROOT.value
-    assert [r.request.headers.get("X-Run-Id") for r in response.history] == [ROOT.value, None]
+    assert [r.json()["x-run-id"] for r in response.history] == [ROOT.value, None]
+
+
+def mounted_client(kit: SimpleNamespace, *, is_async: bool = False) -> Any:
+    """A client whose transport is wrapped for a.example, with b.example on a plain mount."""
+    mock = kit.http.MockTransport(echo_handler(kit.http))
+    if is_async:
+        wrapped = kit.ours.AsyncRunIdTransport(mock, hosts=("a.example",))
+        return kit.http.AsyncClient(transport=wrapped, mounts={"https://b.example": mock})
+    wrapped = kit.ours.RunIdTransport(mock, hosts=("a.example",))
+    return kit.http.Client(transport=wrapped, mounts={"https://b.example": mock})
+
+
+FULL_CHILD = {"x-run-id": CHILD.value, "x-parent-run-id": ROOT.value, "x-root-run-id": ROOT.value}
+
+
+def test_a_redirect_into_a_mount_that_is_not_wrapped_loses_our_headers(
+    kit: SimpleNamespace,
+) -> None:
+    """The next hop never passes through the wrapper, which takes its own headers off first."""
+    client = mounted_client(kit)
+    to_b = {"to": "https://b.example/"}
+    with RunContext(CHILD):
+        away = client.get("https://a.example/redirect", params=to_b, follow_redirects=True)
+        mine = client.get(
+            "https://a.example/redirect",
+            params=to_b,
+            headers={"X-Root-Run-Id": "mine"},
+            follow_redirects=True,
+        )
+        same = client.get(
+            "https://a.example/redirect",
+            params={"to": "https://a.example/"},
+            follow_redirects=True,
+        )
+    assert away.url.host == "b.example"
+    assert away.history[0].json() == FULL_CHILD
+    assert away.json() == dict.fromkeys(RUN_HEADERS)
+    assert mine.json() == {"x-run-id": None, "x-parent-run-id": None, "x-root-run-id": "mine"}
+    assert [r.json() for r in [*same.history, same]] == [FULL_CHILD, FULL_CHILD]
+
+
+def test_a_redirect_not_followed_gives_a_next_request_without_our_headers(
+    kit: SimpleNamespace,
+) -> None:
+    client = mounted_client(kit)
+    with RunContext(CHILD):
+        response = client.get("https://a.example/redirect", params={"to": "https://a.example/"})
+        assert response.json() == FULL_CHILD
+        assert response.next_request.headers.get("X-Run-Id") is None
+        assert client.send(response.next_request).json() == FULL_CHILD
+
+
+async def test_an_async_redirect_into_a_mount_that_is_not_wrapped_loses_our_headers(
+    kit: SimpleNamespace,
+) -> None:
+    async with mounted_client(kit, is_async=True) as client, RunContext(CHILD):
+        away = await client.get(
+            "https://a.example/redirect", params={"to": "https://b.example/"}, follow_redirects=True
+        )
+        same = await client.get(
+            "https://a.example/redirect", params={"to": "https://a.example/"}, follow_redirects=True
+        )
+    assert away.history[0].json() == FULL_CHILD
+    assert away.json() == dict.fromkeys(RUN_HEADERS)
+    assert [r.json() for r in [*same.history, same]] == [FULL_CHILD, FULL_CHILD]
 
 
 def test_without_hosts_a_redirect_keeps_the_run(kit: SimpleNamespace) -> None:
