@@ -35,9 +35,12 @@ _urandom = os.urandom
 
 
 def canonical(text: str) -> str | None:
-    """Return the canonical form of a UUID written in one of its documented forms, else None."""
+    """Return the canonical form of a UUID written in one of its documented forms, else None.
+
+    The result is always a plain ``str``, even for an instance of a ``str`` subclass.
+    """
     if _CANONICAL.fullmatch(text):
-        return text
+        return text if type(text) is str else str.__str__(text)
     if not _UUID_TEXT.fullmatch(text):
         return None
     digits = text.replace("-", "").lower()

@@ -400,3 +400,15 @@ def test_show_value_cuts_the_repr_of_an_object_and_marks_it() -> None:
     assert shown.isascii()
     assert len(shown) <= 45
     assert show_value(("a",)) == "('a',)"
+
+
+def test_from_string_stores_a_plain_str_for_a_str_subclass() -> None:
+    class Text(str):
+        pass
+
+    value = str(uuid.uuid4())
+    for text in (Text(value), Text(value.upper())):
+        run_id = RunId.from_string(text)
+        assert type(run_id.value) is str
+        assert type(str(run_id)) is str
+        assert type(RunId(text).value) is str
