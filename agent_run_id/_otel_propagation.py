@@ -5,7 +5,7 @@ Imported only by ``agent_run_id.otel``, which checks first that OpenTelemetry is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import baggage
@@ -23,6 +23,10 @@ from ._run_id import RunId
 __all__ = ["RunIdPropagator", "run_from_baggage_header", "run_from_context"]
 
 _EXTRACTED = otel_context.create_key("agent_run_id.extracted_run")
+
+# Injected in lower case: gRPC refuses metadata keys with capitals, and OpenTelemetry's gRPC
+# client interceptor passes injected keys to it as they are; HTTP header names ignore case.
+_NAMES = (HEADER.lower(), PARENT_HEADER.lower(), ROOT_HEADER.lower())
 
 
 def run_from_context(context: Context | None = None) -> RunId | None:
@@ -42,12 +46,14 @@ def run_from_context(context: Context | None = None) -> RunId | None:
 
 
 class RunIdPropagator(textmap.TextMapPropagator):
-    """Carry the run in ``X-Run-Id``, ``X-Parent-Run-Id`` and ``X-Root-Run-Id``.
+    """Carry the run in ``x-run-id``, ``x-parent-run-id`` and ``x-root-run-id``.
 
-    ``inject`` writes the current run (else the run that arrived in the context); ``extract``
-    reads the headers with the same strict rule as the inbound middleware and stores the run in
-    the returned context, where :func:`run_from_context` finds it. Registered as the
-    ``agent_run_id`` propagator.
+    ``inject`` writes the current run (else the run that arrived in the context) under those
+    lower-case names, which gRPC metadata requires and HTTP takes as ``X-Run-Id``; a carrier
+    (a mapping) that already holds one of them, in any case, belongs to the caller and is left
+    as it is. ``extract`` reads them in any case with the same strict rule as the inbound
+    middleware and stores the run in the returned context, where :func:`run_from_context` finds
+    it. Registered as the ``agent_run_id`` propagator.
 
     Example::
 
@@ -65,9 +71,9 @@ class RunIdPropagator(textmap.TextMapPropagator):
         """Write the run's headers into ``carrier``; nothing outside any run."""
         frame = _current.get()
         run = frame.run_id if frame is not None else run_from_context(context)
-        if run is None:
+        if run is None or _holds_ours(carrier):
             return
-        for name, value in _fields(run, HEADER, PARENT_HEADER, ROOT_HEADER).items():
+        for name, value in _fields(run, *_NAMES).items():
             setter.set(carrier, name, value)
 
     def extract(
@@ -90,14 +96,30 @@ class RunIdPropagator(textmap.TextMapPropagator):
 
     @property
     def fields(self) -> set[str]:
-        """The headers ``inject`` may set."""
-        return {HEADER, PARENT_HEADER, ROOT_HEADER}
+        """The headers ``inject`` may set (lower case)."""
+        return set(_NAMES)
+
+
+def _holds_ours(carrier: object) -> bool:
+    # The outbound rule: one run header the caller set makes the carrier's lineage theirs.
+    # Only a mapping can be asked; environment carriers (X_RUN_ID) never match, since a copy of
+    # os.environ holds what this process inherited, not what its caller chose.
+    if not isinstance(carrier, Mapping):
+        return False
+    return any(isinstance(key, str) and key.lower() in _NAMES for key in carrier)
 
 
 def _single(carrier: Any, getter: textmap.Getter[Any], name: str) -> str | None:
     values = getter.get(carrier, name)
     if values is None:
         values = getter.get(carrier, name.lower())
+    if values is None and isinstance(carrier, Mapping):
+        # A plain dict keyed X-RUN-ID, say: the default getter matches keys exactly.
+        wanted = name.lower()
+        for key in list(carrier):
+            if isinstance(key, str) and key.lower() == wanted:
+                values = getter.get(carrier, key)
+                break
     if not values:
         return None
     # A repeated header counts only when every copy holds the same id: the inbound rule.

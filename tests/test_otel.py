@@ -6,10 +6,11 @@ import asyncio
 import contextvars
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import entry_points
 
@@ -191,11 +192,29 @@ def test_inject_writes_the_current_run_and_its_lineage() -> None:
     with RunContext() as outer, RunContext() as inner:
         RunIdPropagator().inject(carrier)
     assert carrier == {
-        "X-Run-Id": inner.run_id.value,
-        "X-Parent-Run-Id": outer.run_id.value,
-        "X-Root-Run-Id": outer.run_id.value,
+        "x-run-id": inner.run_id.value,
+        "x-parent-run-id": outer.run_id.value,
+        "x-root-run-id": outer.run_id.value,
     }
     assert set(carrier) == RunIdPropagator().fields
+
+
+def test_inject_into_grpc_metadata_writes_only_lower_case_keys() -> None:
+    """gRPC refuses metadata keys with capitals; OpenTelemetry's interceptor passes them on."""
+    metadata: dict[str, str] = {"authorization": "Bearer t"}
+    with RunContext(), RunContext():
+        RunIdPropagator().inject(metadata)
+    assert len(metadata) == 4
+    assert all(re.fullmatch(r"[0-9a-z_.-]+", key) for key in metadata)
+    assert all(re.fullmatch(r"[0-9a-z_.-]+", key) for key in RunIdPropagator().fields)
+
+
+@pytest.mark.parametrize("name", ["X-Run-Id", "x-run-id", "X-ROOT-RUN-ID", "x-parent-run-id"])
+def test_inject_leaves_a_carrier_holding_a_run_header_of_the_caller_alone(name: str) -> None:
+    carrier = {name: "mine"}
+    with RunContext(), RunContext():
+        RunIdPropagator().inject(carrier)
+    assert carrier == {name: "mine"}
 
 
 def test_inject_outside_any_run_writes_nothing_or_forwards_the_run_that_arrived() -> None:
@@ -205,7 +224,7 @@ def test_inject_outside_any_run_writes_nothing_or_forwards_the_run_that_arrived(
     run_id = RunId.generate()
     extracted = RunIdPropagator().extract({"x-run-id": run_id.value})
     RunIdPropagator().inject(carrier, context=extracted)
-    assert carrier == {"X-Run-Id": run_id.value}
+    assert carrier == {"x-run-id": run_id.value}
 
 
 def test_extract_round_trips_the_run_with_its_lineage() -> None:
@@ -234,6 +253,20 @@ def test_extract_leaves_the_context_unchanged_without_one_valid_run(
     context = Context()
     assert RunIdPropagator().extract(carrier, context=context) is context
     assert run_from_context(context) is None
+
+
+@pytest.mark.parametrize("case", [str.upper, str.lower, str.title])
+def test_extract_reads_a_dict_carrier_in_any_case(case: Callable[[str], str]) -> None:
+    run_id = RunId.generate().child()
+    carrier = {
+        case("X-Run-Id"): run_id.value,
+        case("X-Parent-Run-Id"): str(run_id.parent),
+        case("X-Root-Run-Id"): run_id.root.value,
+    }
+    run = run_from_context(RunIdPropagator().extract(carrier, context=Context()))
+    assert run == run_id
+    assert run is not None
+    assert run.parent == run_id.parent
 
 
 def test_extract_takes_a_repeated_header_only_when_every_copy_holds_the_same_id() -> None:
@@ -299,7 +332,7 @@ def test_otel_propagators_variable_turns_it_on_for_every_instrumentation() -> No
     )
     assert out.returncode == 0, out.stderr
     injected, extracted = out.stdout.splitlines()
-    assert "('X-Run-Id', '0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908')" in injected
+    assert "('x-run-id', '0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908')" in injected
     assert extracted == "1b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
 
 
