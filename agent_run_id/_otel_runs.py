@@ -88,13 +88,20 @@ def stamp_entry_span(run: RunId) -> None:
     the request. The run the request actually runs as (that one, a child of it, or a new one)
     is this span's run. Only a run entered with no run current does so: a child run started by
     the handler leaves its request's span alone, and so does any span of another kind.
+
+    A span attribute cannot be removed: when the arrived run had a parent and the request runs
+    as a new root run (``incoming="ignore"``), ``agent_run.parent_id`` becomes ``""``.
     """
     frame = _current.get()
     if frame is None or frame.previous is not None:
         return
     span = trace.get_current_span()
-    if getattr(span, "kind", None) in _ENTRY_KINDS and span.is_recording():
-        span.set_attributes(attributes(run))
+    if getattr(span, "kind", None) not in _ENTRY_KINDS or not span.is_recording():
+        return
+    fields = attributes(run)
+    if run.parent is None and KEYS[1] in (getattr(span, "attributes", None) or {}):
+        fields[KEYS[1]] = ""
+    span.set_attributes(fields)
 
 
 class RunObserver:

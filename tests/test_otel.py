@@ -172,6 +172,27 @@ def test_server_span_takes_the_run_its_request_runs_as(
     assert _attrs(spans["batch"]) == {}
 
 
+def test_server_span_of_a_request_run_as_a_new_root_loses_the_arrived_parent(
+    tracer: trace.Tracer, exporter: InMemorySpanExporter
+) -> None:
+    arrived = RunId.generate().child()
+    carrier = {"X-Run-Id": arrived.value, "X-Parent-Run-Id": str(arrived.parent)}
+    for name, came in (("child came", carrier), ("root came", {"X-Run-Id": arrived.value})):
+        extracted = RunIdPropagator().extract(came)
+        with (
+            tracer.start_as_current_span(name, context=extracted, kind=SpanKind.SERVER),
+            RunContext(run_id=RunId.generate()) as request_run,
+        ):
+            pass
+        fresh = request_run.run_id.value
+        expected = (
+            {ID: fresh, ROOT: fresh, PARENT: ""}
+            if name == "child came"
+            else {ID: fresh, ROOT: fresh}
+        )
+        assert _attrs(_by_name(exporter)[name]) == expected
+
+
 def test_server_span_started_inside_a_run_keeps_it_when_the_handler_starts_a_child(
     tracer: trace.Tracer, exporter: InMemorySpanExporter
 ) -> None:

@@ -176,6 +176,54 @@ async def test_ignore_mode_starts_an_unrelated_run_in_the_same_trace(
     assert b["parent"] is None
     assert b["root"] == b["run"]
     assert len(_traces(exporter)) == 1
+    # B's server span, stamped at start with A's run, ends up with B's own root run.
+    (b_server,) = [
+        span
+        for span in exporter.get_finished_spans()
+        if span.kind is SpanKind.SERVER and (span.attributes or {}).get(ID) == b["run"]
+    ]
+    assert (b_server.attributes or {})[ROOT] == b["run"]
+    assert (b_server.attributes or {}).get(PARENT, "") == ""
+
+
+async def test_ignore_mode_server_span_drops_the_parent_of_an_arrived_child_run(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    _use(WITH_HEADERS)
+    arrived = RunId.generate().child()
+    headers = {"X-Run-Id": arrived.value, "X-Parent-Run-Id": str(arrived.parent)}
+    (answer,) = await _call(_service_b(provider, "ignore"), headers=headers)
+    assert answer["parent"] is None
+    (server,) = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.SERVER]
+    attrs = server.attributes or {}
+    assert (attrs[ID], attrs[PARENT], attrs[ROOT]) == (answer["run"], "", answer["run"])
+
+
+@pytest.mark.parametrize("propagators", [WITH_HEADERS, BAGGAGE_ONLY], ids=["headers", "baggage"])
+async def test_a_child_run_keeps_its_lineage_across_the_hop_in_continue_mode(
+    provider: TracerProvider,
+    exporter: InMemorySpanExporter,
+    propagators: tuple[TextMapPropagator, ...],
+) -> None:
+    _use(propagators)
+    sent = RunId.generate().child().child()
+    headers = {
+        "X-Run-Id": sent.value,
+        "X-Parent-Run-Id": str(sent.parent),
+        "X-Root-Run-Id": sent.root.value,
+    }
+    (answer,) = await _call(_services(provider, "continue"), headers=headers)
+    lineage = {"run": sent.value, "parent": str(sent.parent), "root": sent.root.value}
+    assert answer["a"] == answer["b"] == lineage
+    (spans,) = _traces(exporter).values()
+    assert {span.name for span in spans} >= {"a.plan", "b.work"}
+    for span in spans:
+        attrs = span.attributes or {}
+        assert (attrs.get(ID), attrs.get(PARENT), attrs.get(ROOT)) == (
+            sent.value,
+            str(sent.parent),
+            sent.root.value,
+        )
 
 
 async def test_baggage_alone_carries_the_run_to_the_next_service(
