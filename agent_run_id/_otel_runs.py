@@ -5,6 +5,8 @@ Imported only by ``agent_run_id.otel``, which checks first that OpenTelemetry is
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from urllib.parse import quote_plus
 
@@ -26,6 +28,13 @@ KEYS = ("agent_run.id", "agent_run.parent_id", "agent_run.root_id")
 # propagator enforces by dropping whatever entries come last.
 _MAX_BYTES = 8192
 _MAX_PAIRS = 180
+# A longer pair is dropped by the injector on its own, so it takes no room.
+_MAX_PAIR_BYTES = 4096
+
+# Endings that are not failures: a cancelled task, a generator closed early.
+_NOT_FAILURES = (asyncio.CancelledError, GeneratorExit)
+
+_log = logging.getLogger("agent_run_id.otel")
 
 _OPERATION = "gen_ai.operation.name"
 _AGENT_NAME = "gen_ai.agent.name"
@@ -47,7 +56,9 @@ def with_run_baggage(context: Context, run: RunId) -> Context:
     """Return ``context`` with the run's entries in its baggage and every other entry kept.
 
     Entries of an enclosing run are replaced. When ours would take the baggage past the W3C
-    limits, ours are left out: the entries of other tools are never the ones dropped.
+    limits, ours are left out: the entries of other tools are never the ones dropped. (The
+    limits are counted as OpenTelemetry's injector applies them: a pair it drops for its
+    length takes no room.)
     """
     entries = baggage.get_all(context)
     for key in KEYS:
@@ -55,8 +66,10 @@ def with_run_baggage(context: Context, run: RunId) -> Context:
             context = baggage.remove_baggage(key, context)
     ours = attributes(run)
     pairs = [_pair(k, v) for k, v in entries.items() if k not in KEYS]
+    pairs = [pair for pair in pairs if len(pair) <= _MAX_PAIR_BYTES]
     pairs += [_pair(k, v) for k, v in ours.items()]
     if len(pairs) > _MAX_PAIRS or sum(map(len, pairs)) + len(pairs) - 1 > _MAX_BYTES:
+        _log.debug("run %s left out of baggage: it would pass the W3C limits", run.value)
         return context
     for key, value in ours.items():
         context = baggage.set_baggage(key, value, context)
@@ -121,14 +134,15 @@ class RunObserver:
         context = otel_context.get_current()
         span = None
         if self.tracer is not None:
-            attributes = {_OPERATION: "invoke_agent"}
+            # The run's own attributes too: without the span processor nothing else adds them.
+            fields = {_OPERATION: "invoke_agent", **attributes(run_id)}
             if run.name:
-                attributes[_AGENT_NAME] = run.name
+                fields[_AGENT_NAME] = run.name
             span = self.tracer.start_span(
                 f"invoke_agent {run.name}" if run.name else "invoke_agent",
                 context=context,
                 kind=SpanKind.INTERNAL,
-                attributes=attributes,
+                attributes=fields,
             )
             context = trace.set_span_in_context(span, context)
         if self.baggage:
@@ -141,7 +155,7 @@ class RunObserver:
             if otel_context.get_current() is context:
                 otel_context.detach(token)
             if span is not None:
-                if exc is not None:
+                if exc is not None and not isinstance(exc, _NOT_FAILURES):
                     span.record_exception(exc)
                     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                 span.end()

@@ -411,6 +411,40 @@ def test_full_baggage_keeps_theirs_and_leaves_ours_out(tracer: trace.Tracer) -> 
         otel_context.detach(token)
 
 
+def test_ours_left_out_of_full_baggage_says_so_at_debug_level(
+    tracer: trace.Tracer, caplog: pytest.LogCaptureFixture
+) -> None:
+    theirs = Context()
+    for n in range(2):
+        theirs = baggage.set_baggage(f"big{n}", "x" * 4050, theirs)
+    token = otel_context.attach(theirs)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="agent_run_id.otel"), RunContext() as run:
+            pass
+    finally:
+        otel_context.detach(token)
+    (record,) = caplog.records
+    assert record.levelno == logging.DEBUG
+    assert (
+        record.getMessage()
+        == f"run {run.run_id.value} left out of baggage: it would pass the W3C limits"
+    )
+
+
+def test_an_entry_the_injector_drops_for_its_length_takes_no_room(tracer: trace.Tracer) -> None:
+    theirs = Context()
+    for n in range(2):
+        theirs = baggage.set_baggage(f"huge{n}", "x" * 5000, theirs)
+    token = otel_context.attach(theirs)
+    try:
+        with RunContext() as run:
+            carrier: dict[str, str] = {}
+            W3CBaggagePropagator().inject(carrier)
+    finally:
+        otel_context.detach(token)
+    assert run_from_context(W3CBaggagePropagator().extract(carrier, Context())) == run.run_id
+
+
 def test_too_many_entries_keeps_theirs_and_leaves_ours_out(tracer: trace.Tracer) -> None:
     theirs = Context()
     for n in range(179):
@@ -518,6 +552,50 @@ def test_a_failed_run_marks_its_span_as_an_error(
     assert span.status.status_code is StatusCode.ERROR
     assert span.status.description == "ValueError: tool broke"
     assert [event.name for event in span.events] == ["exception"]
+
+
+@pytest.mark.parametrize("ending", [asyncio.CancelledError, GeneratorExit])
+def test_a_cancelled_run_ends_its_span_without_an_error(
+    run_tracer: trace.Tracer, exporter: InMemorySpanExporter, ending: type[BaseException]
+) -> None:
+    with pytest.raises(ending), RunContext(name="agent"):
+        raise ending()
+    (span,) = exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.UNSET
+    assert span.events == ()
+
+
+async def test_a_cancelled_asyncio_task_ends_its_run_span_without_an_error(
+    run_tracer: trace.Tracer, exporter: InMemorySpanExporter
+) -> None:
+    async def agent() -> None:
+        async with RunContext(name="agent"):
+            await asyncio.sleep(10)
+
+    task = asyncio.ensure_future(agent())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (span,) = exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.UNSET
+
+
+def test_run_spans_without_the_processor_still_carry_the_run(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    run_otel.install(tracer_provider=provider, run_spans=True, span_processor=False)
+    with RunContext() as outer, RunContext(name="tool") as inner:
+        pass
+    spans = _by_name(exporter)
+    assert _attrs(spans["invoke_agent tool"]) == {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": "tool",
+        ID: inner.run_id.value,
+        PARENT: outer.run_id.value,
+        ROOT: outer.run_id.value,
+    }
+    assert _attrs(spans["invoke_agent"])[ID] == outer.run_id.value
 
 
 async def test_concurrent_runs_are_sibling_spans_with_their_own_children(
