@@ -299,7 +299,29 @@ def test_rows_of_the_wrong_type_are_refused_before_they_are_queued(
         registry.finish("0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908")  # type: ignore[arg-type]
 
 
-def test_an_unexpected_writer_error_is_logged_and_recording_goes_on(
+def test_a_bug_in_the_writer_is_logged_and_recording_goes_on(
+    registry: SQLiteRunRegistry, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agent_run_id.registry import _writer
+
+    real = _writer.Writer._write
+    calls = []
+
+    def broken_once(self: _writer.Writer, ops: list[_writer.Op]) -> None:
+        calls.append(len(ops))
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        real(self, ops)
+
+    monkeypatch.setattr(_writer.Writer, "_write", broken_once)
+    _runs(registry, 1)
+    kept = _runs(registry, 1)
+    assert registry.get(kept[0]).status == "ok"
+    (warning,) = _warnings(caplog)
+    assert re.search(r"runs\.db: [12] writes lost", warning)
+
+
+def test_an_unexpected_batch_error_writes_the_rows_one_by_one(
     registry: SQLiteRunRegistry, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from agent_run_id.registry import _writer
@@ -314,11 +336,78 @@ def test_an_unexpected_writer_error_is_logged_and_recording_goes_on(
         real(conn, ops)
 
     monkeypatch.setattr(_writer, "_execute", broken_once)
-    _runs(registry, 1)
-    kept = _runs(registry, 1)
-    assert registry.get(kept[0]).status == "ok"
-    (warning,) = _warnings(caplog)
-    assert re.search(r"runs\.db: [12] writes lost", warning)
+    ids = _runs(registry, 3)
+    assert [registry.get(run).status for run in ids] == ["ok"] * 3
+    assert calls[0] >= 1
+    assert _warnings(caplog) == []
+
+
+def test_lone_surrogates_are_stored_escaped_and_no_other_run_is_lost(
+    registry: SQLiteRunRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Text UTF-8 cannot store (a file name read with surrogateescape) fails no batch."""
+    ids = []
+    for i in range(3000):
+        task = "bad \udcff" if i == 1500 else f"task {i}"
+        user = "user \ud800" if i == 1501 else None
+        try:
+            with RunContext(registry=registry, task=task, user_id=user) as run:
+                ids.append(run.run_id.value)
+                if i == 1502:
+                    raise OSError("no such file: \udcff.txt")
+        except OSError:
+            pass
+    registry.flush()
+    assert len(registry.find(limit=10_000)) == 3000
+    assert registry.get(ids[1500]).task == "bad \\udcff"
+    assert registry.get(ids[1501]).user_id == "user \\ud800"
+    assert registry.get(ids[1502]).error == "OSError: no such file: \\udcff.txt"
+    assert registry.get(ids[2999]).task == "task 2999"
+    assert _warnings(caplog) == []
+
+
+def test_a_long_user_or_task_is_cut_to_4096_characters(registry: SQLiteRunRegistry) -> None:
+    with RunContext(registry=registry, user_id="u" * 5000, task="\udcff" * 1000) as run:
+        pass
+    record = registry.get(run.run_id)
+    assert record.user_id == "u" * 4096
+    assert record.task == ("\\udcff" * 1000)[:4096]
+
+
+def test_a_row_the_driver_refuses_is_dropped_alone_keeping_the_backlog(
+    path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A row that fails its batch in an unexpected way is dropped; the others, queued behind
+    a locked database too, are all written."""
+    from agent_run_id.registry import _writer
+
+    registry = SQLiteRunRegistry(path, timeout=0.01)
+    before = _runs(registry, 1)
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        backlog = _runs(registry, 20)  # kept for the retry
+        assert len(registry._writer._retry) == 40
+        bad = RunId.generate()
+        row = (bad.value, None, bad.value, "running", 0, None, None, None, "\udcff")
+        registry._writer.put((_writer.START, (*row, None, "host", 1, "{}")))
+        registry.flush()
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    after = _runs(registry, 20)
+    try:
+        for run in before + backlog + after:
+            assert registry.get(run).status == "ok"
+        with pytest.raises(KeyError):
+            registry.get(bad)
+        assert len(registry.find(limit=100)) == 41
+        dropped = [w for w in _warnings(caplog) if "dropped" in w]
+        assert len(dropped) == 1
+        assert "1 of 81 writes dropped" in dropped[0]
+        assert "UnicodeEncodeError" in dropped[0]
+    finally:
+        registry.close()
 
 
 def test_while_failing_the_writer_keeps_at_most_max_pending_writes(

@@ -112,12 +112,15 @@ class SQLiteRunRegistry(RunRegistry):
         task: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record that ``run_id`` started now, in this process (queued).
+        r"""Record that ``run_id`` started now, in this process (queued).
 
         A run already recorded (entered again, or continued by a service that got its id) keeps
         its earliest start and the first user, task and metadata given; a later start only fills
         those still missing. Entries of one run in this process are counted: only the last to
         end records the end (see ``finish``).
+
+        ``user_id`` and ``task`` keep their first 4,096 characters, and a lone surrogate in
+        them (which UTF-8 cannot store) is stored escaped, ``\udcff``.
 
         Raises TypeError for arguments of the wrong type, at once: a row that the database
         refuses would otherwise be retried forever.
@@ -132,8 +135,8 @@ class SQLiteRunRegistry(RunRegistry):
             time.time_ns() // 1000,
             None,
             None,
-            user_id,
-            task,
+            _text(user_id),
+            _text(task),
             None,
             _HOST,
             os.getpid(),
@@ -328,7 +331,7 @@ def _merge(first: tuple[Any, ...], later: tuple[Any, ...]) -> tuple[Any, ...]:
 def _dump(metadata: Mapping[str, Any] | None) -> str:
     if not metadata:
         return "{}"
-    try:
+    try:  # ensure_ascii (the default): a lone surrogate is written as an escape, storable
         return json.dumps(dict(metadata), default=repr)
     except (TypeError, ValueError):  # a cycle, or keys that are not strings
         return json.dumps({"unrecorded": show_value(repr(metadata))})
@@ -342,7 +345,25 @@ def _error(error: BaseException | None) -> str | None:
     except Exception:
         message = "<unprintable message>"
     text = f"{type(error).__qualname__}: {message}" if message else type(error).__qualname__
-    return text[:_MAX_TEXT]
+    return _text(text)
+
+
+def _text(text: str | None) -> str | None:
+    r"""Return ``text`` cut to _MAX_TEXT characters, and storable: a lone surrogate escaped.
+
+    SQLite stores UTF-8, which has no lone surrogates ("bad \udcff", from a file name read with
+    ``surrogateescape``): such a row would fail its whole batch. Cheap when the text is ASCII.
+    """
+    if text is None:
+        return None
+    if len(text) > _MAX_TEXT:
+        text = text[:_MAX_TEXT]
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")[:_MAX_TEXT]
+    return text
 
 
 def _record(row: Any) -> RunRecord:

@@ -170,15 +170,14 @@ class Writer:
     def _write(self, ops: list[Op]) -> None:
         todo = [*self._retry, *ops] if self._retry else ops
         try:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                _execute(conn, todo)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                self._transaction(todo, _execute)
+            except (sqlite3.Error, OSError):
                 raise
+            except Exception:
+                # A row the database driver refuses (a bug upstream: a text it cannot encode,
+                # a number too big): write the others one by one, never lose them with it.
+                self._transaction(todo, self._each)
         except (sqlite3.Error, OSError) as exc:
             self._failed(todo, exc)
         else:
@@ -192,6 +191,40 @@ class Writer:
                 )
             self._retry.clear()
             self._dropped = 0
+
+    def _transaction(
+        self, todo: list[Op], execute: Callable[[sqlite3.Connection, list[Op]], None]
+    ) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            execute(conn, todo)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _each(self, conn: sqlite3.Connection, todo: list[Op]) -> None:
+        """Run the ops one by one, dropping (with one warning) those the driver refuses."""
+        bad: list[BaseException] = []
+        for kind, params in todo:
+            try:
+                conn.execute(kind, params)
+            except (sqlite3.Error, OSError):
+                raise  # the database is failing, not the row: keep them all for the retry
+            except Exception as exc:
+                bad.append(exc)
+        if bad:
+            _log.warning(
+                "run registry %s: %d of %d writes dropped, refused by the database driver "
+                "(%s: %s); the others are written",
+                self._path,
+                len(bad),
+                len(todo),
+                type(bad[0]).__name__,
+                bad[0],
+            )
 
     def _failed(self, todo: list[Op], exc: BaseException) -> None:
         self._close()  # the next attempt reopens: the file may have been fixed or recreated
