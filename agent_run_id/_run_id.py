@@ -168,10 +168,18 @@ class RunId:
 
     @property
     def created_at(self) -> datetime | None:
-        """When a version-7 id was made (aware UTC, to the millisecond); None for other versions."""
-        if self._value[14] != "7":
+        """When a version-7 id was made (aware UTC, to the millisecond), else None.
+
+        None for other versions, for an id without the RFC 9562 variant, and for a time past the
+        year 9999 (an id that came from elsewhere may carry any 48 bits there).
+        """
+        value = self._value
+        if value[14] != "7" or value[19] not in "89ab":
             return None
-        return _EPOCH + timedelta(milliseconds=int(self._value[:8] + self._value[9:13], 16))
+        try:
+            return _EPOCH + timedelta(milliseconds=int(value[:8] + value[9:13], 16))
+        except OverflowError:
+            return None
 
     @property
     def uuid(self) -> uuid.UUID:

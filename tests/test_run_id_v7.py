@@ -132,3 +132,36 @@ def test_a_forked_child_never_repeats_its_parents_ids() -> None:
     theirs = set(b"".join(chunks).decode().split())
     assert len(theirs) == 500
     assert not mine & theirs
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "ffffffff-ffff-7fff-bfff-ffffffffffff",  # past the year 9999
+        "e677d21f-dc00-7000-8000-000000000000",  # the first millisecond of the year 10000
+    ],
+)
+def test_created_at_of_a_time_beyond_datetime_is_none(value: str) -> None:
+    assert RunId.from_string(value).created_at is None
+
+
+def test_created_at_of_the_last_millisecond_datetime_holds() -> None:
+    last = RunId.from_string("e677d21f-dbff-7000-8000-000000000000").created_at
+    assert last == datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("variant", "01234567cdef")
+def test_created_at_of_a_version_7_digit_without_the_rfc_9562_variant_is_none(
+    variant: str,
+) -> None:
+    run = RunId.generate(version=7)
+    other = RunId.from_string(run.value[:19] + variant + run.value[20:])
+    assert uuid.UUID(other.value).variant != uuid.RFC_4122
+    assert other.created_at is None
+
+
+def test_created_at_reads_every_rfc_9562_variant_digit() -> None:
+    run = RunId.generate(version=7)
+    for variant in "89ab":
+        same = RunId.from_string(run.value[:19] + variant + run.value[20:])
+        assert same.created_at == run.created_at
