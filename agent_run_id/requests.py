@@ -26,7 +26,7 @@ except ImportError as exc:
 
 from ._context import _current
 from ._hosts import HostAllowList, allow_list
-from ._outbound import Added, apply
+from ._outbound import Added, apply, take_off
 
 __all__ = ["RunIdAdapter", "instrument"]
 
@@ -48,11 +48,12 @@ class _RunHeaders(CaseInsensitiveDict[str]):
         return duplicate
 
 
-def _prepare(request: requests.PreparedRequest, policy: HostAllowList | None) -> None:
+def _prepare(request: requests.PreparedRequest, policy: HostAllowList | None) -> Added:
+    """Give ``request`` the current run's headers; return the pairs added."""
     headers = request.headers
     before = headers.added if isinstance(headers, _RunHeaders) else ()
     if not before and _current.get() is None:
-        return
+        return ()
     url = request.url
     host = urlsplit(url).hostname if isinstance(url, str) else None
     allowed = policy is None or (host is not None and policy.allows(host))
@@ -61,6 +62,19 @@ def _prepare(request: requests.PreparedRequest, policy: HostAllowList | None) ->
         if not isinstance(headers, _RunHeaders):
             headers = request.headers = _RunHeaders(headers)
         headers.added = added
+    return added
+
+
+def _send(send: Any, policy: HostAllowList | None, request: Any, args: Any, kwargs: Any) -> Any:
+    """Send ``request`` with ``send`` after adding the run, as both adapters do."""
+    added = _prepare(request, policy)
+    response = send(request, *args, **kwargs)
+    # Session.resolve_redirects builds the next hop from a copy of this very request, and that
+    # hop may leave through an adapter that is not this library's: take ours off now. If it
+    # goes through one of ours, that adapter adds them again for an allowed host.
+    if added and response.is_redirect:
+        take_off(request.headers, added)
+    return response
 
 
 class RunIdAdapter(HTTPAdapter):
@@ -93,8 +107,7 @@ class RunIdAdapter(HTTPAdapter):
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         """Add the run current now to ``request`` and send it."""
-        _prepare(request, self._policy)
-        return super().send(request, *args, **kwargs)
+        return _send(super().send, self._policy, request, args, kwargs)
 
 
 # The wrapper's own state; every other attribute, read or written, is the wrapped adapter's.
@@ -116,8 +129,7 @@ class _WrappedAdapter(BaseAdapter):
         object.__setattr__(self, "_policy", policy)
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
-        _prepare(request, self._policy)
-        return self.adapter.send(request, *args, **kwargs)
+        return _send(self.adapter.send, self._policy, request, args, kwargs)
 
     def close(self) -> None:
         self.adapter.close()

@@ -21,6 +21,11 @@ __all__ = ["server"]
 ROOT = RunId.from_string("0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908")
 CHILD = RunId("1c7a6e4f-3d2b-4f9c-8a8e-6b5d4c3b2a19", parent=ROOT)
 NONE = dict.fromkeys(RUN_HEADERS)
+FULL_CHILD = {"x-run-id": CHILD.value, "x-parent-run-id": ROOT.value, "x-root-run-id": ROOT.value}
+
+
+def seen_for(server: LocalServer, marker: str) -> list[dict[str, str | None]]:
+    return [run for _, seen_marker, run in server.seen if seen_marker == marker]
 
 
 def echoed(response: requests.Response) -> Any:
@@ -89,13 +94,77 @@ def test_a_redirect_to_a_host_outside_the_list_loses_ours_and_keeps_the_callers(
         )
         back = session.get(
             f"{server.url}/redirect",
-            params={"to": f"{server.other_url}/redirect?to={server.url}/echo"},
+            params={
+                "marker": "back-1",
+                "to": f"{server.other_url}/redirect?marker=back-2&to={server.url}/echo",
+            },
         )
     assert echoed(same)["x-run-id"] == CHILD.value
     assert away.url.startswith(server.other_url)
     assert echoed(away) == {"x-run-id": None, "x-parent-run-id": None, "x-root-run-id": "mine"}
     assert echoed(back)["x-parent-run-id"] == ROOT.value
-    assert [r.request.headers.get("X-Run-Id") for r in back.history] == [CHILD.value, None]
+    assert len(back.history) == 2
+    assert seen_for(server, "back-1") == [FULL_CHILD]
+    assert seen_for(server, "back-2") == [NONE]
+
+
+def instrumented_then_plain_mount(server: LocalServer) -> requests.Session:
+    session = instrument(requests.Session(), hosts=("127.0.0.1",))
+    session.mount(server.other_url, HTTPAdapter(max_retries=3))  # after instrument: not covered
+    return session
+
+
+def run_id_adapter_with_a_plain_host_adapter(server: LocalServer) -> requests.Session:
+    session = requests.Session()
+    session.mount("http://", RunIdAdapter(hosts=("127.0.0.1",)))
+    session.mount(server.other_url, HTTPAdapter())
+    return session
+
+
+@pytest.mark.parametrize(
+    "make", [instrumented_then_plain_mount, run_id_adapter_with_a_plain_host_adapter]
+)
+def test_a_redirect_to_a_prefix_served_by_a_plain_adapter_loses_ours(
+    server: LocalServer, make: Any
+) -> None:
+    """requests builds the next hop from a copy of the first request; ours are off it by then."""
+    session = make(server)
+    tag = make.__name__
+    assert type(session.get_adapter(f"{server.other_url}/")) is HTTPAdapter
+    with RunContext(CHILD):
+        away = session.get(
+            f"{server.url}/redirect",
+            params={"marker": f"{tag}-1", "to": f"{server.other_url}/echo"},
+        )
+        mine = session.get(
+            f"{server.url}/redirect",
+            params={"to": f"{server.other_url}/echo", "status": "307"},
+            headers={"X-Root-Run-Id": "mine"},
+        )
+        same = session.get(
+            f"{server.url}/redirect",
+            params={"marker": f"{tag}-2", "to": f"{server.url}/echo"},
+        )
+    assert away.url.startswith(server.other_url)
+    assert seen_for(server, f"{tag}-1") == [FULL_CHILD]
+    assert echoed(away) == NONE
+    assert echoed(mine) == {"x-run-id": None, "x-parent-run-id": None, "x-root-run-id": "mine"}
+    assert seen_for(server, f"{tag}-2") == [FULL_CHILD]
+    assert echoed(same) == FULL_CHILD
+
+
+def test_a_redirect_not_followed_gives_a_next_request_without_ours(server: LocalServer) -> None:
+    session = run_id_adapter_with_a_plain_host_adapter(server)
+    with RunContext(CHILD):
+        response = session.get(
+            f"{server.url}/redirect",
+            params={"marker": "not-followed", "to": f"{server.url}/echo"},
+            allow_redirects=False,
+        )
+        assert response.next is not None
+        assert response.next.headers.get("X-Run-Id") is None
+        assert echoed(session.send(response.next)) == FULL_CHILD
+    assert seen_for(server, "not-followed") == [FULL_CHILD]
 
 
 def test_instrument_keeps_the_users_adapters_with_their_retries_and_pools(
