@@ -6,7 +6,9 @@ import gzip
 import json
 import os
 import runpy
+import socket
 import sqlite3
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -357,6 +359,38 @@ def test_runs_list_filters(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(call("runs", "list", "--since", "2000-01-01T00:00+00:00").out.splitlines()) == 4
     assert len(call("runs", "list", "--limit", "1").out.splitlines()) == 2
     assert len(call("runs", "list", "--stale").out.splitlines()) == 1
+
+
+def test_runs_list_stale_shows_the_host_and_pid_of_the_dead_process(db: Path) -> None:
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(dead.stdout)
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(
+            "UPDATE runs SET status = 'running', ended_at = NULL, pid = ? WHERE run_id = ?",
+            (pid, CHILD),
+        )
+    conn.close()
+    result = call("runs", "list", "--db", str(db), "--stale")
+    assert result.code == 0
+    header, row = result.out.splitlines()
+    assert header.split()[:7] == ["RUN", "STATUS", "STARTED", "(UTC)", "DURATION", "HOST", "PID"]
+    assert row.split()[0] == CHILD
+    assert f"  {socket.gethostname()[:19]}" in row
+    assert f"  {pid}  " in row
+    assert "HOST" not in call("runs", "list", "--db", str(db)).out
+    assert call("runs", "list", "--db", str(db), "--stale", "--status", "running").out == result.out
+
+
+def test_runs_list_stale_takes_no_other_status(db: Path) -> None:
+    result = call("runs", "list", "--db", str(db), "--stale", "--status", "error")
+    assert result.code == 2
+    assert "--stale lists runs still marked running: it takes no --status error" in result.err
 
 
 @pytest.mark.parametrize(

@@ -260,6 +260,8 @@ def test_find_filters_and_orders_newest_first(registry: SQLiteRunRegistry) -> No
         ({"limit": True}, ValueError, "limit must be a positive int"),
         ({"since": "yesterday"}, TypeError, "since must be a datetime"),
         ({"until": datetime(2024, 1, 1)}, ValueError, "until must be an aware datetime"),
+        ({"stale": True, "status": "ok"}, ValueError, "status='ok' would find none"),
+        ({"stale": True, "status": "error"}, ValueError, "leave status out"),
     ],
 )
 def test_find_refuses_bad_filters(
@@ -267,6 +269,10 @@ def test_find_refuses_bad_filters(
 ) -> None:
     with pytest.raises(error, match=message):
         registry.find(**kwargs)  # type: ignore[arg-type]
+
+
+def test_stale_takes_the_running_status(registry: SQLiteRunRegistry) -> None:
+    assert registry.find(stale=True, status="running") == []
 
 
 def test_metadata_that_is_not_json_is_kept_as_text(registry: SQLiteRunRegistry) -> None:

@@ -35,7 +35,9 @@ def add_parser(commands: Any) -> None:
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--user", help="only this user's runs")
     listing.add_argument("--since", help="started since: ISO 8601 (UTC if no zone) or 30m, 2h, 7d")
-    listing.add_argument("--stale", action="store_true", help="running runs whose process died")
+    listing.add_argument(
+        "--stale", action="store_true", help="running runs whose process died, with host and pid"
+    )
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     listing.set_defaults(handler=_list)
     show = actions.add_parser("show", parents=[common], help="a run's whole record")
@@ -68,6 +70,10 @@ def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
         if query == "list":
             if args.limit < 1:
                 raise UsageError(f"--limit must be at least 1, got {args.limit}")
+            if args.stale and args.status not in (None, "running"):
+                raise UsageError(
+                    f"--stale lists runs still marked running: it takes no --status {args.status}"
+                )
             return registry.find(
                 status=args.status,
                 user_id=args.user,
@@ -111,13 +117,17 @@ def _list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if args.json:
         _emit_json(records, out)
         return 0
+    # A stale run is found again by where it ran: its host and the process that died.
+    place = f"{'HOST':<20}  {'PID':>7}  " if args.stale else ""
     out.write(
-        f"{'RUN':<36}  {'STATUS':<7}  {'STARTED (UTC)':<19}  {'DURATION':>9}  {'USER':<12}  TASK\n"
+        f"{'RUN':<36}  {'STATUS':<7}  {'STARTED (UTC)':<19}  {'DURATION':>9}  {place}"
+        f"{'USER':<12}  TASK\n"
     )
     for r in records:
+        place = f"{_cut(r.host, 20):<20}  {r.pid or '-':>7}  " if args.stale else ""
         out.write(
             f"{r.run_id:<36}  {r.status:<7}  {_when(r.started_at)}  {_took(r.duration):>9}  "
-            f"{_cut(r.user_id, 12):<12}  {_cut(r.task)}\n"
+            f"{place}{_cut(r.user_id, 12):<12}  {_cut(r.task)}\n"
         )
     err.write(f"{len(records)} runs\n")
     return 0

@@ -55,10 +55,17 @@ def parse_run(run: object) -> tuple[str, bool]:
     return prefix, True
 
 
-def check_find(status: object, limit: object, since: object, until: object) -> None:
+def check_find(
+    status: object, limit: object, since: object, until: object, stale: object = False
+) -> None:
     """Raise ValueError/TypeError for a bad ``find`` argument, naming it."""
     if status is not None and status not in STATUSES:
         raise ValueError(f"status must be one of {', '.join(STATUSES)} or None, got {status!r}")
+    if stale and status not in (None, "running"):
+        raise ValueError(
+            f"stale=True finds runs still marked running, so status={status!r} would find "
+            "none: leave status out"
+        )
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit must be a positive int, got {limit!r}")
     for what, value in (("since", since), ("until", until)):
@@ -140,7 +147,8 @@ class RunRegistry(ABC):
         """Return up to ``limit`` runs, newest first, that match every filter given.
 
         ``since``/``until`` bound the start time (aware datetimes). ``stale=True`` keeps only
-        runs still marked running whose process, on this host, is gone.
+        runs still marked running whose process, on this host, is gone; with a ``status``
+        other than ``"running"`` it raises ValueError.
         """
 
     @abstractmethod

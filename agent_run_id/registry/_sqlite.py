@@ -225,9 +225,10 @@ class SQLiteRunRegistry(RunRegistry):
         ``since`` (inclusive) and ``until`` (exclusive) bound the start time, as aware
         datetimes. ``stale=True`` keeps only runs still ``"running"`` that were started on this
         host by a process that no longer exists (checked with ``os.kill(pid, 0)``; never on
-        Windows, where that call would end the process).
+        Windows, where that call would end the process); it takes no ``status`` other than
+        ``"running"`` (ValueError).
         """
-        check_find(status, limit, since, until)
+        check_find(status, limit, since, until, stale)
         where: list[str] = []
         params: list[Any] = []
         for clause, value in (
