@@ -496,6 +496,35 @@ def test_real_server_gets_the_run_and_its_lineage(
     }
 
 
+def test_real_server_gets_nothing_outside_a_run_and_the_callers_header_wins(
+    kit: SimpleNamespace, server: LocalServer
+) -> None:
+    with real_client(kit, server) as client:
+        outside = client.get("/echo").json()["headers"]
+        with RunContext(CHILD):
+            mine = client.get("/echo", headers={"X-Run-Id": "mine"}).json()["headers"]
+            parent = client.get("/echo", headers={"X-Parent-Run-Id": "mine"}).json()["headers"]
+    assert outside == dict.fromkeys(RUN_HEADERS)
+    assert mine == {"x-run-id": "mine", "x-parent-run-id": None, "x-root-run-id": None}
+    assert parent == {"x-run-id": None, "x-parent-run-id": "mine", "x-root-run-id": None}
+
+
+async def test_real_server_async_gets_nothing_outside_a_run_and_the_callers_header_wins(
+    kit: SimpleNamespace, server: LocalServer
+) -> None:
+    transport = kit.ours.AsyncRunIdTransport()
+    async with kit.http.AsyncClient(
+        base_url=server.url, transport=transport, timeout=TIMEOUT
+    ) as client:
+        outside = (await client.get("/echo")).json()["headers"]
+        async with RunContext(CHILD):
+            mine = (await client.get("/echo", headers={"x-run-id": "mine"})).json()["headers"]
+            root = (await client.get("/echo", headers={"X-Root-Run-Id": "mine"})).json()["headers"]
+    assert outside == dict.fromkeys(RUN_HEADERS)
+    assert mine == {"x-run-id": "mine", "x-parent-run-id": None, "x-root-run-id": None}
+    assert root == {"x-run-id": None, "x-parent-run-id": None, "x-root-run-id": "mine"}
+
+
 def test_real_streaming_upload_and_download_carry_the_run(
     kit: SimpleNamespace, server: LocalServer
 ) -> None:
