@@ -6,9 +6,10 @@ Works with any WSGI app (Flask, Django's WSGI handler, Pyramid, Bottle) and impo
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import Token
 from typing import Any
 
-from ._context import RunContext, check_registry
+from ._context import RunContext, _current, _Frame, check_registry
 from ._inbound import InboundPolicy, IncomingOption
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
 from ._types import Environ, StartResponse, WSGIApp
@@ -47,7 +48,9 @@ class RunIdMiddleware:
     response's ``close()`` (PEP 3333), so a streamed body (a Flask generator too) is produced
     inside the run. The app sees it as ``current_run_id()``, as
     ``environ["agent_run_id.run_id"]``, and in the request's run id header (``HTTP_X_RUN_ID``),
-    rewritten to the id used. The response carries the id in exactly one header.
+    rewritten to the id used. The response carries the id in exactly one header. A run still
+    current where the app is called (a test client's response that was never closed) is set
+    aside: the request's run never nests in it, and it comes back when the response closes.
 
     Args:
         app: the WSGI app to wrap.
@@ -128,24 +131,52 @@ class RunIdMiddleware:
         else:
             respond = start_response
 
+        # A run still current here is not this request's: a response its caller never closed
+        # (werkzeug's test client without `with` or buffered=True) leaves its run in the calling
+        # thread. The request starts from no run, so it never nests in that one (for the run
+        # observers too: the registry, OpenTelemetry), and close() puts it back.
+        outer = _current.set(None) if _current.get() is not None else None
         context = RunContext(run_id=run, registry=self.registry)
         context.__enter__()
         try:
             body = self.app(environ, respond)
         except BaseException as exc:
-            context.__exit__(type(exc), exc, exc.__traceback__)
+            try:
+                context.__exit__(type(exc), exc, exc.__traceback__)
+            finally:
+                _restore(outer)
             raise
-        return _RunBody(body, context)
+        return _RunBody(body, context, outer)
+
+
+def _restore(outer: Token[_Frame | None] | None) -> None:
+    """Make current again what was current when the request started, unless it has ended."""
+    if outer is None:
+        return
+    try:
+        _current.reset(outer)
+    except ValueError:  # closed in another context: the request's own context is not here
+        return
+    # That run may have ended while this request's run was current (responses closed out of
+    # order): it must not come back; the run it was entered in comes back instead.
+    frame = alive = _current.get()
+    while alive is not None and alive not in alive.owner._open:
+        alive = alive.previous
+    if alive is not frame:
+        _current.set(alive)
 
 
 class _RunBody:
     """The app's response, keeping its run current until the server calls ``close()``."""
 
-    __slots__ = ("_body", "_context", "_error", "_iterator")
+    __slots__ = ("_body", "_context", "_error", "_iterator", "_outer")
 
-    def __init__(self, body: Iterable[bytes], context: RunContext) -> None:
+    def __init__(
+        self, body: Iterable[bytes], context: RunContext, outer: Token[_Frame | None] | None
+    ) -> None:
         self._body = body
         self._context: RunContext | None = context
+        self._outer = outer
         self._iterator: Iterator[bytes] | None = None
         self._error: BaseException | None = None
 
@@ -181,8 +212,11 @@ class _RunBody:
             error = exc
             raise
         finally:
-            context.__exit__(
-                None if error is None else type(error),
-                error,
-                None if error is None else error.__traceback__,
-            )
+            try:
+                context.__exit__(
+                    None if error is None else type(error),
+                    error,
+                    None if error is None else error.__traceback__,
+                )
+            finally:
+                _restore(self._outer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import threading
@@ -19,6 +20,8 @@ from werkzeug.test import Client
 import agent_run_id.logging as run_logging
 from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
 from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
+from agent_run_id.registry import install as install_registry_observer
+from agent_run_id.registry import set_default
 from agent_run_id.wsgi import ENVIRON_KEY, RunIdMiddleware
 
 from ._inbound_helpers import (
@@ -389,3 +392,103 @@ def test_the_body_is_sent_once_however_often_the_server_asks_for_its_iterator() 
     assert list(body) == [b"hel", b"lo"]
     assert list(body) == []  # exhausted, as the wrapped iterator is
     body.close()  # type: ignore[attr-defined]
+
+
+def run_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """A bare WSGI app answering with the run current in it."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [(current() or "").encode()]
+
+
+def observe_runs(events: list[tuple[str, str]]) -> None:
+    def observe(run: RunId, context: RunContext) -> Any:
+        events.append(("start", run.value))
+        return lambda exc: events.append(("end", run.value))
+
+    add_run_observer(observe)
+
+
+def test_a_test_client_response_keeps_its_run_until_closed_with_or_buffered_closes_it() -> None:
+    """werkzeug's (and Flask's) test client closes the response only on close(), or buffered."""
+    events: list[tuple[str, str]] = []
+    observe_runs(events)
+    client = Client(RunIdMiddleware(run_app))
+    with client.get("/", headers={"X-Run-Id": RUN_A}) as response:
+        assert current() == RUN_A  # the server has not closed the response yet
+    assert current_run_id() is None
+    assert events == [("start", RUN_A), ("end", RUN_A)]
+    client.get("/", headers={"X-Run-Id": RUN_B}, buffered=True)  # closed before it returns
+    assert current_run_id() is None
+    assert events[2:] == [("start", RUN_B), ("end", RUN_B)]
+    flask_client = flask_app().test_client()
+    with flask_client.get("/", headers={"X-Run-Id": RUN_C}) as response:
+        assert response.json is not None
+        assert response.json["current"] == RUN_C
+    assert current_run_id() is None
+    assert events[4:] == [("start", RUN_C), ("end", RUN_C)]
+
+
+class Recorder:
+    """A run registry that keeps the ids of the runs it was told about."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    def start(self, run_id: RunId, **facts: Any) -> None:
+        self.started.append(run_id.value)
+
+    def finish(self, run_id: RunId, error: BaseException | None = None) -> None:
+        pass
+
+
+def test_a_request_never_nests_in_the_run_of_a_response_left_open() -> None:
+    """Run observers see a root run: the next app's run is not recorded in the first's registry."""
+    install_registry_observer()
+    first_registry, default = Recorder(), Recorder()
+    set_default(default)  # type: ignore[arg-type]
+    try:
+        first = Client(RunIdMiddleware(run_app, registry=first_registry)).get("/")
+        second = Client(RunIdMiddleware(run_app)).get("/")
+    finally:
+        set_default(None)
+    assert first_registry.started == [first.get_data(as_text=True)]
+    assert default.started == [second.get_data(as_text=True)]
+    second.close()
+    first.close()
+
+
+def test_responses_left_open_and_closed_in_any_order_leave_no_run_behind() -> None:
+    client = Client(RunIdMiddleware(run_app))
+    first, second = client.get("/", headers={"X-Run-Id": RUN_A}), client.get("/")
+    assert second.get_data(as_text=True) == current() != RUN_A
+    second.close()
+    assert current() == RUN_A  # what was current when the second request started
+    first.close()
+    assert current_run_id() is None
+    first, second = client.get("/", headers={"X-Run-Id": RUN_A}), client.get("/")
+    first.close()
+    assert current() == second.get_data(as_text=True)  # the ended run does not come back
+    second.close()
+    assert current_run_id() is None
+
+
+def test_a_response_closed_after_the_callers_run_ended_never_brings_that_run_back() -> None:
+    client = Client(RunIdMiddleware(run_app))
+    with RunContext(run_id=RunId(RUN_A)):
+        with client.get("/") as response:
+            assert current() == response.get_data(as_text=True)
+        assert current() == RUN_A
+        response = client.get("/")
+    assert current() == response.get_data(as_text=True)  # still open: its run stays current
+    response.close()
+    assert current_run_id() is None
+
+
+def test_a_response_closed_in_another_context_ends_its_run_once() -> None:
+    events: list[tuple[str, str]] = []
+    observe_runs(events)
+    with RunContext(run_id=RunId(RUN_A)):
+        body = RunIdMiddleware(run_app)({"HTTP_X_RUN_ID": RUN_B}, lambda *args: None)
+        contextvars.copy_context().run(body.close)  # type: ignore[attr-defined]
+        body.close()  # type: ignore[attr-defined]
+    assert events == [("start", RUN_A), ("start", RUN_B), ("end", RUN_B), ("end", RUN_A)]
