@@ -3,11 +3,15 @@
 A pattern is an exact host name (``api.openai.com``), an IP address (``127.0.0.1``, ``::1``) or
 ``*.`` followed by a suffix (``*.internal.example.com``, which matches every name below that
 suffix at any depth, but not the suffix itself). Matching ignores case and a trailing dot, and a
-non-ASCII name matches its IDNA (punycode) form, which is what HTTP clients put on the wire.
+non-ASCII name matches its IDNA (punycode) form, which is what HTTP clients put on the wire. An
+IPv6 address matches however it is written (``::1`` is ``0:0:0:0:0:0:0:1``), in the pattern and
+in the request, since clients differ in how they spell it.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable, Iterator
 
 from ._run_id import show_value
@@ -16,6 +20,9 @@ __all__ = ["HostAllowList", "allow_list"]
 
 _EXAMPLE = "hosts=('api.openai.com', '*.internal.example.com')"
 _FORBIDDEN = frozenset("/?#@[] \t\r\n\\")
+# One DNS label as HTTP clients accept it: letters, digits, '-' and '_' (found in internal names),
+# neither starting nor ending with '-', at most 63 characters.
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
 def _to_ascii(name: str) -> str:
@@ -60,9 +67,37 @@ def _normalize(pattern: object) -> tuple[str, bool]:
             name = _to_ascii(name)
         except Exception:  # the idna codecs raise UnicodeError or their own IDNAError
             problem = "is not a valid internationalized host name"
+    if problem is None:
+        name, problem = _check_labels(name, is_suffix)
     if problem is not None:
         raise ValueError(f"hosts pattern {show_value(pattern)} {problem}: pass e.g. {_EXAMPLE}")
     return name, is_suffix
+
+
+def _check_labels(name: str, is_suffix: bool) -> tuple[str, str | None]:
+    """Return ``name`` (an IP address in its one canonical form) and what is wrong with it."""
+    if ":" in name:
+        try:
+            address = ipaddress.IPv6Address(name)
+        except ValueError:
+            return name, "is not a valid IPv6 address; write it as in a URL, e.g. '::1'"
+        if is_suffix:
+            return name, "is an IP address after '*.'; list the address itself"
+        return address.compressed, None
+    if name.rpartition(".")[2].isdigit():  # no top-level domain is all digits: an IPv4 address
+        try:
+            ipaddress.IPv4Address(name)
+        except ValueError:
+            return name, "is neither a host name nor an IPv4 address (four numbers 0-255)"
+        if is_suffix:
+            return name, "is an IP address after '*.'; list the address itself"
+        return name, None
+    if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        return name, (
+            "is not a valid host name: each label holds letters, digits, '-' or '_', neither "
+            "starts nor ends with '-' and has at most 63 characters (253 in all)"
+        )
+    return name, None
 
 
 class HostAllowList:
@@ -112,7 +147,16 @@ class HostAllowList:
             host = host[:-1]
         if host.startswith("["):
             host = host[1:-1]
-        return host in self._exact or host.endswith(self._suffixes)
+        if host in self._exact or host.endswith(self._suffixes):
+            return True
+        # Only a host that did not match pays for this: an IPv6 address spelled another way.
+        return ":" in host and self._allows_ipv6(host)
+
+    def _allows_ipv6(self, host: str) -> bool:
+        try:
+            return ipaddress.IPv6Address(host).compressed in self._exact
+        except ValueError:
+            return False
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._patterns)

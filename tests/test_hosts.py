@@ -44,6 +44,25 @@ def test_ipv6_addresses_match_with_or_without_brackets() -> None:
     assert HostAllowList(("::1",)).allows("[::1]")
 
 
+def test_an_ipv6_address_matches_however_either_side_spells_it() -> None:
+    """Clients differ: httpx sends '0:0::1' as written, yarl sends '::1'."""
+    assert HostAllowList(("0:0:0:0:0:0:0:1",)).allows("::1")
+    assert HostAllowList(("::1",)).allows("0:0::1")
+    assert HostAllowList(("[::1]",)).allows("[0000::0001]")
+    assert HostAllowList(("::FFFF:127.0.0.1",)).allows("::ffff:7f00:1")
+    assert HostAllowList(("::ffff:7f00:1",)).allows("::FFFF:127.0.0.1")
+    assert not HostAllowList(("::1",)).allows("::2")
+    assert not HostAllowList(("::1",)).allows("::zz")  # not an address: no match, no error
+    assert HostAllowList(("::1",)) == HostAllowList(("0::1",))
+
+
+def test_names_with_underscores_and_ipv4_addresses_are_accepted() -> None:
+    hosts = HostAllowList(("svc_a.internal", "10.0.0.7", "*.k8s-1.local"))
+    assert hosts.allows("svc_a.internal")
+    assert hosts.allows("10.0.0.7")
+    assert hosts.allows("pod.k8s-1.local")
+
+
 def test_an_internationalized_name_matches_its_idna_form_as_sent_on_the_wire() -> None:
     hosts = HostAllowList(("bücher.example", "*.münchen.de"))
     assert hosts.allows("xn--bcher-kva.example")
@@ -86,6 +105,19 @@ def test_iterating_gives_the_patterns_back_and_equality_ignores_order() -> None:
         (".example.com", "empty label"),
         ("example.com..", "empty label"),
         ("xn--\u00e9.example", "not a valid internationalized host name"),
+        ("-bad-.com", "is not a valid host name"),
+        ("bad-.example.com", "is not a valid host name"),
+        ("*.-bad.com", "is not a valid host name"),
+        ("a" * 64 + ".example", "at most 63 characters"),
+        (("a" * 60 + ".") * 5 + "example", "253 in all"),
+        ("api.open!ai.com", "is not a valid host name"),
+        ("1.2.3.4.5", "neither a host name nor an IPv4 address"),
+        ("256.1.1.1", "neither a host name nor an IPv4 address"),
+        ("0x7f.0.0.1", "neither a host name nor an IPv4 address"),
+        ("*.1.2.3.4", "is an IP address after '*.'"),
+        ("::zz", "is not a valid IPv6 address"),
+        ("1:2:3:4:5:6:7:8:9", "is not a valid IPv6 address"),
+        ("*.::1", "is an IP address after '*.'"),
     ],
 )
 def test_a_bad_pattern_is_refused_naming_it_and_the_fix(pattern: str, message: str) -> None:

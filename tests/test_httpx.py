@@ -141,6 +141,13 @@ def test_only_allowed_hosts_get_the_run(kit: SimpleNamespace) -> None:
         assert client.get("https://tools.example/").json()["x-run-id"] is None
 
 
+def test_an_ipv6_host_matches_its_pattern_however_the_url_spells_it(kit: SimpleNamespace) -> None:
+    client = sync_client(kit, hosts=("::1",))
+    with RunContext(ROOT):
+        assert client.get("http://[0:0:0:0:0:0:0:1]/").json()["x-run-id"] == ROOT.value
+        assert client.get("http://[::2]/").json()["x-run-id"] is None
+
+
 def test_a_redirect_to_a_host_outside_the_list_loses_our_headers(kit: SimpleNamespace) -> None:
     client = sync_client(kit, hosts=("api.example.com",))
     with RunContext(CHILD):
