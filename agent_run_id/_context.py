@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
@@ -28,6 +29,8 @@ RunFinisher = Callable[[BaseException | None], object]
 RunObserver = Callable[[RunId, "RunContext"], RunFinisher | None]
 
 _NOTE_PREFIX = "run_id="
+# Our note exactly: a user's own note that merely starts with "run_id=" is not ours.
+_OUR_NOTE = re.compile(r"run_id=[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # The metadata of a run given none: one shared, read-only mapping.
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
@@ -215,16 +218,17 @@ class RunContext:
 def _add_note(exc: BaseException, run_id: RunId) -> None:
     """Note the innermost run on an exception once, whatever runs it crosses on its way out.
 
-    An exception that already carries a ``run_id=`` note keeps it: the same raise crossing outer
-    runs must keep naming the innermost. (An exception instance cached and raised again in a
-    later run therefore keeps naming the first run; telling the two apart needs the traceback,
-    which this must not keep alive.)
+    An exception that already carries a ``run_id=<id>`` note keeps it: the same raise crossing
+    outer runs must keep naming the innermost. Only a note of exactly that shape counts: a note
+    of the user's that starts with ``run_id=`` does not stop ours. (An exception instance cached
+    and raised again in a later run therefore keeps naming the first run; telling the two apart
+    needs the traceback, which this must not keep alive.)
     """
     add_note = getattr(exc, "add_note", None)  # PEP 678, Python 3.11+
     if add_note is None or not isinstance(exc, Exception):
         return
     notes = getattr(exc, "__notes__", ())
-    if any(isinstance(note, str) and note.startswith(_NOTE_PREFIX) for note in notes):
+    if any(isinstance(note, str) and _OUR_NOTE.fullmatch(note) for note in notes):
         return
     try:
         add_note(f"{_NOTE_PREFIX}{run_id.value}")

@@ -195,10 +195,21 @@ def test_a_noted_exception_still_pickles_with_its_note_and_keeps_a_note_it_did_n
         raise copy
     assert copy.__notes__ == [f"run_id={run.value}"]
     theirs = ValueError("bad")
-    theirs.add_note("run_id=theirs")
+    theirs.add_note(f"run_id={run.value}")  # a note of our shape, from wherever: kept as it is
     with pytest.raises(ValueError, match="bad"), RunContext(run_id=later):
         raise theirs
-    assert theirs.__notes__ == ["run_id=theirs"]
+    assert theirs.__notes__ == [f"run_id={run.value}"]
+
+
+@needs_notes
+@pytest.mark.parametrize("note", ["run_id=user-42", "run_id=", "run_id=" + "A" * 36, "run_id=x\n"])
+def test_a_users_note_that_only_starts_with_run_id_does_not_stop_ours(note: str) -> None:
+    run = RunId.generate()
+    error = ValueError("bad")
+    error.add_note(note)
+    with pytest.raises(ValueError, match="bad"), RunContext(run_id=run):
+        raise error
+    assert error.__notes__ == [note, f"run_id={run.value}"]
 
 
 @needs_notes
