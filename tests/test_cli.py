@@ -178,6 +178,74 @@ def test_times_in_several_forms_merge_in_order(tmp_path: Path) -> None:
     ]
 
 
+def test_unix_times_in_ns_us_ms_and_s_merge_in_order(tmp_path: Path) -> None:
+    a = tmp_path / "a.log"
+    b = tmp_path / "b.log"
+    a.write_text(
+        jline(ts=1735689600_000000000, run_id=RUN, n="a1")  # zap, zerolog: nanoseconds
+        + jline(ts=1735689602_000000, run_id=RUN, n="a2")  # microseconds
+    )
+    b.write_text(
+        jline(ts=1735689601_000, run_id=RUN, n="b1") + jline(ts=1735689603, run_id=RUN, n="b2")
+    )
+    result = call("logs", RUN, "--json", str(a), str(b))
+    rows = [json.loads(line) for line in result.out.splitlines()]
+    assert [row["record"]["n"] for row in rows] == ["a1", "b1", "a2", "b2"]
+    assert rows[0]["time"] == "2025-01-01T00:00:00+00:00"
+    assert rows[3]["time"] == "2025-01-01T00:00:03+00:00"
+
+
+@pytest.mark.parametrize("cli", [run_cli, call], ids=["subprocess", "in-process"])
+def test_times_no_datetime_can_hold_are_no_time_and_never_crash(
+    tmp_path: Path, cli: Runner
+) -> None:
+    a = tmp_path / "a.log"
+    b = tmp_path / "b.log"
+    a.write_bytes(
+        jline(ts=1735689601, run_id=RUN, n="a1").encode()
+        + b'{"ts": NaN, "run_id": "'
+        + RUN.encode()
+        + b'", "n": "nan"}\n'
+        + b'{"ts": Infinity, "run_id": "'
+        + RUN.encode()
+        + b'", "n": "inf"}\n'
+        + b'{"ts": 1e400, "run_id": "'
+        + RUN.encode()
+        + b'", "n": "1e400"}\n'
+        + b'{"ts": 1'
+        + b"0" * 400
+        + b', "run_id": "'
+        + RUN.encode()
+        + b'", "n": "bigint"}\n'
+        + jline(ts=-1e20, run_id=RUN, n="negative").encode()
+        + jline(ts=1e30, run_id=RUN, n="far").encode()
+        + jline(time="0001-01-01T00:00:00+01:00", run_id=RUN, n="year0").encode()
+        + jline(time="9999-12-31T23:59:59-01:00", run_id=RUN, n="year10000").encode()
+        + f"0001-01-01T00:00:00+01:00 text {RUN}\n".encode()
+        + jline(ts=1735689603, run_id=RUN, n="a3").encode()
+    )
+    b.write_text(jline(ts=1735689602, run_id=RUN, n="b1"))
+    result = cli("logs", RUN, "--json", str(a), str(b))
+    assert result.code == 0
+    assert "Traceback" not in result.err
+    rows = [json.loads(line) for line in result.out.splitlines()]
+    names = [(row["record"] or {"n": "text"})["n"] for row in rows]
+    # Each line without a time stays after the line before it: b1 merges after all of them.
+    assert names == [
+        "a1", "nan", "inf", "1e400", "bigint", "negative", "far", "year0", "year10000", "text",
+        "b1", "a3",
+    ]  # fmt: skip
+    assert [row["time"] for row in rows[1:10]] == [None] * 9
+    assert rows[0]["time"] == "2025-01-01T00:00:01+00:00"
+
+
+def test_a_time_on_the_edge_of_what_a_datetime_holds_is_written_or_left_out() -> None:
+    from agent_run_id._cli._lines import iso
+
+    assert iso(-5.0) == "1969-12-31T23:59:55+00:00"
+    assert iso(1e300) is None
+
+
 def test_a_prefix_of_two_runs_is_ambiguous_and_lists_them(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     log.write_text(jline(run_id=RUN) + jline(run_id=TWIN))
@@ -414,7 +482,19 @@ def test_runs_list_since_takes_the_iso_times_that_logs_reads(
     assert len(result.out.splitlines()) == rows
 
 
-@pytest.mark.parametrize("since", ["[2020-01-01", "2020-01-01T25:00Z", "2020-01-01T00:00 later"])
+@pytest.mark.parametrize(
+    "since",
+    [
+        "[2020-01-01",
+        "2020-01-01T25:00Z",
+        "2020-01-01T00:00 later",
+        "999999999d",
+        "99999999999999999999s",
+        "9" * 5000 + "s",
+        "9999-12-31T23:59:59-01:00",
+        "0001-01-01T00:00:00+01:00",
+    ],
+)
 def test_runs_list_since_refuses_what_is_not_a_time(db: Path, since: str) -> None:
     result = call("runs", "list", "--db", str(db), "--since", since)
     assert result.code == 2

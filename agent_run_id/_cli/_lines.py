@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
-__all__ = ["MAX_LINE", "UUID", "Line", "Stats", "parse", "parse_time", "read_lines", "time_of"]
+__all__ = [
+    "MAX_LINE",
+    "UUID",
+    "Line",
+    "Stats",
+    "iso",
+    "parse",
+    "parse_time",
+    "read_lines",
+    "time_of",
+]
 
 #: Lines longer than this many bytes are skipped: reading them whole would break constant memory.
 MAX_LINE = 1 << 20
@@ -25,6 +36,12 @@ _TIME = re.compile(
 _TIME_KEYS = ("timestamp", "time", "ts", "@timestamp", "asctime", "created", "datetime")
 _ID_KEYS = ("run_id", "parent_run_id", "root_run_id")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# The times a datetime can hold, as Unix seconds: a line's time outside them is no time.
+_FIRST = (datetime(1, 1, 1, tzinfo=timezone.utc) - _EPOCH).total_seconds()
+_LAST = (datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc) - _EPOCH).total_seconds()
+# Unix times in nanoseconds (zap, zerolog, time.time_ns()), microseconds or milliseconds, told
+# apart by their size: each bound is 1973 in the smaller unit, and no log is from the year 5138.
+_SCALES = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
 
 
 @dataclass
@@ -133,16 +150,34 @@ def _id(value: object) -> str | None:
 
 
 def _time_value(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        # Milliseconds since the epoch are common too: no log of ours is from the year 5138.
-        return float(value) / 1000 if value > 1e11 else float(value)
+    if isinstance(value, dict):  # loguru: "time": {"repr": ..., "timestamp": ...}
+        value = value.get("timestamp")
     if isinstance(value, str):
         return _iso(value)
-    if isinstance(value, dict):  # loguru: "time": {"repr": ..., "timestamp": ...}
-        return _time_value(value.get("timestamp"))
-    return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float
+        return None
+    for bound, scale in _SCALES:
+        if seconds > bound:
+            seconds /= scale
+            break
+    return _checked(seconds)
+
+
+def _checked(seconds: float) -> float | None:
+    """Return ``seconds`` when it is a time a datetime can hold, else None (NaN, inf, far off)."""
+    return seconds if math.isfinite(seconds) and _FIRST <= seconds <= _LAST else None
+
+
+def iso(seconds: float) -> str | None:
+    """Return Unix ``seconds`` (as ``time_of`` gives them) in ISO 8601, UTC; None if off range."""
+    try:
+        return (_EPOCH + timedelta(seconds=seconds)).isoformat()
+    except OverflowError:
+        return None
 
 
 def parse_time(text: str) -> datetime | None:
@@ -181,4 +216,4 @@ def _seconds(match: re.Match[str]) -> float | None:
         digits = zone[1:].replace(":", "")
         offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
         seconds -= sign * offset.total_seconds()
-    return seconds
+    return _checked(seconds)

@@ -7,7 +7,6 @@ import heapq
 import json
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from operator import itemgetter
 from typing import IO, Any
 
@@ -15,14 +14,15 @@ from agent_run_id.registry._base import parse_run
 
 from ._errors import UsageError
 from ._inputs import check_files, lines_of
-from ._lines import UUID, Line, Stats, parse, time_of
+from ._lines import UUID, Line, Stats, iso, parse, time_of
 from ._match import Matcher
 
 __all__ = ["add_parser", "run"]
 
 _CANDIDATES = 10
-# (time, file index, line number, file name, line, run id): sorts by time, then keeps file order.
-Found = tuple[float, int, int, str, Line, bytes, str]
+# (merge time, file index, line number, file name, line, raw line, run id, the line's own time):
+# sorts by time, then keeps file order; a line without a time merges at the time before it.
+Found = tuple[float, int, int, str, Line, bytes, str, "float | None"]
 
 
 def add_parser(commands: Any) -> None:
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace, out: IO[bytes], err: IO[str]) -> int:
     streams = [_scan(i, name, matcher, stats, progress) for i, name in enumerate(names)]
     found: Iterator[Found] = heapq.merge(*streams, key=itemgetter(0))
     show_name = len(names) > 1
-    for when, _, number, name, line, raw, run_id in found:
+    for _, _, number, name, line, raw, run_id, when in found:
         stats.matched += 1
         if args.json:
             out.write(_json(name, number, when, run_id, line))
@@ -115,23 +115,19 @@ def _scan(
         when = time_of(line)
         if when is not None:
             last = when
-        yield last, index, number, shown, line, raw, run_id
+        yield last, index, number, shown, line, raw, run_id, when
 
 
-def _json(name: str, number: int, when: float, run_id: str, line: Line) -> bytes:
+def _json(name: str, number: int, when: float | None, run_id: str, line: Line) -> bytes:
     data = {
         "file": name,
         "line": number,
-        "time": None if when == float("-inf") else _iso(when),
+        "time": None if when is None else iso(when),
         "run_id": run_id,
         "record": line.record,
         "text": line.text if line.record is None else None,
     }
     return json.dumps(data, ensure_ascii=False).encode("utf-8") + b"\n"
-
-
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
 
 
 def _summary(run_id: str, stats: Stats, files: int) -> str:

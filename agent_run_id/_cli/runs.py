@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -96,10 +97,14 @@ def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
 
 def _since(text: str) -> datetime:
     ago = _AGO.fullmatch(text.strip())
+    when: datetime | None = None
     if ago:
         amount, unit = ago.groups()
-        return datetime.now(timezone.utc) - timedelta(**{_UNITS[unit]: int(amount)})
-    when = parse_time(text)
+        # Before the year 1, or more digits than int() takes: not a time either.
+        with contextlib.suppress(OverflowError, ValueError):
+            when = datetime.now(timezone.utc) - timedelta(**{_UNITS[unit]: int(amount)})
+    else:
+        when = parse_time(text)
     if when is None:
         raise UsageError(
             f"--since {text!r} is not a time: give 2025-06-01, 2025-06-01T12:00Z or 30m, 2h, 7d"
