@@ -156,7 +156,15 @@ class RunContext:
         self._open.append(frame)
         observers = _observers.items
         if observers:
-            _start(frame, observers)
+            try:
+                _start(frame, observers)
+            except BaseException as exc:
+                # An observer raised KeyboardInterrupt or SystemExit: __exit__ will never run, so
+                # undo the entry here and end the run for the observers that saw it start.
+                _current.reset(frame.token)
+                self._open.remove(frame)
+                _finish(frame, exc)
+                raise
         return self
 
     def __exit__(
@@ -184,14 +192,8 @@ class RunContext:
         self._open.remove(frame)
         if exc is not None:
             _add_note(exc, frame.run_id)
-        finishers = frame.finishers
-        if finishers is None:
-            return
-        for observer, finish in reversed(finishers):
-            try:
-                finish(exc)
-            except Exception:
-                _report(observer, "when the run ended")
+        if frame.finishers is not None:
+            _finish(frame, exc)
 
     async def __aenter__(self) -> RunContext:
         return self.__enter__()
@@ -275,6 +277,14 @@ def _start(frame: _Frame, observers: tuple[RunObserver, ...]) -> None:
                 if frame.finishers is None:
                     frame.finishers = []
                 frame.finishers.append((observer, finish))
+
+
+def _finish(frame: _Frame, exc: BaseException | None) -> None:
+    for observer, finish in reversed(frame.finishers or ()):
+        try:
+            finish(exc)
+        except Exception:
+            _report(observer, "when the run ended")
 
 
 def _report(culprit: object, when: str) -> None:

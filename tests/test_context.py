@@ -505,3 +505,34 @@ def test_a_noted_exception_pickles_to_plain_notes() -> None:
     data = pickle.dumps(info.value)
     assert b"agent_run_id" not in data  # loads where the library is not installed
     assert pickle.loads(data).__notes__ == [f"run_id={run.run_id.value}"]
+
+
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, SystemExit])
+def test_an_observer_raising_a_base_exception_on_start_leaks_no_run(
+    interrupt: type[BaseException],
+) -> None:
+    """__exit__ never runs then: the entry is undone and the run ends for who saw it start."""
+    events: list[tuple[str, object]] = []
+
+    def first(run_id: RunId, context: RunContext) -> RunFinisher:
+        events.append(("start", run_id))
+        return lambda exc: events.append(("end", exc))
+
+    def interrupting(run_id: RunId, context: RunContext) -> None:
+        raise interrupt
+
+    def never(run_id: RunId, context: RunContext) -> None:
+        events.append(("never", run_id))
+
+    outer = RunId.generate()
+    context = RunContext()
+    with RunContext(run_id=outer):
+        for observer in (first, interrupting, never):
+            add_run_observer(observer)
+        with pytest.raises(interrupt) as info:
+            context.__enter__()
+        assert current_run_id() is outer
+        assert events == [("start", context.run_id), ("end", info.value)]
+    assert current_run_id() is None
+    with pytest.raises(RuntimeError, match="without being entered"):
+        context.__exit__(None, None, None)
