@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
+import weakref
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
@@ -243,7 +246,49 @@ def _add_note(exc: BaseException, run_id: RunId) -> None:
 # Observers are kept in a tuple replaced as a whole under a lock, so entering a run reads them
 # without taking the lock.
 _observers: Hooks[RunObserver] = Hooks()
-_reported: set[int] = set()
+
+
+class _Reported:
+    """The observers whose first failure has been logged: one flag per registered observer.
+
+    Held weakly where the observer allows it (a bound method is compared by its function and
+    its instance, as registration compares it), by identity otherwise; an observer's flag goes
+    when it is removed, so an observer registered later never inherits it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._weak: weakref.WeakSet[object] = weakref.WeakSet()
+        self._strong: list[object] = []  # not weakly referable, or not hashable
+
+    def first(self, culprit: object) -> bool:
+        """Flag ``culprit`` and return whether this is its first failure."""
+        with self._lock:
+            try:
+                if culprit in self._weak:
+                    return False
+                self._weak.add(culprit)
+            except TypeError:
+                if any(seen is culprit for seen in self._strong):
+                    return False
+                self._strong.append(culprit)
+            return True
+
+    def discard(self, culprit: object) -> None:
+        """Forget ``culprit``'s flag; a no-op when it has none."""
+        with self._lock:
+            with contextlib.suppress(TypeError):  # not weakly referable, or not hashable
+                self._weak.discard(culprit)
+            self._strong = [seen for seen in self._strong if seen is not culprit]
+
+    def clear(self) -> None:
+        """Forget every flag."""
+        with self._lock:
+            self._weak.clear()
+            self._strong.clear()
+
+
+_reported = _Reported()
 
 
 def add_run_observer(observer: RunObserver) -> None:
@@ -261,8 +306,12 @@ def add_run_observer(observer: RunObserver) -> None:
 
 
 def remove_run_observer(observer: RunObserver) -> None:
-    """Stop calling ``observer``; runs already entered still call their finishers."""
+    """Stop calling ``observer``; runs already entered still call their finishers.
+
+    Its failures are forgotten: added again, its next failure is logged as a warning again.
+    """
     _observers.remove(observer)
+    _reported.discard(observer)
 
 
 def _start(frame: _Frame, observers: tuple[RunObserver, ...]) -> None:
@@ -288,9 +337,7 @@ def _finish(frame: _Frame, exc: BaseException | None) -> None:
 
 
 def _report(culprit: object, when: str) -> None:
-    key = id(getattr(culprit, "__func__", culprit))
-    first = key not in _reported
-    _reported.add(key)
+    first = _reported.first(culprit)
     _log.log(
         logging.WARNING if first else logging.DEBUG,
         "run observer %r failed %s; the run goes on%s",

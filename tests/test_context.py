@@ -536,3 +536,128 @@ def test_an_observer_raising_a_base_exception_on_start_leaks_no_run(
     assert current_run_id() is None
     with pytest.raises(RuntimeError, match="without being entered"):
         context.__exit__(None, None, None)
+
+
+class _FailingTool:
+    """An observer as a bound method: one registration per instance."""
+
+    def observe(self, run_id: RunId, context: RunContext) -> None:
+        raise RuntimeError("down")
+
+
+class _FailingCallable:
+    """An observer that is an object with __call__."""
+
+    def __call__(self, run_id: RunId, context: RunContext) -> None:
+        raise RuntimeError("down")
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_each_instance_s_failing_bound_method_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    first, second = _FailingTool(), _FailingTool()
+    add_run_observer(first.observe)
+    with RunContext(), RunContext():  # the second failure of the same observer: debug only
+        pass
+    add_run_observer(second.observe)
+    with RunContext():
+        pass
+    assert [r.args[0] for r in _warnings(caplog)] == [first.observe, second.observe]  # type: ignore[index]
+
+
+def test_an_observer_added_again_after_removal_is_warned_about_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(run_id: RunId, context: RunContext) -> None:
+        raise RuntimeError("down")
+
+    for _ in range(2):
+        add_run_observer(broken)
+        with RunContext(), RunContext():
+            pass
+        remove_run_observer(broken)
+    assert len(_warnings(caplog)) == 2
+
+
+def test_a_new_observer_at_a_freed_observer_s_address_is_warned_about() -> None:
+    """Flags were kept by id(): a new observer reusing a freed one's id inherited its flag."""
+    levels: list[int] = []
+
+    class Levels(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            levels.append(record.levelno)  # keeps no record: they would keep the observer alive
+
+    log = logging.getLogger("agent_run_id")
+    handler = Levels()
+    log.addHandler(handler)
+    log.propagate = False
+    addresses = []
+    try:
+        for _ in range(50):
+            tool = _FailingCallable()
+            addresses.append(id(tool))
+            add_run_observer(tool)
+            with RunContext():
+                pass
+            remove_run_observer(tool)
+            del tool
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
+    assert len(set(addresses)) < len(addresses)  # CPython reuses the freed memory
+    assert levels == [logging.WARNING] * 50
+
+
+class _Unhashable:
+    """A callable observer that is neither hashable nor weakly referable."""
+
+    __slots__ = ()
+    __hash__ = None  # type: ignore[assignment]
+
+    def __call__(self, run_id: RunId, context: RunContext) -> None:
+        raise RuntimeError("down")
+
+
+def test_an_unhashable_observer_is_warned_about_once_and_forgotten_on_removal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    observer = _Unhashable()
+    other = _Unhashable()
+    for _ in range(2):
+        add_run_observer(observer)
+        add_run_observer(other)
+        with RunContext(), RunContext():
+            pass
+        remove_run_observer(observer)
+        remove_run_observer(other)
+    assert len(_warnings(caplog)) == 4
+
+
+def test_a_failing_observer_is_warned_about_once_across_threads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(run_id: RunId, context: RunContext) -> None:
+        raise RuntimeError("down")
+
+    add_run_observer(broken)
+    barrier = threading.Barrier(16)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+
+        def worker() -> None:
+            barrier.wait()
+            for _ in range(20):
+                with RunContext():
+                    pass
+
+        with ThreadPoolExecutor(16) as pool:
+            for future in [pool.submit(worker) for _ in range(16)]:
+                future.result()
+    finally:
+        sys.setswitchinterval(interval)
+    assert len(_warnings(caplog)) == 1
