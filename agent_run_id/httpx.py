@@ -34,12 +34,14 @@ class RunIdTransport(TransportBase, httpx.BaseTransport):
 
     Adds ``X-Run-Id`` (and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child run) to each
     request made inside a run; outside any run, and when the request already has ``X-Run-Id``
-    (the caller's), nothing is added. On a redirect the headers it added are taken off again
-    when the new host is not allowed. ``close()`` and the context manager reach the wrapped
-    transport. A client's ``proxy=`` and ``mounts=`` get transports of their own, which this
-    one does not wrap (and given ``transport=``, httpx ignores proxies from the environment):
-    wrap the proxied transport, ``RunIdTransport(httpx.HTTPTransport(proxy=...))``, or use
-    :func:`instrument`.
+    (the caller's), nothing is added. When a response redirects, the headers it added are
+    taken off the request before httpx builds the next hop from it, and added again only when
+    that hop comes back through this transport to an allowed host (so a hop through a
+    ``mounts=`` transport that is not wrapped carries none). ``close()`` and the context manager
+    reach the wrapped transport. A client's ``proxy=`` and ``mounts=`` get transports of their
+    own, which this one does not wrap (and given ``transport=``, httpx ignores proxies from the
+    environment): wrap the proxied transport, ``RunIdTransport(httpx.HTTPTransport(proxy=...))``,
+    or use :func:`instrument`.
 
     Args:
         transport: the transport to send through; a new ``httpx.HTTPTransport()`` by default

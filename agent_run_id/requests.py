@@ -82,9 +82,10 @@ class RunIdAdapter(HTTPAdapter):
 
     Adds ``X-Run-Id`` (and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child run) inside a run;
     outside any run, and when the request already has ``X-Run-Id`` (the caller's), nothing is
-    added. Takes every ``HTTPAdapter`` argument (``max_retries``, pool sizes). Mount it on both
-    ``http://`` and ``https://``: a redirect leaves through the adapter of its new URL, and only
-    this library's adapters take its headers off for a host outside ``hosts``.
+    added. Takes every ``HTTPAdapter`` argument (``max_retries``, pool sizes). When a response
+    redirects, the headers it added are taken off before requests builds the next hop, which
+    leaves through the adapter of its new URL: mount this one on both ``http://`` and
+    ``https://`` so that every hop to an allowed host gets the run again.
 
     Args:
         hosts: host names and ``*.suffix`` patterns that may get the run; None (the default)

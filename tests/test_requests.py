@@ -74,6 +74,17 @@ def test_a_header_the_caller_or_the_session_set_is_never_overwritten(
     assert default["x-run-id"] == "session-wide"
 
 
+def test_a_none_header_does_not_opt_a_request_out_but_a_plain_session_does(
+    session: requests.Session, server: LocalServer
+) -> None:
+    """As docs/outbound.md says: requests drops a None header before the adapter sees it."""
+    with RunContext(ROOT), requests.Session() as plain:
+        dropped = echoed(session.get(f"{server.url}/echo", headers={"X-Run-Id": None}))
+        unwrapped = echoed(plain.get(f"{server.url}/echo"))
+    assert dropped["x-run-id"] == ROOT.value
+    assert unwrapped == NONE
+
+
 def test_only_allowed_hosts_get_the_run(server: LocalServer) -> None:
     session = instrument(requests.Session(), hosts=("127.0.0.1",))
     with RunContext(ROOT):

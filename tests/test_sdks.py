@@ -81,6 +81,21 @@ def test_openai_extra_headers_of_the_caller_win(server: LocalServer) -> None:
     ]
 
 
+def test_omit_does_not_opt_a_call_out_but_a_client_without_the_wrapper_does(
+    server: LocalServer,
+) -> None:
+    """As docs/outbound.md says: Omit() drops the header before the transport sees the request."""
+    with sync_openai(server, "httpx2", max_retries=0) as llm, RunContext(CHILD):
+        omitted = ask_openai(llm, "omit", extra_headers={"X-Run-Id": openai.Omit()})
+    plain = openai.OpenAI(
+        base_url=f"{server.url}/v1", api_key="dummy", http_client=httpx2.Client(), max_retries=0
+    )
+    with plain, RunContext(CHILD):
+        unwrapped = ask_openai(plain, "unwrapped")
+    assert omitted == CHILD.value
+    assert unwrapped == "no run"
+
+
 def sync_anthropic(server: LocalServer, **options: Any) -> anthropic.Anthropic:
     client = httpx2.Client(transport=agent_run_id.httpx2.RunIdTransport())
     return anthropic.Anthropic(base_url=server.url, api_key="dummy", http_client=client, **options)
