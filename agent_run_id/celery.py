@@ -1,76 +1,102 @@
 """Carry the run through Celery: a task sent inside a run runs inside it on the worker.
 
-:func:`install` connects four Celery signals for one app:
+:func:`install` does this for one app:
 
 - ``before_task_publish`` adds ``X-Run-Id`` and the lineage headers to each message sent inside a
-  run (a retry carries the run its first attempt came with);
-- ``task_prerun`` enters the run in the message, or a child of it (``mode="child"``), or a new
-  run when the task was sent outside any run (by beat, say);
-- ``task_failure`` notes the run on the task's exception, so the worker's error log shows it;
-- ``task_postrun`` leaves the run, restoring the worker's context after success, failure or retry.
+  run (a retry carries the run its first attempt came with; the next task of a chain, which
+  Celery sends after the body returned, carries the run of the task before it);
+- the app's task classes get a ``__call__`` that runs each execution's body inside
+  ``RunContext``: the run in the message, or a child of it (``mode="child"``), or a new run when
+  the task was sent outside any run (by beat, say). The worker's context is restored after
+  success, failure or retry.
 
-The result backend stores a failed task's exception before Celery's failure signal, so the copy
-that ``AsyncResult.get()`` raises in the caller has no run note: look the run up by the task id.
+The body runs inside the run, not between the ``task_prerun`` and ``task_postrun`` signals, so
+that the run nests inside what signal-based instrumentations do around a task (OpenTelemetry's
+Celery instrumentation attaches its context in ``task_prerun`` and detaches it in
+``task_postrun``) and each context is restored in order; so that the run's observers see the
+exception (a failed task's run span is an error, the run registry records ``error``); and so
+that the exception carries its run note before Celery formats the traceback it logs and stores
+(``AsyncResult.traceback``). Celery's ``Retry``, ``Ignore`` and ``Reject`` are not failures: the
+run ends without an error.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 try:
     from celery import Celery, signals  # type: ignore[import-untyped]
+    from celery.app.task import Task as _BaseTask  # type: ignore[import-untyped]
+    from celery.exceptions import Ignore, Reject, Retry  # type: ignore[import-untyped]
 except ImportError as error:
     from ._optional import missing_extra
 
     raise missing_extra("celery", "celery", "celery") from error
 
-from ._context import RunContext, _add_note, _current
+from ._context import RunContext, _current
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, _fields, run_from_wire
 from ._run_id import RunId, show_value
 
 __all__ = ["install", "uninstall"]
 
 _MODES = ("continue", "child")
+# What Celery itself does not count as a task failure (no task_failure signal).
+_NOT_FAILURES = (Retry, Ignore, Reject)
+_BASE_CALL = _BaseTask.__call__
 
 
 class _Execution:
-    """One task execution inside its run: the context to leave, and what a retry carries."""
+    """One execution of a task in this context: what the messages it leads to carry."""
 
-    __slots__ = ("context", "origin")
+    __slots__ = ("origin", "previous", "run", "task_id")
 
-    def __init__(self, context: RunContext, origin: RunId) -> None:
-        self.context = context
+    def __init__(self, task_id: str, origin: RunId, run: RunId, previous: _Execution | None):
+        self.task_id = task_id
         self.origin = origin
+        self.run = run
+        self.previous = previous
+
+
+# Set when a task's body starts and kept until its task_postrun: Celery sends a chain's next
+# task and the error callbacks after the body returned, outside the run, as children of the task.
+_executing: ContextVar[_Execution | None] = ContextVar(
+    "agent_run_id.celery.executing", default=None
+)
 
 
 class _Installation:
-    """The signal receivers for one app."""
+    """The publish receiver and the task runner for one app."""
 
     def __init__(self, app: Celery, mode: str) -> None:
         self.app = app
         self.mode = mode
-        # Keyed by task id; each id runs once at a time on a worker, and a dict's single-key
-        # operations are atomic, so thread pools need no lock here.
-        self.running: dict[str, _Execution] = {}
 
     def publish(self, sender: Any = None, headers: Any = None, **_: Any) -> None:
         if not isinstance(headers, dict):
             return
-        retried = self.running.get(headers.get("id", ""))
-        if retried is not None:
-            run: RunId | None = retried.origin
-        else:
-            frame = _current.get()
-            run = None if frame is None else frame.run_id
+        frame = _current.get()
+        executing = _executing.get()
+        run: RunId | None = None if frame is None else frame.run_id
+        if executing is not None:
+            if executing.task_id == headers.get("id"):
+                run = executing.origin  # a retry: from the run its first attempt came with
+            elif run is None and executing.task_id == headers.get("parent_id"):
+                run = executing.run  # the next task of a chain, an error callback
         if run is not None:
             for name in (HEADER, PARENT_HEADER, ROOT_HEADER):
                 headers.pop(name, None)
             headers.update(_fields(run, HEADER, PARENT_HEADER, ROOT_HEADER))
 
-    def prerun(self, sender: Any = None, task_id: Any = None, task: Any = None, **_: Any) -> None:
-        if task is None or getattr(task, "app", None) is not self.app:
-            return
+    def wrap_tasks(self, sender: Any = None, **_: Any) -> None:
+        # Tasks with a base class of their own (not the app's Task), made when the app finalized.
+        for task in list(self.app._tasks.values()):
+            _wrap(type(task))
+
+    def run(self, task: Any, body: Callable[[], Any]) -> Any:
         request = task.request
         incoming = run_from_wire(
             request.get(HEADER), request.get(PARENT_HEADER), request.get(ROOT_HEADER)
@@ -84,32 +110,62 @@ class _Installation:
         else:
             origin = incoming
             run = incoming.child() if self.mode == "child" else incoming
+        _executing.set(_Execution(request.id, origin, run, _executing.get()))
         context = RunContext(run_id=run, name=task.name)
         context.__enter__()
-        self.running[task_id] = _Execution(context, origin)
-
-    def failure(
-        self, sender: Any = None, task_id: Any = None, exception: Any = None, **_: Any
-    ) -> None:
-        execution = self.running.get(task_id)
-        if execution is not None and isinstance(exception, BaseException):
-            # The task's context stays entered from prerun to postrun: its one open frame.
-            _add_note(exception, execution.context.run_id)
+        try:
+            result = body()
+        except _NOT_FAILURES:
+            context.__exit__(None, None, None)
+            raise
+        except BaseException as exc:
+            context.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        context.__exit__(None, None, None)
+        return result
 
     def postrun(self, sender: Any = None, task_id: Any = None, **_: Any) -> None:
-        execution = self.running.pop(task_id, None)
-        if execution is not None:
-            execution.context.__exit__(None, None, None)
+        executing = _executing.get()
+        if executing is not None and executing.task_id == task_id:
+            _executing.set(executing.previous)
 
 
 _lock = threading.Lock()
 _installed: dict[int, _Installation] = {}
-_SIGNALS = (
-    (signals.before_task_publish, "publish"),
-    (signals.task_prerun, "prerun"),
-    (signals.task_failure, "failure"),
-    (signals.task_postrun, "postrun"),
-)
+_wrapped: weakref.WeakSet[type] = weakref.WeakSet()
+
+
+def _wrap(cls: type) -> None:
+    """Give ``cls`` a ``__call__`` that runs the body inside the run of its app's installation.
+
+    It stays after :func:`uninstall` (the worker chose how to call each task when it started)
+    and then runs the body as Celery would.
+    """
+    if any(base in _wrapped for base in cls.__mro__):
+        return
+    inner = cls.__call__
+    plain = inner is _BASE_CALL
+
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.request.called_directly:  # task(...) in code, not an execution by a worker
+            return inner(self, *args, **kwargs)
+        if plain:
+            # What the worker calls when a task has no __call__ of its own: Celery's __call__
+            # would push a request without the message's headers and id.
+            def body() -> Any:
+                return self.run(*args, **kwargs)
+        else:
+
+            def body() -> Any:
+                return inner(self, *args, **kwargs)
+
+        installation = _installed.get(id(self.app))
+        if installation is None:
+            return body()
+        return installation.run(self, body)
+
+    cls.__call__ = __call__  # type: ignore[method-assign]
+    _wrapped.add(cls)
 
 
 def install(app: Celery, *, mode: str = "continue") -> None:
@@ -120,11 +176,12 @@ def install(app: Celery, *, mode: str = "continue") -> None:
         mode: ``"continue"`` runs the task in the caller's run itself; ``"child"`` runs it in a
             new child run of it (lineage kept), one per execution.
 
-    Calling it again for the same app changes the mode. Tasks sent outside any run run in a
-    new run of their own. Celery's publish signal does not say which app sends, so once one app
-    is installed, messages of any app sent inside a run carry the run headers; only the
-    installed app's tasks enter runs on the worker. Call it where the app is made (the module
-    the worker imports), so that every worker process has it.
+    Call it where the app is made (the module the worker imports), before the worker starts:
+    a worker decides how to call each task once, when it starts. Tasks defined before and after
+    it run in runs alike. Calling it again for the same app changes the mode. Tasks sent
+    outside any run run in a new run of their own. Celery's publish signal does not say which
+    app sends, so once one app is installed, messages of any app sent inside a run carry the
+    run headers; only the installed app's tasks enter runs on the worker.
 
     Example::
 
@@ -140,9 +197,12 @@ def install(app: Celery, *, mode: str = "continue") -> None:
     with _lock:
         _disconnect(app)
         installation = _Installation(app, mode)
-        for signal, name in _SIGNALS:
-            signal.connect(getattr(installation, name), weak=False)
+        signals.before_task_publish.connect(installation.publish, weak=False)
+        signals.task_postrun.connect(installation.postrun, weak=False)
+        app.on_after_finalize.connect(installation.wrap_tasks, weak=False)
         _installed[id(app)] = installation
+        _wrap(app.Task)  # every task made with @app.task, now or later
+        installation.wrap_tasks()
 
 
 def uninstall(app: Celery) -> None:
@@ -154,5 +214,6 @@ def uninstall(app: Celery) -> None:
 def _disconnect(app: Celery) -> None:
     installation = _installed.pop(id(app), None)
     if installation is not None:
-        for signal, name in _SIGNALS:
-            signal.disconnect(getattr(installation, name))
+        signals.before_task_publish.disconnect(installation.publish)
+        signals.task_postrun.disconnect(installation.postrun)
+        app.on_after_finalize.disconnect(installation.wrap_tasks)

@@ -9,14 +9,23 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
-from celery import Celery, chain, signals  # type: ignore[import-untyped]
+from celery import Celery, Task, chain, signals  # type: ignore[import-untyped]
 from celery.contrib.testing.worker import start_worker  # type: ignore[import-untyped]
+from celery.exceptions import Ignore  # type: ignore[import-untyped]
+from opentelemetry import baggage
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 import agent_run_id.celery as run_celery
-from agent_run_id import RunContext, RunId, current_run_id
+from agent_run_id import RunContext, RunId, add_run_observer, current_run_id, remove_run_observer
+from agent_run_id import otel as run_otel
 
 TIMEOUT = 20
 
@@ -55,7 +64,37 @@ def _make_app() -> Celery:
             raise self.retry(args=(seen,), countdown=0)
         return seen
 
+    @app.task(name="spawn", shared=False)
+    def spawn() -> tuple[list[str | None], str]:
+        return _lineage(), app.tasks["lineage"].delay().id
+
+    @app.task(name="ignored", shared=False, bind=True)
+    def ignored(self: Any) -> None:
+        raise Ignore()
+
+    @app.task(name="own_base", shared=False, base=OwnBase)
+    def own_base() -> list[str | None]:
+        return _lineage()
+
+    @app.task(name="own_call", shared=False, base=OwnCall)
+    def own_call() -> list[str | None]:
+        return _lineage()
+
     return app
+
+
+class OwnBase(Task):  # type: ignore[misc]
+    """A task base class of the application's own, not derived from the app's Task."""
+
+
+class OwnCall(Task):  # type: ignore[misc]
+    """A base class with a __call__ of its own (Flask's app-context recipe calls self.run)."""
+
+    calls: ClassVar[list[RunId | None]] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        OwnCall.calls.append(current_run_id())
+        return self.run(*args, **kwargs)
 
 
 class AfterTask:
@@ -102,6 +141,14 @@ def receivers() -> Iterator[Receivers]:
 def worker_app() -> Iterator[Celery]:
     """One app and one worker (four threads) for the module: a worker takes seconds to stop."""
     app = _make_app()
+    # Installed before the worker starts, as the docs say: the worker picks how to call each
+    # task when it starts. Each test installs again with its own options.
+    run_celery.install(app)
+
+    @app.task(name="after_install", shared=False)
+    def after_install() -> list[str | None]:
+        return _lineage()
+
     # start_worker sets the root logger's level for the process (to ERROR): put it back after.
     root = logging.getLogger()
     level, handlers = root.level, root.handlers[:]
@@ -163,6 +210,123 @@ def test_tasks_sent_outside_any_run_each_get_a_new_root_run(app: Celery) -> None
     assert first[1] is None
     assert first[0] == first[2]
     assert second[0] != first[0]
+
+
+@pytest.mark.parametrize("name", ["after_install", "own_base", "own_call"])
+def test_tasks_defined_after_install_or_with_their_own_base_run_in_the_run(
+    app: Celery, name: str
+) -> None:
+    run_celery.install(app)
+    OwnCall.calls.clear()
+    with RunContext() as run:
+        result = app.tasks[name].delay()
+    assert result.get(timeout=TIMEOUT) == [run.run_id.value, None, run.run_id.value]
+    if name == "own_call":
+        assert OwnCall.calls == [run.run_id]
+
+
+def test_a_task_sent_from_a_task_body_runs_in_a_child_of_its_run(app: Celery) -> None:
+    run_celery.install(app, mode="child")
+    with RunContext() as run:
+        (spawner, _, _), spawned_id = app.tasks["spawn"].delay().get(timeout=TIMEOUT)
+    spawned, parent, root = app.AsyncResult(spawned_id).get(timeout=TIMEOUT)
+    assert (parent, root) == (spawner, run.run_id.value)
+    assert spawned != spawner
+
+
+def test_a_task_called_directly_is_a_plain_call(app: Celery) -> None:
+    run_celery.install(app, mode="child")
+    with RunContext() as run:
+        assert app.tasks["lineage"]() == [run.run_id.value, None, run.run_id.value]
+
+
+def test_an_uninstalled_app_runs_its_tasks_as_celery_does(app: Celery) -> None:
+    run_celery.install(app)
+    run_celery.uninstall(app)
+    outcome = app.tasks["lineage"].apply()
+    assert outcome.failed()
+    assert "the task ran outside any run" in str(outcome.result)
+
+
+@pytest.fixture
+def exporter() -> Iterator[InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    run_otel.install(tracer_provider=provider, run_spans=True)
+    try:
+        yield exporter
+    finally:
+        run_otel.uninstall()
+        provider.shutdown()
+
+
+def test_a_failing_task_is_a_failed_run_and_its_stored_traceback_names_the_run(
+    app: Celery, exporter: InMemorySpanExporter
+) -> None:
+    run_celery.install(app, mode="child")
+    ended: list[BaseException | None] = []
+
+    def observer(run_id: RunId, context: RunContext) -> Callable[[BaseException | None], None]:
+        return ended.append
+
+    add_run_observer(observer)
+    try:
+        with RunContext():
+            result = app.tasks["boom"].delay()
+        with pytest.raises(ValueError, match="tool failed"):
+            result.get(timeout=TIMEOUT)
+    finally:
+        remove_run_observer(observer)
+    (error,) = [exc for exc in ended if exc is not None]
+    assert isinstance(error, ValueError)
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "invoke_agent boom"]
+    assert span.status.status_code is StatusCode.ERROR
+    task_run = (span.attributes or {})["agent_run.id"]
+    if sys.version_info >= (3, 11):
+        assert f"run_id={task_run}" in result.traceback
+
+
+def test_retry_and_ignore_end_the_run_without_an_error(
+    app: Celery, receivers: Receivers, exporter: InMemorySpanExporter
+) -> None:
+    """Celery does not count them as failures (no task_failure): nor does the run."""
+    run_celery.install(app)
+    after = AfterTask(expected=3)  # two attempts of flaky, one of ignored
+    receivers.connect(signals.task_postrun, after)
+    with RunContext():
+        app.tasks["flaky"].delay([])
+        app.tasks["ignored"].delay()
+    after.wait()
+    spans = [s for s in exporter.get_finished_spans() if s.name != "invoke_agent"]
+    assert sorted(s.name for s in spans) == ["invoke_agent flaky"] * 2 + ["invoke_agent ignored"]
+    assert {s.status.status_code for s in spans} == {StatusCode.UNSET}
+
+
+def test_a_signal_based_instrumentation_around_the_task_leaves_no_run_behind(
+    app: Celery, receivers: Receivers, exporter: InMemorySpanExporter
+) -> None:
+    """OpenTelemetry's Celery instrumentation attaches a context in prerun, detaches in postrun."""
+    run_celery.install(app)
+    tokens: dict[str, object] = {}
+    left: list[dict[str, object]] = []
+    done = threading.Event()
+
+    def prerun(task_id: str, **_: Any) -> None:
+        tokens[task_id] = otel_context.attach(baggage.set_baggage("theirs", "1", Context()))
+
+    def postrun(task_id: str, **_: Any) -> None:
+        otel_context.detach(tokens.pop(task_id))  # type: ignore[arg-type]
+        left.append(dict(baggage.get_all()))
+        done.set()
+
+    receivers.connect(signals.task_prerun, prerun)
+    receivers.connect(signals.task_postrun, postrun)
+    with RunContext() as run:
+        result = app.tasks["lineage"].delay()
+    assert result.get(timeout=TIMEOUT)[0] == run.run_id.value
+    assert done.wait(TIMEOUT)
+    assert left == [{}]
 
 
 def test_a_failing_task_notes_its_run_and_the_worker_leaves_it(
