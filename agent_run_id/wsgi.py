@@ -5,9 +5,9 @@ Works with any WSGI app (Flask, Django's WSGI handler, Pyramid, Bottle) and impo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from contextvars import Token
-from typing import Any
+from typing import Any, cast
 
 from ._context import RunContext, _current, _Frame, check_registry
 from ._inbound import InboundPolicy, IncomingOption
@@ -146,7 +146,7 @@ class RunIdMiddleware:
             finally:
                 _restore(outer)
             raise
-        return _RunBody(body, context, outer)
+        return _wrap(body, context, outer, environ.get("wsgi.file_wrapper"))
 
 
 def _restore(outer: Token[_Frame | None] | None) -> None:
@@ -166,15 +166,37 @@ def _restore(outer: Token[_Frame | None] | None) -> None:
         _current.set(alive)
 
 
+def _wrap(
+    body: Iterable[bytes],
+    context: RunContext,
+    outer: Token[_Frame | None] | None,
+    file_wrapper: object,
+) -> Iterable[bytes]:
+    """Return the response that leaves the run when closed, keeping what servers look for."""
+    if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+        # The server sends its own file wrapper with sendfile only when it gets that very
+        # object back: hook its close() rather than wrapping it.
+        closer = _RunBody(body, context, outer)
+        try:
+            body.close = closer.close  # type: ignore[attr-defined]
+        except (AttributeError, TypeError):  # a wrapper that takes no attribute: wrap it
+            return closer
+        return body
+    if isinstance(body, Sized):  # a list: servers set Content-Length from len() == 1
+        return _SizedRunBody(body, context, outer)
+    return _RunBody(body, context, outer)
+
+
 class _RunBody:
     """The app's response, keeping its run current until the server calls ``close()``."""
 
-    __slots__ = ("_body", "_context", "_error", "_iterator", "_outer")
+    __slots__ = ("_body", "_close", "_context", "_error", "_iterator", "_outer")
 
     def __init__(
         self, body: Iterable[bytes], context: RunContext, outer: Token[_Frame | None] | None
     ) -> None:
         self._body = body
+        self._close: Callable[[], object] | None = getattr(body, "close", None)
         self._context: RunContext | None = context
         self._outer = outer
         self._iterator: Iterator[bytes] | None = None
@@ -205,9 +227,8 @@ class _RunBody:
         self._context = None
         error = self._error
         try:
-            close = getattr(self._body, "close", None)
-            if close is not None:
-                close()
+            if self._close is not None:
+                self._close()
         except BaseException as exc:
             error = exc
             raise
@@ -220,3 +241,12 @@ class _RunBody:
                 )
             finally:
                 _restore(self._outer)
+
+
+class _SizedRunBody(_RunBody):
+    """A response whose body has a length (a list), which servers read for Content-Length."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(cast(Sized, self._body))

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler
+from wsgiref.simple_server import make_server as make_wsgiref_server
 
 import uvicorn
 from werkzeug.serving import make_server
@@ -66,6 +68,25 @@ def uvicorn_server(app: Any) -> Iterator[str]:
 def wsgi_server(app: Any, *, threaded: bool = True) -> Iterator[str]:
     """Serve ``app`` with werkzeug's server in a thread on 127.0.0.1; yield its base URL."""
     server = make_server("127.0.0.1", 0, app, threaded=threaded)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(20)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep the access log off the test output."""
+
+
+@contextmanager
+def wsgiref_server(app: Any) -> Iterator[str]:
+    """Serve ``app`` with the standard library's wsgiref in a thread on 127.0.0.1; yield its URL."""
+    server = make_wsgiref_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

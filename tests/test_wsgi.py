@@ -8,14 +8,17 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
+from wsgiref.simple_server import ServerHandler
 
 import httpx
 import pytest
-from flask import Flask, Response, request
+from flask import Flask, Response, request, send_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.test import Client
+from werkzeug.wsgi import FileWrapper
 
 import agent_run_id.logging as run_logging
 from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
@@ -32,6 +35,7 @@ from ._inbound_helpers import (
     is_canonical,
     load_example,
     wsgi_server,
+    wsgiref_server,
 )
 
 
@@ -492,3 +496,120 @@ def test_a_response_closed_in_another_context_ends_its_run_once() -> None:
         contextvars.copy_context().run(body.close)  # type: ignore[attr-defined]
         body.close()  # type: ignore[attr-defined]
     assert events == [("start", RUN_A), ("start", RUN_B), ("end", RUN_B), ("end", RUN_A)]
+
+
+def test_a_one_item_list_keeps_its_content_length_under_wsgiref() -> None:
+    """wsgiref sets Content-Length only when len() of the response is 1."""
+
+    def streamed(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"hello"
+
+    with (
+        wsgiref_server(RunIdMiddleware(run_app)) as listed,
+        wsgiref_server(RunIdMiddleware(streamed)) as generated,
+        httpx.Client() as http,
+    ):
+        response = http.get(listed, headers={"X-Run-Id": RUN_A})
+        unsized = http.get(generated)
+    assert response.text == RUN_A
+    assert response.headers["Content-Length"] == str(len(RUN_A))
+    assert response.headers["X-Run-Id"] == RUN_A
+    assert unsized.text == "hello"
+    assert "Content-Length" not in unsized.headers  # a generator has no len(): none to forward
+    body = RunIdMiddleware(streamed)({}, lambda *args: None)
+    with pytest.raises(TypeError):
+        len(body)  # type: ignore[arg-type]
+    body.close()  # type: ignore[attr-defined]
+
+
+def send_file_app(path: Path) -> Flask:
+    app = Flask(__name__)
+
+    @app.get("/file")
+    def download() -> Response:
+        return send_file(path, mimetype="text/plain")
+
+    app.wsgi_app = RunIdMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def test_flask_send_file_keeps_wsgirefs_file_wrapper_path_and_ends_its_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """wsgiref offers sendfile() only for a response that is its own wsgi.file_wrapper."""
+    path = tmp_path / "report.txt"
+    path.write_bytes(b"quarterly report\n" * 1000)
+    offered: list[str] = []
+
+    def sendfile(handler: ServerHandler) -> bool:
+        offered.append(type(handler.result).__name__)
+        return False  # as wsgiref's own: the server then iterates the file wrapper
+
+    monkeypatch.setattr(ServerHandler, "sendfile", sendfile)
+    events: list[tuple[str, str]] = []
+    observe_runs(events)
+    with wsgiref_server(send_file_app(path)) as url, httpx.Client(base_url=url) as http:
+        response = http.get("/file", headers={"X-Run-Id": RUN_A})
+    assert response.content == path.read_bytes()
+    assert response.headers["X-Run-Id"] == RUN_A
+    assert offered == ["FileWrapper"]
+    assert events == [("start", RUN_A), ("end", RUN_A)]  # the server closed the file wrapper
+
+
+def test_a_servers_file_wrapper_comes_back_itself_over_werkzeugs_server(tmp_path: Path) -> None:
+    """A server offering wsgi.file_wrapper (gunicorn, uWSGI) checks isinstance on the response."""
+    path = tmp_path / "report.txt"
+    path.write_bytes(b"x" * 100_000)
+    seen: list[bool] = []
+    files: list[Any] = []
+    events: list[tuple[str, str]] = []
+    observe_runs(events)
+    app = send_file_app(path)
+
+    def server_with_file_wrapper(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.file_wrapper"] = FileWrapper
+        result = app(environ, start_response)
+        seen.append(isinstance(result, environ["wsgi.file_wrapper"]))
+        files.append(getattr(result, "file", None))
+        return result
+
+    with (
+        wsgi_server(server_with_file_wrapper, threaded=False) as url,  # closed before shutdown
+        httpx.Client(base_url=url) as http,
+    ):
+        response = http.get("/file", headers={"X-Run-Id": RUN_A})
+    assert response.content == path.read_bytes()
+    assert response.headers["X-Run-Id"] == RUN_A
+    assert seen == [True]
+    assert files[0] is not None
+    assert files[0].closed
+    assert events == [("start", RUN_A), ("end", RUN_A)]
+
+
+def test_a_file_wrapper_that_takes_no_attribute_is_wrapped_and_still_closed() -> None:
+    class SlottedWrapper:
+        __slots__ = ("chunks", "closed")
+
+        def __init__(self, chunks: list[bytes]) -> None:
+            self.chunks = chunks
+            self.closed = False
+
+        def __iter__(self) -> Iterator[bytes]:
+            return iter(self.chunks)
+
+    events: list[tuple[str, str]] = []
+    observe_runs(events)
+    wrapper = SlottedWrapper([b"a", b"b"])
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return wrapper
+
+    environ = {"HTTP_X_RUN_ID": RUN_A, "wsgi.file_wrapper": SlottedWrapper}
+    body = RunIdMiddleware(app)(environ, lambda *args: None)
+    assert body is not wrapper
+    assert list(body) == [b"a", b"b"]
+    assert events == [("start", RUN_A)]
+    body.close()  # type: ignore[attr-defined]
+    assert events == [("start", RUN_A), ("end", RUN_A)]
