@@ -7,10 +7,10 @@ import logging
 import re
 import threading
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from ._hooks import Hooks
 from ._run_id import RunId
@@ -166,7 +166,8 @@ class RunContext:
                 # undo the entry here and end the run for the observers that saw it start.
                 _current.reset(frame.token)
                 self._open.remove(frame)
-                _finish(frame, exc)
+                if frame.finishers is not None:
+                    _finish(frame.finishers, exc)
                 raise
         return self
 
@@ -196,7 +197,7 @@ class RunContext:
         if exc is not None:
             _add_note(exc, frame.run_id)
         if frame.finishers is not None:
-            _finish(frame, exc)
+            _finish(frame.finishers, exc)
 
     async def __aenter__(self) -> RunContext:
         return self.__enter__()
@@ -328,8 +329,8 @@ def _start(frame: _Frame, observers: tuple[RunObserver, ...]) -> None:
                 frame.finishers.append((observer, finish))
 
 
-def _finish(frame: _Frame, exc: BaseException | None) -> None:
-    for observer, finish in reversed(frame.finishers or ()):
+def _finish(finishers: list[tuple[RunObserver, RunFinisher]], exc: BaseException | None) -> None:
+    for observer, finish in reversed(finishers):
         try:
             finish(exc)
         except Exception:
@@ -346,3 +347,52 @@ def _report(culprit: object, when: str) -> None:
         "" if first else " (repeated failure)",
         exc_info=True,
     )
+
+
+T = TypeVar("T")
+
+
+def _carry_over(context: RunContext, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """Return a coroutine that awaits ``awaitable`` in ``context``'s run, which ends with it.
+
+    For a sync function that returns an awaitable inside its run: called inside the block,
+    before it is left. The run's finishers move to the coroutine, so leaving the block only
+    restores the previous run, and observers see the run end when the await ends, with the
+    exception that escaped it. The run's id is noted on that exception as on leaving a block.
+    """
+    frame = cast(_Frame, context._own_frame())
+    finishers, frame.finishers = frame.finishers, None
+    return _await_to_the_end(frame, finishers, awaitable)
+
+
+async def _await_to_the_end(
+    frame: _Frame,
+    finishers: list[tuple[RunObserver, RunFinisher]] | None,
+    awaitable: Awaitable[T],
+) -> T:
+    escaped: BaseException | None = None
+    token = _current.set(frame)
+    try:
+        return await awaitable
+    except BaseException as exc:
+        escaped = exc
+        _add_note(exc, frame.run_id)
+        raise
+    finally:
+        _current.reset(token)
+        if finishers is not None:
+            _finish(finishers, escaped)
+
+
+def _captured_run() -> _Frame | None:
+    """Return the run current now, to make current again later with :func:`_await_in`."""
+    return _current.get()
+
+
+async def _await_in(frame: _Frame | None, awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` with the run ``frame`` current, restoring the run after."""
+    token = _current.set(frame)
+    try:
+        return await awaitable
+    finally:
+        _current.reset(token)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ._context import RunContext
+from ._context import RunContext, _await_in, _captured_run, _carry_over
 
 __all__ = ["in_current_run", "new_run"]
 
@@ -42,9 +42,12 @@ def new_run(
     """Run every call of the decorated function as its own new run.
 
     Each call enters a fresh ``RunContext()``: a child of the caller's run, or a new root run.
-    Works on plain and ``async def`` functions, called concurrently from any number of threads
-    and tasks. Use it bare (``@new_run``) or with the RunContext options
-    (``@new_run(user_id=..., task=...)``); ``name`` defaults to the function's qualified name.
+    Works on plain and ``async def`` functions (and objects with an ``async def __call__``),
+    called concurrently from any number of threads and tasks. A plain function that returns an
+    awaitable keeps its run until that awaitable is awaited to the end: the await runs in the
+    same run, and observers see the run end when it does. Use it bare (``@new_run``) or with the
+    RunContext options (``@new_run(user_id=..., task=...)``); ``name`` defaults to the
+    function's qualified name.
     Generator functions are refused: a generator runs in its consumer's context, so start the run
     in the consumer around the iteration (``with RunContext(): for x in gen(): ...``, or
     ``async with RunContext(): async for x in agen(): ...``).
@@ -74,26 +77,31 @@ def new_run(
             )
         make_context = functools.partial(
             RunContext,
-            name=name or getattr(func, "__qualname__", None),
+            name=name or getattr(func, "__qualname__", None) or type(func).__qualname__,
             user_id=user_id,
             task=task,
             metadata=metadata,
         )
         make_context()  # checks the options once, at decoration time
 
-        if inspect.iscoroutinefunction(func):
+        if _is_async(func):
+            call = cast(Callable[..., Awaitable[Any]], func)
 
             @functools.wraps(func)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
                 with make_context():
-                    return await func(*args, **kwargs)
+                    return await call(*args, **kwargs)
 
             return run_async  # type: ignore[return-value]
 
         @functools.wraps(func)
         def run_sync(*args: P.args, **kwargs: P.kwargs) -> R:
-            with make_context():
-                return func(*args, **kwargs)
+            with make_context() as context:
+                result = func(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    # Its body runs when awaited, after this block: the run goes along with it.
+                    return cast(R, _carry_over(context, result))
+                return result
 
         return run_sync
 
@@ -110,6 +118,10 @@ def in_current_run(fn: Callable[P, R]) -> Callable[P, R]:
     captured (so OpenTelemetry spans come along too) and each call runs in a fresh copy of it,
     so the callable may be called many times, from many threads at once.
 
+    For an ``async def`` function (or a function that returns an awaitable), the returned
+    callable makes the captured run current around each await and restores the previous run
+    after it; there the run alone is carried, not the rest of the context.
+
     Example::
 
         loop.run_in_executor(None, in_current_run(call_tool), "search_web")
@@ -117,9 +129,28 @@ def in_current_run(fn: Callable[P, R]) -> Callable[P, R]:
     if not callable(cast(object, fn)):
         raise TypeError(f"in_current_run takes a callable, got {type(fn).__name__}")
     captured = contextvars.copy_context()
+    run = _captured_run()
+
+    if _is_async(fn):
+        call = cast(Callable[..., Awaitable[Any]], fn)
+
+        @functools.wraps(fn)
+        async def run_async_in_captured(*args: Any, **kwargs: Any) -> Any:
+            return await _await_in(run, call(*args, **kwargs))
+
+        return run_async_in_captured  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def run_in_captured(*args: P.args, **kwargs: P.kwargs) -> R:
-        return captured.copy().run(fn, *args, **kwargs)
+        result = captured.copy().run(fn, *args, **kwargs)
+        if inspect.isawaitable(result):
+            return cast(R, _await_in(run, result))
+        return result
 
     return run_in_captured
+
+
+def _is_async(func: object) -> bool:
+    """Whether calling ``func`` makes a coroutine: an ``async def``, or an async ``__call__``."""
+    # type(func).__call__, not func.__call__: calling an object looks the method up on its type.
+    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
 from agent_run_id import (
     RunContext,
+    RunFinisher,
     RunId,
     add_run_observer,
     current_run_id,
@@ -175,3 +178,119 @@ def test_in_current_run_outside_a_run_runs_outside_any_run() -> None:
 def test_in_current_run_rejects_a_non_callable() -> None:
     with pytest.raises(TypeError, match="takes a callable, got str"):
         in_current_run("nope")  # type: ignore[arg-type]
+
+
+class _Agent:
+    """An async callable that inspect.iscoroutinefunction does not see as one."""
+
+    async def __call__(self, seen: list[RunId | None]) -> RunId | None:
+        seen.append(current_run_id())
+        await asyncio.sleep(0)
+        seen.append(current_run_id())
+        return current_run_id()
+
+
+def _record_runs(events: list[tuple[str, RunId, object]]) -> None:
+    def observer(run_id: RunId, context: RunContext) -> RunFinisher:
+        events.append(("start", run_id, context.name))
+        return lambda exc: events.append(("end", run_id, exc))
+
+    add_run_observer(observer)
+
+
+async def test_an_object_with_an_async_call_runs_its_body_in_a_new_run() -> None:
+    events: list[tuple[str, RunId, object]] = []
+    _record_runs(events)
+    agent = new_run(_Agent())
+    seen: list[RunId | None] = []
+    async with RunContext() as outer:
+        got = await agent(seen)
+    assert got is not None
+    assert seen == [got, got]
+    assert got.parent == outer.run_id
+    assert events[1:3] == [("start", got, "_Agent"), ("end", got, None)]
+
+
+async def test_a_sync_function_returning_a_coroutine_keeps_its_run_for_the_await() -> None:
+    events: list[tuple[str, RunId, object]] = []
+    _record_runs(events)
+    seen: list[RunId | None] = []
+
+    async def work() -> RunId | None:
+        await asyncio.sleep(0)
+        seen.append(current_run_id())
+        return current_run_id()
+
+    @new_run
+    def handler() -> Coroutine[Any, Any, RunId | None]:
+        seen.append(current_run_id())
+        return work()
+
+    awaitable = handler()
+    assert current_run_id() is None  # the caller is back in its own run until it awaits
+    (start,) = events
+    assert events == [("start", start[1], handler.__qualname__)]
+    got = await awaitable
+    assert seen == [got, got]
+    assert events == [start, ("end", got, None)]
+
+
+async def test_the_awaited_run_ends_with_the_exception_and_names_it() -> None:
+    events: list[tuple[str, RunId, object]] = []
+    _record_runs(events)
+    error = LookupError("tool failed")
+
+    async def work() -> None:
+        await asyncio.sleep(0)
+        raise error
+
+    @new_run
+    def handler() -> Awaitable[None]:
+        return work()
+
+    with pytest.raises(LookupError):
+        await handler()
+    (_, run_id, _), end = events
+    assert end == ("end", run_id, error)
+    if sys.version_info >= (3, 11):
+        assert error.__notes__ == [f"run_id={run_id.value}"]
+    assert current_run_id() is None
+
+
+async def test_in_current_run_keeps_the_run_across_the_awaits_of_an_async_function() -> None:
+    seen: list[RunId | None] = []
+
+    async def tool() -> RunId | None:
+        seen.append(current_run_id())
+        await asyncio.sleep(0)
+        seen.append(current_run_id())
+        return current_run_id()
+
+    with RunContext() as context:
+        wrapped = in_current_run(tool)
+        wrapped_agent = in_current_run(_Agent())
+    assert inspect.iscoroutinefunction(wrapped)
+    async with RunContext() as other:
+        assert await wrapped() is context.run_id
+        assert current_run_id() is other.run_id  # restored after the await
+        assert await wrapped_agent(seen) is context.run_id
+    assert seen == [context.run_id] * 4
+
+
+async def test_in_current_run_of_a_function_returning_an_awaitable_awaits_in_the_run() -> None:
+    async def work() -> RunId | None:
+        await asyncio.sleep(0)
+        return current_run_id()
+
+    def start() -> Coroutine[Any, Any, RunId | None]:
+        return work()
+
+    with RunContext() as context:
+        wrapped = in_current_run(start)
+        outside = in_current_run(work)  # made inside a run: that run is the one carried
+    with RunContext():
+        assert await wrapped() is context.run_id
+    assert await outside() is context.run_id
+    nowhere = in_current_run(work)
+    with RunContext():
+        assert await nowhere() is None
