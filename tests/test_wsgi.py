@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
+import re
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -304,37 +306,95 @@ def test_over_a_threaded_server_16_threads_never_mix_their_runs() -> None:
     assert {run_id for run_id, _ in log.lines} == set(ids)
 
 
-@settings(max_examples=300, deadline=None)
+HEX_ID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+PLACEHOLDERS = ("0" * 8 + "-0000-0000-0000-" + "0" * 12, "f" * 8 + "-ffff-ffff-ffff-" + "f" * 12)
+
+
+def taken(raw: str) -> str | None:
+    """The id the specification takes from a header value (repeats joined by commas), or None."""
+
+    def one(part: str) -> str | None:
+        if re.fullmatch(r"[0-9a-fA-F]{32}", part):
+            part = f"{part[:8]}-{part[8:12]}-{part[12:16]}-{part[16:20]}-{part[20:]}"
+        elif not HEX_ID.fullmatch(part):
+            return None
+        return None if part.lower() in PLACEHOLDERS else part.lower()
+
+    if "," not in raw:
+        return one(raw)
+    values = {one(part.strip(" \t")) for part in raw.split(",")}
+    return values.pop() if len(values) == 1 else None
+
+
+# Arbitrary text, valid ids in every accepted spelling, and repeated headers.
+header_values = st.one_of(
+    st.none(),
+    st.text(st.characters(max_codepoint=255), max_size=80),
+    st.sampled_from([RUN_A, RUN_B.upper(), RUN_C.replace("-", ""), f"{RUN_A}, {RUN_A}"]),
+    st.sampled_from([f"{RUN_A},{RUN_B}", PLACEHOLDERS[0], "", " ", RUN_A + "0", "{" + RUN_A + "}"]),
+)
+
+
+@settings(max_examples=400, deadline=None)
 @given(
-    value=st.one_of(st.none(), st.text(st.characters(max_codepoint=255), max_size=80)),
-    parent=st.one_of(st.none(), st.text(st.characters(max_codepoint=255), max_size=80)),
+    value=header_values,
+    parent=header_values,
+    root=header_values,
     incoming=st.sampled_from(["continue", "child", "ignore"]),
+    on_invalid=st.sampled_from(["replace", "reject"]),
 )
 def test_any_header_text_never_raises_and_only_a_canonical_id_goes_out(
-    value: str | None, parent: str | None, incoming: str
+    value: str | None, parent: str | None, root: str | None, incoming: str, on_invalid: str
 ) -> None:
-    started: list[list[tuple[str, str]]] = []
+    """Any run, parent and root header text, any option: a canonical run or the 400 of reject."""
+    started: list[tuple[str, list[tuple[str, str]]]] = []
+    seen: list[dict[str, Any]] = []
 
-    def app(environ: Any, start_response: Any) -> Iterable[bytes]:
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        seen.append(dict(environ))
         start_response("200 OK", [("X-Run-Id", "!")])
         return [b""]
 
     environ: dict[str, Any] = {}
-    if value is not None:
-        environ["HTTP_X_RUN_ID"] = value
-    if parent is not None:
-        environ["HTTP_X_PARENT_RUN_ID"] = parent
-    body = RunIdMiddleware(app, incoming=incoming)(
-        environ, lambda status, headers, exc_info=None: started.append(headers)
+    for key, header in (("RUN_ID", value), ("PARENT_RUN_ID", parent), ("ROOT_RUN_ID", root)):
+        if header is not None:
+            environ[f"HTTP_X_{key}"] = header
+    body = RunIdMiddleware(app, incoming=incoming, on_invalid=on_invalid)(
+        environ, lambda status, headers, exc_info=None: started.append((status, headers))
     )
-    body.close()  # type: ignore[attr-defined]
-    out = [v for k, v in started[0] if k.lower() == "x-run-id"]
+    answer = b"".join(body)
+    getattr(body, "close", lambda: None)()
+    assert current_run_id() is None
+    [(status, headers)] = started
+    out = [v for k, v in headers if k.lower() == "x-run-id"]
+    invalid = value is not None and taken(value) is None
+    if on_invalid == "reject" and incoming != "ignore" and invalid:
+        assert status.startswith("400 ")
+        assert json.loads(answer) == {
+            "detail": "invalid X-Run-Id header: send a UUID or leave the header out"
+        }
+        assert out == []  # the bad value is never echoed
+        assert seen == []
+        return
+    assert status == "200 OK"
+    [request] = seen
     assert len(out) == 1
     assert is_canonical(out[0])
-    assert environ["HTTP_X_RUN_ID"] == out[0] == environ[ENVIRON_KEY].value
-    if value is not None and not is_canonical(value):
-        assert out[0] != value
-    assert current_run_id() is None
+    assert request["HTTP_X_RUN_ID"] == out[0] == request[ENVIRON_KEY].value
+    for lineage in ("HTTP_X_PARENT_RUN_ID", "HTTP_X_ROOT_RUN_ID"):
+        assert lineage not in request or is_canonical(request[lineage])
+    run = request[ENVIRON_KEY]
+    if incoming == "ignore" or invalid or value is None:
+        assert out[0] not in (value, parent, root)  # a new run
+        assert run.parent is None
+    elif incoming == "continue":
+        assert out[0] == taken(value)
+        given_parent = None if parent is None else taken(parent)
+        expected_parent = None if given_parent == out[0] else given_parent
+        assert (None if run.parent is None else run.parent.value) == expected_parent
+    else:
+        assert run.parent is not None
+        assert run.parent.value == taken(value)
 
 
 def test_an_incoming_fallback_reads_the_request_headers_when_no_id_came() -> None:
