@@ -29,6 +29,9 @@ _NAMES = (HEADER, PARENT_HEADER, ROOT_HEADER)
 
 
 _NOTHING: Added = ()
+# The statuses httpx follows. ``Response.has_redirect_location`` builds a tuple of enum members
+# on every call (microseconds); a set lookup first keeps the check to an attribute read.
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def prepare(request: Any, policy: HostAllowList | None) -> Added:
@@ -135,7 +138,7 @@ class TransportBase:
         # httpx builds a redirect's next hop from this request's headers once we return, and
         # the next hop may leave through a transport of the client that is not wrapped (a
         # mounts= entry): take ours off now; if it comes back through here, it gets them again.
-        if added and response.has_redirect_location:
+        if added and response.status_code in _REDIRECTS and response.has_redirect_location:
             take_off(request.headers, added)
         return response
 
@@ -186,7 +189,8 @@ class AsyncTransportBase:
         """Add the run current now to ``request`` and send it with the wrapped transport."""
         added = prepare(request, self._policy)
         response = await self._transport.handle_async_request(request)
-        if added and response.has_redirect_location:  # see TransportBase.handle_request
+        # See TransportBase.handle_request.
+        if added and response.status_code in _REDIRECTS and response.has_redirect_location:
             take_off(request.headers, added)
         return response
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 try:
     import requests
     from requests.adapters import BaseAdapter, HTTPAdapter
+    from requests.models import REDIRECT_STATI
     from requests.structures import CaseInsensitiveDict
 except ImportError as exc:
     from ._optional import missing_extra
@@ -31,6 +32,10 @@ from ._outbound import Added, apply, take_off
 __all__ = ["RunIdAdapter", "instrument"]
 
 SessionT = TypeVar("SessionT", bound=requests.Session)
+
+# The statuses requests follows; checked first, since ``Response.is_redirect`` starts with a
+# case-insensitive header lookup.
+_REDIRECTS = frozenset(REDIRECT_STATI)
 
 
 class _RunHeaders(CaseInsensitiveDict[str]):
@@ -72,7 +77,7 @@ def _send(send: Any, policy: HostAllowList | None, request: Any, args: Any, kwar
     # Session.resolve_redirects builds the next hop from a copy of this very request, and that
     # hop may leave through an adapter that is not this library's: take ours off now. If it
     # goes through one of ours, that adapter adds them again for an allowed host.
-    if added and response.is_redirect:
+    if added and response.status_code in _REDIRECTS and response.is_redirect:
         take_off(request.headers, added)
     return response
 

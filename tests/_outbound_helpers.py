@@ -2,7 +2,7 @@
 
 Paths:
 - ``/echo`` (any method): JSON ``{"headers": {...run headers...}, "body_length": n}``.
-- ``/redirect?to=URL&status=302``: redirects to ``URL``.
+- ``/redirect?to=URL&status=302``: redirects to ``URL``; without ``to``, no Location is sent.
 - ``/stream?chunks=N``: the echo JSON on a first line, then N chunks of 1 KiB, streamed.
 - ``/flaky?key=K``: 503 the first time a key is seen, then the echo.
 - An LLM request whose marker starts with ``flaky`` gets a 503 the first time.
@@ -89,8 +89,9 @@ class LocalServer:
         self.seen.append((path, marker, run))
         echo = {"headers": run, "body_length": len(body), "marker": marker}
         if path == "/redirect":
-            location = query["to"].encode()
-            await _respond(send, int(query.get("status", "302")), b"", [(b"location", location)])
+            to = query.get("to")
+            location = [(b"location", to.encode())] if to else []
+            await _respond(send, int(query.get("status", "302")), b"", location)
         elif path == "/stream":
             await _stream(send, echo, int(query.get("chunks", "8")))
         elif path == "/flaky" and query["key"] not in self._flaky:

@@ -33,13 +33,15 @@ def kit(request: pytest.FixtureRequest) -> SimpleNamespace:
 def echo_handler(http: ModuleType) -> Any:
     """A MockTransport handler: answers with the run headers it got; /redirect?to= redirects.
 
-    A redirect answers with them too, so ``response.history[i].json()`` tells what hop i got.
+    A redirect answers with them too, so ``response.history[i].json()`` tells what hop i got;
+    without ``to=``, it is a 302 that has no Location.
     """
 
     def handle(request: Any) -> Any:
         got = {name: request.headers.get(name) for name in RUN_HEADERS}
         if request.url.path == "/redirect":
-            return http.Response(302, headers={"Location": request.url.params["to"]}, json=got)
+            to = request.url.params.get("to")
+            return http.Response(302, headers={"Location": to} if to else {}, json=got)
         return http.Response(200, json=got)
 
     return handle
@@ -231,6 +233,20 @@ def test_a_redirect_not_followed_gives_a_next_request_without_our_headers(
         assert response.json() == FULL_CHILD
         assert response.next_request.headers.get("X-Run-Id") is None
         assert client.send(response.next_request).json() == FULL_CHILD
+
+
+async def test_a_302_without_a_location_is_no_redirect_and_the_request_keeps_the_run(
+    kit: SimpleNamespace,
+) -> None:
+    async with mounted_client(kit, is_async=True) as aclient, RunContext(CHILD):
+        answers = [
+            mounted_client(kit).get("https://a.example/redirect", follow_redirects=True),
+            await aclient.get("https://a.example/redirect", follow_redirects=True),
+        ]
+    for response in answers:
+        assert response.status_code == 302
+        assert response.json() == FULL_CHILD
+        assert response.request.headers["X-Run-Id"] == CHILD.value
 
 
 async def test_an_async_redirect_into_a_mount_that_is_not_wrapped_loses_our_headers(

@@ -164,6 +164,17 @@ def test_a_redirect_to_a_prefix_served_by_a_plain_adapter_loses_ours(
     assert echoed(same) == FULL_CHILD
 
 
+def test_a_302_without_a_location_is_no_redirect_and_the_request_keeps_the_run(
+    server: LocalServer,
+) -> None:
+    session = run_id_adapter_with_a_plain_host_adapter(server)
+    with RunContext(CHILD):
+        response = session.get(f"{server.url}/redirect", params={"marker": "no-location"})
+    assert response.status_code == 302
+    assert response.request.headers["X-Run-Id"] == CHILD.value
+    assert seen_for(server, "no-location") == [FULL_CHILD]
+
+
 def test_a_redirect_not_followed_gives_a_next_request_without_ours(server: LocalServer) -> None:
     session = run_id_adapter_with_a_plain_host_adapter(server)
     with RunContext(CHILD):
