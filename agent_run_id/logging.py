@@ -145,6 +145,7 @@ def _provide(attributes: dict[str, Any], only_missing: bool) -> None:
 _lock = threading.Lock()
 _previous: Any = None  # the factory ours chains; kept after uninstall() for records in flight
 _installed = False  # whether our factory is in the chain
+_stamp_ran = False  # set by each call of our factory: install() probes the chain with it
 _options: _Options | None = None  # None: not stamping (never installed, or uninstall())
 _FIELD_SET = frozenset(FIELDS)
 _RESERVED = frozenset({"message", "asctime"})  # extra= keys Logger.makeRecord always refuses
@@ -223,6 +224,8 @@ def _make_stamped_record(
 
 def _stamp(*args: Any, **kwargs: Any) -> logging.LogRecord:
     """Make a record with the previous factory and stamp it with the current run."""
+    global _stamp_ran
+    _stamp_ran = True
     record: logging.LogRecord = _previous(*args, **kwargs)
     _stamp_fields(record)
     return record
@@ -262,12 +265,27 @@ def _is_stdlib_make_record(make_record: object) -> bool:
 _OURS = (_make_stamped_record, _make_record_letting_extra_win)
 
 
+def _chains_ours(factory: Callable[..., logging.LogRecord]) -> bool:
+    """Whether making a record with ``factory`` runs ours: one probe record, thrown away.
+
+    Another library may have wrapped ours (it then still runs) or replaced it outright, with
+    ``logging.setLogRecordFactory(logging.LogRecord)`` for example; only calling the factory
+    tells the two apart. Called under the lock.
+    """
+    global _stamp_ran
+    _stamp_ran = False
+    factory("agent_run_id.probe", logging.NOTSET, __file__, 0, "probe", (), None)
+    return _stamp_ran
+
+
 def install(*, short: bool = False, default: str = "-") -> None:
     """Stamp every log record of the process with the run current when it is created.
 
     Chains the record factory installed before (OpenTelemetry's logging instrumentation installs
     one too) instead of replacing it. Calling it again changes the options and installs nothing
-    more. After it, ``%(run_id)s`` formats for any logger, inside a run or not.
+    more, unless another library has since replaced the factory without chaining ours: then ours
+    is chained again, on top of theirs. After it, ``%(run_id)s`` formats for any logger, inside
+    a run or not.
 
     ``extra={"run_id": ...}`` keeps working and wins over the stamp: ``Logger.makeRecord``, which
     refuses an ``extra`` key a record factory has set, is wrapped to let the caller's value
@@ -287,8 +305,9 @@ def install(*, short: bool = False, default: str = "-") -> None:
     options = _Options(short, default)
     with _lock:
         _options = options
-        if not _installed:
-            _previous = logging.getLogRecordFactory()
+        factory = logging.getLogRecordFactory()
+        if factory is not _stamp and not (_installed and _chains_ours(factory)):
+            _previous = factory
             logging.setLogRecordFactory(_stamp)
             _installed = True
         if not _patched:

@@ -358,3 +358,55 @@ def test_filter_options_are_read_only() -> None:
     assert (run_filter.short, run_filter.default) == (True, "none")
     with pytest.raises(AttributeError):
         run_filter.short = False  # type: ignore[misc]
+
+
+def test_install_again_after_another_library_reset_the_factory(root_handler: ListHandler) -> None:
+    """setLogRecordFactory(LogRecord) by someone else drops ours: install() chains it again."""
+    run_logging.install()
+    logging.setLogRecordFactory(logging.LogRecord)
+    run_logging.install()
+    assert logging.getLogRecordFactory() is run_logging._stamp
+    with RunContext() as run:
+        logging.getLogger("x").info("stamped")
+    assert root_handler.lines == [f"{run.run_id.value}|stamped"]
+
+
+def test_install_chains_ours_on_a_factory_that_replaced_it(root_handler: ListHandler) -> None:
+    run_logging.install()
+
+    def theirs(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = logging.LogRecord(*args, **kwargs)
+        record.theirs = True
+        return record
+
+    logging.setLogRecordFactory(theirs)
+    run_logging.install()
+    with RunContext() as run:
+        logging.getLogger("x").info("both")
+    (record,) = root_handler.records
+    assert record.theirs  # type: ignore[attr-defined]
+    assert root_handler.lines == [f"{run.run_id.value}|both"]
+    run_logging.uninstall()
+    assert logging.getLogRecordFactory() is theirs
+    logging.setLogRecordFactory(logging.LogRecord)
+
+
+def test_install_over_a_wrapper_of_ours_probes_once_and_chains_nothing(
+    root_handler: ListHandler,
+) -> None:
+    run_logging.install()
+    ours = logging.getLogRecordFactory()
+    made: list[str] = []
+
+    def wrapper(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made.append(args[0])
+        return ours(*args, **kwargs)
+
+    logging.setLogRecordFactory(wrapper)
+    try:
+        run_logging.install(short=True)
+        assert logging.getLogRecordFactory() is wrapper
+        assert made == ["agent_run_id.probe"]  # the probe record, never handled
+        assert root_handler.records == []
+    finally:
+        logging.setLogRecordFactory(ours)
