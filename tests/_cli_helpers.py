@@ -38,7 +38,8 @@ def run_cli(*argv: str, stdin: bytes = b"") -> Result:
         capture_output=True,
         check=False,
     )
-    return Result(done.returncode, done.stdout.decode(), done.stderr.decode())
+    # A log line that is not UTF-8 is printed as it is, like grep does.
+    return Result(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode())
 
 
 class _Stdin:

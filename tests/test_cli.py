@@ -317,6 +317,7 @@ def test_hostile_lines_are_skipped_counted_and_never_crash(tmp_path: Path, cli: 
     with log.open("wb") as f:
         f.write(jline(timestamp="2025-01-01T00:00:01Z", run_id=RUN, message="first").encode())
         f.write(b"\xff\xfe\x00 invalid utf-8 " + RUN.encode() + b"\n")
+        f.write(b'{"run_id": "' + RUN.encode() + b'", "message": "latin-1 caf\xe9"}\n')
         f.write(b"\x00\x01\x02" + os.urandom(4096).replace(b"\n", b"") + b"\n")
         f.write(b'{"run_id": "' + RUN.encode() + b'", "cut": \n')
         f.write(b"{" + b'"a":[' * 100_000 + RUN.encode() + b"\n")  # too deep to parse
@@ -327,17 +328,22 @@ def test_hostile_lines_are_skipped_counted_and_never_crash(tmp_path: Path, cli: 
         f.write(jline(run_id=12, message=f"bad field, id in text {RUN}").encode())
         f.write(b"[1, 2] " + RUN.encode() + b"\n")
         f.write(jline(run_id=RUN, message="last").encode()[:-1])  # no final newline
-    result = cli("logs", RUN, str(log))
+    result = cli("logs", RUN, str(log), "--json")
     assert result.code == 0
-    lines = result.out.splitlines()
-    assert len(lines) == 5
-    assert '"first"' in lines[0]
-    assert '"nested"' in lines[1]
-    assert "bad field" in lines[2]
-    assert lines[3].startswith("[1, 2]")
-    assert '"last"' in lines[4]
-    assert "in 11 lines read; 5 malformed lines skipped " in result.err
-    assert "(1 not UTF-8, 2 invalid JSON, 2 longer than 1 MiB)" in result.err
+    rows = [json.loads(line) for line in result.out.splitlines()]
+    assert len(rows) == 7
+    assert rows[0]["record"]["message"] == "first"
+    assert rows[1]["text"] == "\ufffd\ufffd\x00 invalid utf-8 " + RUN
+    assert rows[2]["record"]["message"] == "latin-1 caf\ufffd"
+    assert rows[3]["record"]["message"] == "nested"
+    assert "bad field" in rows[4]["record"]["message"]
+    assert rows[5]["text"].startswith("[1, 2]")
+    assert rows[6]["record"]["message"] == "last"
+    assert "in 12 lines read; 4 malformed lines skipped " in result.err
+    assert "(2 invalid JSON, 2 longer than 1 MiB)" in result.err
+    assert "; 2 lines not UTF-8, read with replacement characters" in result.err
+    shown = cli("logs", RUN, str(log))
+    assert len(shown.out.splitlines()) == 7
 
 
 @pytest.mark.parametrize("cli", [run_cli, call], ids=["subprocess", "in-process"])

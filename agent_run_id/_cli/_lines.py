@@ -46,7 +46,10 @@ _SCALES = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
 
 @dataclass
 class Stats:
-    """What a scan saw: lines read and matched, and the malformed lines it skipped, by kind."""
+    """What a scan saw: lines read and matched, and the malformed lines it skipped, by kind.
+
+    ``not_utf8`` counts lines read with replacement characters: shown, not skipped.
+    """
 
     lines: int = 0
     bytes: int = 0
@@ -58,7 +61,7 @@ class Stats:
     @property
     def malformed(self) -> int:
         """How many lines were skipped as malformed."""
-        return self.too_long + self.not_utf8 + self.bad_json
+        return self.too_long + self.bad_json
 
 
 @dataclass(frozen=True)
@@ -91,12 +94,16 @@ def read_lines(stream: IO[bytes], stats: Stats) -> Iterator[bytes]:
 
 
 def parse(raw: bytes, stats: Stats) -> Line | None:
-    """Return the line read as JSON or as text, or None (counted) when it is malformed."""
+    """Return the line read as JSON or as text, or None (counted) when it is malformed.
+
+    A line that is not UTF-8 (a stray Latin-1 byte) is read with replacement characters, and
+    counted: the run's ids are ASCII, so it is still found, and still shown.
+    """
     try:
         text = raw.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError:
         stats.not_utf8 += 1
-        return None
+        text = raw.decode("utf-8", "replace").rstrip("\r\n")
     if not text.lstrip().startswith("{"):
         return Line(text, None, None, None, None)
     try:

@@ -138,13 +138,14 @@ def _summary(run_id: str, stats: Stats, files: int) -> str:
         kinds = [
             f"{count} {what}"
             for count, what in (
-                (stats.not_utf8, "not UTF-8"),
                 (stats.bad_json, "invalid JSON"),
                 (stats.too_long, "longer than 1 MiB"),
             )
             if count
         ]
         text += f"; {stats.malformed} malformed lines skipped ({', '.join(kinds)})"
+    if stats.not_utf8:
+        text += f"; {stats.not_utf8} lines not UTF-8, read with replacement characters"
     return text + "\n"
 
 
