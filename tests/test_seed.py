@@ -11,6 +11,7 @@ import pytest
 import structlog
 
 from agent_run_id import RunContext, RunId, current_run_id
+from agent_run_id.structlog import add_run_id
 
 
 @pytest.fixture
@@ -21,7 +22,10 @@ def events() -> Iterator[list[dict[str, Any]]]:
         captured.append(dict(event))
         return ""
 
-    structlog.configure(processors=[capture], logger_factory=structlog.ReturnLoggerFactory())
+    # add_run_id stands for the seed's stamping filter: these snippets log keywords, so structlog.
+    structlog.configure(
+        processors=[add_run_id, capture], logger_factory=structlog.ReturnLoggerFactory()
+    )
     try:
         yield captured
     finally:
@@ -49,6 +53,33 @@ def test_the_shape_of_the_fix(events: list[dict[str, Any]]) -> None:
     assert result == f"search_web:weather:{run_id.value[:8]}"
     assert sent == [{"X-Run-Id": run_id.value}]
     assert [e["run_id"] for e in events] == [run_id.value, run_id.value]
+
+
+def test_the_seed_short_filter_on_the_root_logger(caplog: pytest.LogCaptureFixture) -> None:
+    """The first filter snippet: the short id inside a run, "no-run" outside."""
+
+    class RunIdFilter(logging.Filter):
+        def filter(self, record):  # type: ignore[no-untyped-def]  # as the seed writes it
+            run_id = current_run_id()
+            record.run_id = run_id.short() if run_id else "no-run"
+            return True
+
+    seed_filter = RunIdFilter()
+    logging.getLogger().addFilter(seed_filter)
+    caplog.set_level(logging.INFO)
+    try:
+        with RunContext() as run:
+            logging.getLogger().info("inside")
+        logging.getLogger().info("outside")
+    finally:
+        logging.getLogger().removeFilter(seed_filter)
+    assert (
+        [(r.getMessage(), r.run_id) for r in caplog.records]
+        == [  # type: ignore[attr-defined]
+            ("inside", run.run_id.value[:8]),
+            ("outside", "no-run"),
+        ]
+    )
 
 
 def test_the_seed_filter_class_on_the_root_logger(caplog: pytest.LogCaptureFixture) -> None:
@@ -98,3 +129,17 @@ async def test_the_request_handler(events: list[dict[str, Any]]) -> None:
     assert ok["result"] == "PLAN"
     assert failed["error"] == "tool call failed"
     assert RunId.from_string(failed["run_id"]).short() == failed["run_id"][:8]
+    assert ok["run_id"] != failed["run_id"]
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for event in events:
+        by_run.setdefault(event.pop("run_id"), []).append(event)
+    assert by_run == {
+        ok["run_id"]: [
+            {"event": "agent_started", "user_id": "u1", "task": "plan"},
+            {"event": "agent_completed", "result_length": 4},
+        ],
+        failed["run_id"]: [
+            {"event": "agent_started", "user_id": "u2", "task": "fail"},
+            {"event": "agent_failed", "error": "tool call failed", "exc_info": True},
+        ],
+    }
