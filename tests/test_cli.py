@@ -258,29 +258,61 @@ def test_a_prefix_of_two_runs_is_ambiguous_and_lists_them(tmp_path: Path) -> Non
     assert call("logs", RUN[:14], str(log)).code == 0
 
 
-def test_an_ambiguous_prefix_on_standard_input_is_reported_after_the_scan() -> None:
-    result = call("logs", RUN[:8], stdin=(jline(run_id=RUN) + jline(run_id=TWIN)).encode())
+@pytest.mark.parametrize("cli", [run_cli, call], ids=["subprocess", "in-process"])
+def test_an_ambiguous_prefix_on_standard_input_prints_nothing(cli: Runner) -> None:
+    """cat s1.log k.log | agent-run-id logs 0b6f5d3e: the first run's lines are not shown."""
+    stdin = (jline(run_id=RUN, n="first") * 3 + jline(run_id=TWIN, n="twin")).encode()
+    result = cli("logs", RUN[:8], stdin=stdin)
+    assert result.code == 2
+    assert result.out == ""
+    assert "matches several runs" in result.err
+    assert RUN in result.err
+    assert TWIN in result.err
+
+
+def test_a_prefix_on_standard_input_is_resolved_then_its_lines_printed(tmp_path: Path) -> None:
+    api, tool = write_logs(tmp_path)
+    result = run_cli("logs", RUN[:8], stdin=api.read_bytes())
+    assert result.code == 0
+    assert [json.loads(line)["message"] for line in result.out.splitlines()] == ["start", "end"]
+    gzipped = call("logs", CHILD[:8], "-", str(api), stdin=tool.read_bytes())
+    assert gzipped.code == 0
+    assert gzipped.out.count("(stdin):") == 2
+
+
+def test_a_prefix_with_too_many_runs_stops_the_first_pass_at_once(tmp_path: Path) -> None:
+    """Once the candidates are too many to list, the next files are not read."""
+    many = tmp_path / "many.log"
+    many.write_text(
+        "".join(jline(run_id=f"0b6f5d3e-{i:04x}-4e8b-9f7d-5a4c3b2a1908") for i in range(11))
+    )
+    broken = tmp_path / "broken.log.gz"
+    broken.write_bytes(gzip.compress(jline(run_id=RUN).encode() * 100)[:30])
+    result = call("logs", RUN[:8], str(many), str(broken))
     assert result.code == 2
     assert "matches several runs" in result.err
-    assert TWIN in result.err
-    assert TWIN not in result.out
 
 
 def test_a_prefix_of_no_run_is_an_error(tmp_path: Path) -> None:
     log = tmp_path / "a.log"
     log.write_text(jline(run_id=RUN))
-    assert "no run id in the logs starts with" in call("logs", "ffffffff", str(log)).err
+    assert f"no run id in {log} starts with 'ffffffff'" in call("logs", "ffffffff", str(log)).err
     result = call("logs", "ffffffff", stdin=log.read_bytes())
     assert result.code == 2
-    assert "no run id in the logs starts with" in result.err
+    assert "no run id in standard input starts with 'ffffffff'" in result.err
 
 
-def test_a_full_id_with_no_lines_exits_1_like_grep(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cli", [run_cli, call], ids=["subprocess", "in-process"])
+def test_a_full_id_with_no_lines_is_an_unknown_run_exit_2(tmp_path: Path, cli: Runner) -> None:
     log = tmp_path / "a.log"
     log.write_text(jline(run_id=OTHER))
-    result = call("logs", RUN, str(log))
-    assert (result.code, result.out) == (1, "")
-    assert "0 lines of run" in result.err
+    result = cli("logs", RUN, str(log))
+    assert (result.code, result.out) == (2, "")
+    assert f"agent-run-id: 0 lines of run {RUN} in 1 lines read\n" in result.err
+    assert result.err.endswith(f"agent-run-id: no line of run {RUN} in {log}\n")
+    many = [str(log)] * 5
+    assert f"in {log}, {log}, {log} and 2 more files\n" in call("logs", RUN, "--tree", *many).err
+    assert "in standard input\n" in call("logs", RUN, stdin=log.read_bytes()).err
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shutil
 import sys
+import tempfile
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +16,7 @@ from typing import IO, cast
 from ._errors import UsageError
 from ._lines import Stats, read_lines
 
-__all__ = ["check_files", "lines_of", "open_log"]
+__all__ = ["check_files", "lines_of", "open_log", "spooled_stdin"]
 
 _GZIP = b"\x1f\x8b"
 
@@ -33,10 +35,26 @@ def check_files(names: list[str]) -> None:
 
 
 @contextmanager
-def open_log(name: str) -> Iterator[IO[bytes]]:
-    """Open a log for reading bytes, through gzip when it starts with gzip's magic bytes."""
+def spooled_stdin() -> Iterator[IO[bytes]]:
+    """Copy standard input (as it came, gzip or not) to a temporary file, to read it twice.
+
+    The file is on disk, so memory stays constant; it is deleted on the way out.
+    """
+    with tempfile.TemporaryFile() as spool:
+        shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+        yield spool
+
+
+@contextmanager
+def open_log(name: str, stdin: IO[bytes] | None = None) -> Iterator[IO[bytes]]:
+    """Open a log for reading bytes, through gzip when it starts with gzip's magic bytes.
+
+    ``-`` is standard input, or ``stdin`` when given (a spooled copy, read from its start).
+    """
     if name == "-":
-        raw = cast(io.BufferedReader, sys.stdin.buffer)
+        if stdin is not None:
+            stdin.seek(0)
+        raw = cast(io.BufferedReader, sys.stdin.buffer if stdin is None else stdin)
         close = False
     else:
         raw = open(name, "rb")  # noqa: SIM115 - closed below
@@ -54,11 +72,11 @@ def open_log(name: str) -> Iterator[IO[bytes]]:
             raw.close()
 
 
-def lines_of(name: str, stats: Stats) -> Iterator[bytes]:
+def lines_of(name: str, stats: Stats, stdin: IO[bytes] | None = None) -> Iterator[bytes]:
     """Yield the lines of log ``name``; a file that cannot be read raises UsageError."""
     shown = "(stdin)" if name == "-" else name
     try:
-        with open_log(name) as stream:
+        with open_log(name, stdin) as stream:
             yield from read_lines(stream, stats)
     # A truncated or corrupt gzip file, or a file gone or unreadable since it was checked.
     except (EOFError, OSError, zlib.error) as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import json
 import time
@@ -13,7 +14,7 @@ from typing import IO, Any
 from agent_run_id.registry._base import parse_run
 
 from ._errors import UsageError
-from ._inputs import check_files, lines_of
+from ._inputs import check_files, lines_of, spooled_stdin
 from ._lines import UUID, Line, Stats, iso, parse, time_of
 from ._match import Matcher
 
@@ -42,66 +43,86 @@ def add_parser(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace, out: IO[bytes], err: IO[str]) -> int:
-    """Print the run's lines to ``out``; return 0, or 1 when no line was found."""
+    """Print the run's lines to ``out`` and return 0; no line of the run is a UsageError."""
     try:
         key, is_prefix = parse_run(args.run)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     names: list[str] = args.files or ["-"]
     check_files(names)
-    if is_prefix and "-" not in names:
-        key, is_prefix = _resolve(names, key), False
-    matcher = Matcher(key, prefix=is_prefix, tree=args.tree)
-    stats = Stats()
-    progress = _Progress(err) if err.isatty() else None
-    streams = [_scan(i, name, matcher, stats, progress) for i, name in enumerate(names)]
-    found: Iterator[Found] = heapq.merge(*streams, key=itemgetter(0))
-    show_name = len(names) > 1
-    for _, _, number, name, line, raw, run_id, when in found:
-        stats.matched += 1
-        if args.json:
-            out.write(_json(name, number, when, run_id, line))
-        else:
-            out.write(f"{name}:".encode() + raw if show_name else raw)
-            if not raw.endswith(b"\n"):
-                out.write(b"\n")
-    out.flush()
-    if progress is not None:
-        progress.clear()
-    if matcher.others:
-        ids = ", ".join(sorted([matcher.key or "", *matcher.others])[:_CANDIDATES])
-        raise UsageError(f"run id prefix {key!r} matches several runs: {ids}; give more")
-    if matcher.key is None:
-        raise UsageError(f"no run id in the logs starts with {key!r}")
-    err.write(_summary(matcher.key, stats, len(names)))
-    return 0 if stats.matched else 1
+    with contextlib.ExitStack() as stack:
+        # A prefix is resolved in a first pass, before any output: standard input is kept in a
+        # temporary file to be read twice. A full id streams it, e.g. from kubectl logs -f.
+        stdin = stack.enter_context(spooled_stdin()) if is_prefix and "-" in names else None
+        if is_prefix:
+            key = _resolve(names, key, stdin)
+        matcher = Matcher(key, tree=args.tree)
+        stats = Stats()
+        progress = _Progress(err) if err.isatty() else None
+        streams = [_scan(i, name, matcher, stats, progress, stdin) for i, name in enumerate(names)]
+        found: Iterator[Found] = heapq.merge(*streams, key=itemgetter(0))
+        show_name = len(names) > 1
+        for _, _, number, name, line, raw, run_id, when in found:
+            stats.matched += 1
+            if args.json:
+                out.write(_json(name, number, when, run_id, line))
+            else:
+                out.write(f"{name}:".encode() + raw if show_name else raw)
+                if not raw.endswith(b"\n"):
+                    out.write(b"\n")
+        out.flush()
+        if progress is not None:
+            progress.clear()
+    err.write(_summary(key, stats, len(names)))
+    if not stats.matched:
+        raise UsageError(f"no line of run {key} in {_shown(names)}")
+    return 0
 
 
-def _resolve(names: list[str], prefix: str) -> str:
-    """Return the one run id starting with ``prefix`` in the files (a first, cheap pass)."""
-    needle = prefix.encode("ascii")
-    ids: set[str] = set()
-    stats = Stats()
-    for name in names:
-        for raw in lines_of(name, stats):
-            if needle in raw:
-                ids.update(f.decode() for f in UUID.findall(raw) if f.startswith(needle))
-                if len(ids) > _CANDIDATES:
-                    break
+def _shown(names: list[str]) -> str:
+    """Name the logs searched: the first few, and how many more."""
+    shown = ["standard input" if name == "-" else name for name in names]
+    if len(shown) > 3:
+        return f"{', '.join(shown[:3])} and {len(shown) - 3} more files"
+    return ", ".join(shown)
+
+
+def _resolve(names: list[str], prefix: str, stdin: IO[bytes] | None) -> str:
+    """Return the one run id starting with ``prefix`` in the logs (a first, cheap pass)."""
+    ids = _ids_starting(names, prefix, stdin)
     if not ids:
-        raise UsageError(f"no run id in the logs starts with {prefix!r}")
+        raise UsageError(f"no run id in {_shown(names)} starts with {prefix!r}")
     if len(ids) > 1:
         shown = ", ".join(sorted(ids)[:_CANDIDATES])
         raise UsageError(f"run id prefix {prefix!r} matches several runs: {shown}; give more")
     return ids.pop()
 
 
+def _ids_starting(names: list[str], prefix: str, stdin: IO[bytes] | None) -> set[str]:
+    """Return the run ids starting with ``prefix``, stopping once there are too many to list."""
+    needle = prefix.encode("ascii")
+    ids: set[str] = set()
+    stats = Stats()
+    for name in names:
+        for raw in lines_of(name, stats, stdin):
+            if needle in raw:
+                ids.update(f.decode() for f in UUID.findall(raw) if f.startswith(needle))
+                if len(ids) > _CANDIDATES:
+                    return ids
+    return ids
+
+
 def _scan(
-    index: int, name: str, matcher: Matcher, stats: Stats, progress: _Progress | None
+    index: int,
+    name: str,
+    matcher: Matcher,
+    stats: Stats,
+    progress: _Progress | None,
+    stdin: IO[bytes] | None,
 ) -> Iterator[Found]:
     last = float("-inf")  # a line without a time keeps its place after the line before it
     shown = "(stdin)" if name == "-" else name
-    for number, raw in enumerate(lines_of(name, stats), 1):
+    for number, raw in enumerate(lines_of(name, stats, stdin), 1):
         if progress is not None and not number & 0x3FFF:
             progress.show(stats)
         if not matcher.candidate(raw):

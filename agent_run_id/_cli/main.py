@@ -25,7 +25,8 @@ def main(
 ) -> int:
     """Run the command with ``argv`` (``sys.argv[1:]`` when None) and return its exit status.
 
-    Exit status: 0 done, 1 nothing found, 2 a user mistake (shown without a traceback).
+    Exit status: 0 done, 2 a user mistake (shown without a traceback) or an unknown run, 1 the
+    reader of the output went away (``| head``), 130 interrupted.
     """
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
