@@ -538,6 +538,16 @@ def test_an_observer_raising_a_base_exception_on_start_leaks_no_run(
         context.__exit__(None, None, None)
 
 
+def test_an_interrupting_first_observer_leaves_no_run_behind() -> None:
+    def interrupting(run_id: RunId, context: RunContext) -> None:
+        raise KeyboardInterrupt
+
+    add_run_observer(interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        RunContext().__enter__()
+    assert current_run_id() is None
+
+
 class _FailingTool:
     """An observer as a bound method: one registration per instance."""
 
