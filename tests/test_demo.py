@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _processes_naming(text: str) -> list[str]:
+    """Return the command lines of the running processes that mention ``text``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # gone meanwhile
+            continue
+        if text in cmdline:
+            found.append(cmdline)
+    return found
+
+
 @pytest.mark.demo
 def test_the_demo_finds_the_failing_run_across_three_services(tmp_path: Path) -> None:
+    started = time.monotonic()
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "demo" / "run.py"), str(tmp_path)],
         capture_output=True,
@@ -22,14 +43,20 @@ def test_the_demo_finds_the_failing_run_across_three_services(tmp_path: Path) ->
         timeout=60,
         check=True,
     )
+    assert time.monotonic() - started < 30  # as the issue promises
+    if os.path.isdir("/proc"):  # its three servers (given tmp_path as --log-dir) are gone
+        assert _processes_naming(f"--log-dir {tmp_path}") == []
     out = result.stdout
     assert out.startswith("1 of 8 runs failed.\n")
     match = re.search(r"500 response says X-Run-Id: ([0-9a-f-]{36})", out)
     assert match is not None
     run = match.group(1)
 
-    record = out.split("$ agent-run-id runs show")[1].split("$ agent-run-id runs tree")[0]
+    record = out.split(f"$ agent-run-id runs show {run[:8]} --db runs.db\n")[1]
+    record = record.split("$ agent-run-id runs tree")[0]
     assert f"run_id:     {run}\n" in record
+    assert "user_id:    -\n" in record
+    assert "one level down" in record
     assert "status:     error\n" in record
     assert "error:      ToolFailed: search failed with 503\n" in record
 
@@ -41,7 +68,8 @@ def test_the_demo_finds_the_failing_run_across_three_services(tmp_path: Path) ->
     assert re.match(r"    [0-9a-f-]{36}  error  .*search 'weather in Reykjavik'", rows[3])
     assert rows[3].endswith("ToolFailed: search failed with 503")
 
-    lines = out.split("$ agent-run-id logs")[1].splitlines()[1:]
+    shown = f"$ agent-run-id logs {run[:8]} --tree --json agent.jsonl llm.jsonl tool.jsonl\n"
+    lines = out.split(shown)[1].splitlines()[1:]
     services = [line.split()[1] for line in lines]
     assert services == ["agent", "llm", "agent", "tool", "tool", "agent"]
     assert "carol" in lines[0]
@@ -55,3 +83,47 @@ def test_the_demo_finds_the_failing_run_across_three_services(tmp_path: Path) ->
     assert statuses == {"ok": 29, "error": 3}  # 8 requests x 4 runs; nothing left running
     for name in ("agent", "llm", "tool"):
         assert (tmp_path / f"{name}.stderr").read_text() == ""
+
+
+def _demo() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("demo_run", ROOT / "examples" / "demo" / "run.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_service_that_hangs_before_printing_its_port_fails_the_demo_in_time() -> None:
+    demo = _demo()
+    hung = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        started = time.monotonic()
+        assert demo._first_line(hung, timeout=0.5) == ""
+        assert time.monotonic() - started < 5
+    finally:
+        hung.kill()
+        hung.wait()
+        assert hung.stdout is not None
+        hung.stdout.close()
+
+
+def test_a_burst_where_nothing_fails_ends_the_demo_with_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = _demo()
+
+    @contextmanager
+    def service(name: str, folder: Path, *options: str) -> Iterator[str]:
+        yield "http://127.0.0.1:1"
+
+    async def burst(agent: str) -> list[httpx.Response]:
+        return [httpx.Response(200)] * 8
+
+    monkeypatch.setattr(demo, "service", service)
+    monkeypatch.setattr(demo, "burst", burst)
+    with pytest.raises(SystemExit, match="no request failed: the tool should fail for Reykjavik"):
+        demo.main(tmp_path)
+    assert capsys.readouterr().out == "0 of 8 runs failed.\n"

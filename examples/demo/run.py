@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,7 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
+STARTUP = 20.0  # seconds a service may take to print its port
 QUESTIONS = {
     "alice": "weather in Lisbon",
     "bob": "flights from Oslo to Rome",
@@ -39,25 +42,40 @@ QUESTIONS = {
 @contextmanager
 def service(name: str, folder: Path, *options: str) -> Iterator[str]:
     """Run one service in a subprocess; yield its URL; stop it (gracefully) on the way out."""
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "services.py"), name, "--log-dir", str(folder), *options],
-        stdout=subprocess.PIPE,
-        stderr=(folder / f"{name}.stderr").open("wb"),
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        port = process.stdout.readline().strip()
-        if not port.isdigit():
-            raise RuntimeError(f"the {name} service did not start: see {folder}/{name}.stderr")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()  # uvicorn stops on SIGTERM; the registry writes what is queued
+    with (folder / f"{name}.stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, str(HERE / "services.py"), name, "--log-dir", str(folder), *options],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            port = _first_line(process, timeout=STARTUP)
+            if not port.isdigit():
+                raise RuntimeError(f"the {name} service did not start: see {folder}/{name}.stderr")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            process.terminate()  # uvicorn stops on SIGTERM; the registry writes what is queued
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
+    """Return the first line the process prints, or "" when none comes within ``timeout``."""
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = process.stdout
+    assert stdout is not None
+    # readline() has no timeout: read in a thread, which ends when the process is stopped.
+    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=timeout).strip()
+    except queue.Empty:
+        return ""
 
 
 async def burst(agent: str) -> list[httpx.Response]:
@@ -67,37 +85,44 @@ async def burst(agent: str) -> list[httpx.Response]:
         )
 
 
-def command(*argv: str) -> str:
-    """Run ``agent-run-id`` as a user would, return its output."""
+def command(folder: Path, *argv: str) -> str:
+    """Show ``agent-run-id ARGV``, run it in ``folder`` as a user would, return its output."""
+    print(f"$ agent-run-id {' '.join(argv)}")
     done = subprocess.run(
-        [sys.executable, "-m", "agent_run_id", *argv], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "agent_run_id", *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=folder,
     )
     return done.stdout
 
 
 def main(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "runs.db"
     with (
         service("llm", folder) as llm,
         service("tool", folder) as tool,
-        service("agent", folder, "--llm", llm, "--tool", tool, "--db", str(db)) as agent,
+        service(
+            "agent", folder, "--llm", llm, "--tool", tool, "--db", str(folder / "runs.db")
+        ) as agent,
     ):
         responses = asyncio.run(burst(agent))
     failed = [r for r in responses if r.status_code == 500]
     print(f"{len(failed)} of {len(responses)} runs failed.")
+    if not failed:
+        sys.exit(f"no request failed: the tool should fail for Reykjavik; see the logs in {folder}")
     run = failed[0].headers["X-Run-Id"]
     print(f"The failing request's 500 response says X-Run-Id: {run}\n")
 
-    print(f"$ agent-run-id runs show {run[:8]}")
-    print(command("runs", "show", run[:8], "--db", str(db)))
-    print(f"$ agent-run-id runs tree {run[:8]}")
-    print(command("runs", "tree", run[:8], "--db", str(db)))
-    logs = [str(folder / f"{name}.jsonl") for name in ("agent", "llm", "tool")]
-    print(f"$ agent-run-id logs {run[:8]} --tree agent.jsonl llm.jsonl tool.jsonl")
-    for line in command("logs", run[:8], "--tree", "--json", *logs).splitlines():
-        found = json.loads(line)
-        record = found["record"]
+    print(command(folder, "runs", "show", run[:8], "--db", "runs.db"))
+    print("The request's run has no user or task: those are on its agent run, one level down.\n")
+    print(command(folder, "runs", "tree", run[:8], "--db", "runs.db"))
+    logs = ("agent.jsonl", "llm.jsonl", "tool.jsonl")
+    found = command(folder, "logs", run[:8], "--tree", "--json", *logs)
+    print("(each line found, as the demo shows it: time, service, level, run, message)")
+    for line in found.splitlines():
+        record = json.loads(line)["record"]
         print(
             f"  {record['timestamp'][11:23]}  {record['service']:<5}  {record['level']:<7}"
             f"run {record['run_id'][:8]}  {record['message']}"
