@@ -673,3 +673,43 @@ def test_a_file_wrapper_that_takes_no_attribute_is_wrapped_and_still_closed() ->
     assert events == [("start", RUN_A)]
     body.close()  # type: ignore[attr-defined]
     assert events == [("start", RUN_A), ("end", RUN_A)]
+
+
+def test_only_the_apps_own_500_has_the_header_the_servers_500_names_the_run_in_its_log() -> None:
+    """Flask's 500 is the app's answer; an error that escapes the app gets the server's 500."""
+
+    def bare(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        raise RuntimeError("raised before start_response")
+
+    def first_chunk() -> Response:
+        def chunks() -> Iterator[str]:
+            raise RuntimeError("raised before the first chunk")
+            yield ""
+
+        return Response(chunks())
+
+    handled, propagating = flask_app(), flask_app()
+    handled.get("/first-chunk")(first_chunk)
+    propagating.config["PROPAGATE_EXCEPTIONS"] = True  # as TESTING and DEBUG set it
+    with (  # single-threaded servers: each has logged its error when it shuts down
+        captured("werkzeug", logging.ERROR) as log,
+        wsgi_server(handled, threaded=False) as flask_url,
+        wsgi_server(propagating, threaded=False) as propagating_url,
+        wsgi_server(RunIdMiddleware(bare), threaded=False) as bare_url,
+        httpx.Client() as http,
+    ):
+        answered = http.get(f"{flask_url}/boom", headers={"X-Run-Id": RUN_A})
+        escaped = [
+            http.get(f"{flask_url}/first-chunk", headers={"X-Run-Id": RUN_B}),
+            http.get(f"{propagating_url}/boom", headers={"X-Run-Id": RUN_C}),
+            http.get(bare_url, headers={"X-Run-Id": RUN_A}),
+        ]
+    assert (answered.status_code, answered.headers["X-Run-Id"]) == (500, RUN_A)
+    for response in escaped:
+        assert response.status_code == 500
+        assert "X-Run-Id" not in response.headers
+    assert len(log.lines) == 3
+    if sys.version_info >= (3, 11):  # the exception's note, in the server's traceback
+        named = [run for run in (RUN_A, RUN_B, RUN_C) for _, line in log.lines if run in line]
+        assert named == [RUN_A, RUN_B, RUN_C]
+        assert all("\nrun_id=" in line for _, line in log.lines)
