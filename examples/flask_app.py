@@ -1,7 +1,11 @@
 """A Flask app whose every request is its own run: ``python examples/flask_app.py``.
 
+Flask is in no extra of agent-run-id (the middleware imports no framework): install it first,
+``pip install flask``, or ``pip install -e ".[dev]"`` in a clone of the repository.
+
 Try it: ``curl -i http://127.0.0.1:5000/agent?task=hello`` (a new run) or with
-``-H "X-Run-Id: 0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"`` (that run, continued).
+``-H "X-Run-Id: 0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"`` (that run, continued), and
+``curl -N http://127.0.0.1:5000/stream`` (a streamed body, produced inside its run).
 """
 
 from __future__ import annotations
@@ -40,6 +44,6 @@ def stream() -> Response:
 
 
 if __name__ == "__main__":
-    agent_run_id.logging.install()  # %(run_id)s in every log line, uvicorn's and werkzeug's too
+    agent_run_id.logging.install()  # %(run_id)s in every log line, werkzeug's access log too
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(run_id)s %(name)s %(message)s")
     app.run(host="127.0.0.1", port=5000)
