@@ -175,7 +175,8 @@ def _wrap(
     """Return the response that leaves the run when closed, keeping what servers look for."""
     if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
         # The server sends its own file wrapper with sendfile only when it gets that very
-        # object back: hook its close() rather than wrapping it.
+        # object back: hook its close() rather than wrapping it. An error while the server
+        # sends the file is then not seen here: the run ends without it.
         closer = _RunBody(body, context, outer)
         try:
             body.close = closer.close  # type: ignore[attr-defined]
