@@ -4,11 +4,16 @@ Pass :class:`RunIdIntegration` to ``sentry_sdk.init``; nothing else changes in h
 up. Each error event then carries the tag ``run_id`` (searchable: ``run_id:<id>``) and an
 ``agent_run`` context with ``id``, ``parent_id`` and ``root_id``.
 
-Why an event processor and not a tag on a scope: the run is read when the event is captured, in
-the thread or task that captures it. sentry-sdk 2.x keeps tags on the isolation scope, which all
-the asyncio tasks of one request share unless someone forks it, so a tag set there at each run's
-start would be overwritten by the next concurrent run and leak into its neighbours' events. A
-processor that reads ``current_run_id()`` at capture time cannot mix runs up, and needs no scope.
+Two places, for two kinds of capture:
+
+- When a run is entered with no run current and Sentry has forked an isolation scope for the
+  request or task (its ASGI, WSGI or Celery integration does), the run is set on that scope: an
+  error the framework's integration captures after the run was left (the usual path of an
+  unhandled error) still carries it, lineage included. The isolation scope of the process is
+  never written to: asyncio tasks that nobody forked a scope for all share it, and a tag there
+  would leak from one run into its neighbours' events.
+- An event processor reads the current run when the event is captured, in the thread or task
+  that captures it, so nested and concurrent runs tag their own events whatever the scope says.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 try:
     import sentry_sdk
     from sentry_sdk.integrations import Integration
-    from sentry_sdk.scope import add_global_event_processor
+    from sentry_sdk.scope import Scope, add_global_event_processor
 except ImportError as error:
     from ._optional import missing_extra
 
@@ -27,7 +32,7 @@ except ImportError as error:
 if TYPE_CHECKING:
     from sentry_sdk._types import Event
 
-from ._context import _NOTE_PREFIX, current_run_id
+from ._context import _NOTE_PREFIX, _current, add_run_observer, current_run_id
 from ._propagation import parse_wire_id
 from ._run_id import RunId
 
@@ -43,8 +48,9 @@ class RunIdIntegration(Integration):
     """Add the current run to each Sentry event: tag ``run_id``, context ``agent_run``.
 
     An exception that escaped its run and is captured outside it (by a web framework's Sentry
-    integration, say) is tagged with the run noted on it (``run_id=<id>``, Python 3.11+).
-    A ``run_id`` tag the application sets itself is left as it is.
+    integration, say) is tagged with the run of the request's isolation scope when Sentry
+    forked one for it, else with the run noted on it (``run_id=<id>``, Python 3.11+; then the
+    context has the id alone). A ``run_id`` tag the application sets itself is left as it is.
 
     Example::
 
@@ -53,29 +59,77 @@ class RunIdIntegration(Integration):
 
     identifier = "agent_run_id"
 
+    def __init__(self) -> None:
+        # At each sentry_sdk.init, not once per process as setup_once: adding it is idempotent,
+        # and whoever removed the run observers meanwhile gets it back with the next client.
+        add_run_observer(_on_run)
+
     @staticmethod
     def setup_once() -> None:
         """Register the event processor, once per process."""
+        _base.append(Scope.get_isolation_scope())
         add_global_event_processor(_add_run)
+
+
+# The isolation scope of the process (of the context Sentry was set up in): never written to.
+_base: list[Scope] = []
+
+
+def _lineage(run: RunId) -> dict[str, object]:
+    lineage: dict[str, object] = {"id": run.value, "root_id": run.root.value}
+    if run.parent is not None:
+        lineage["parent_id"] = run.parent.value
+    return lineage
+
+
+def _on_run(run_id: RunId, context: object) -> None:
+    """Set a run entered with no run current on the isolation scope Sentry forked for it."""
+    frame = _current.get()
+    if frame is None or frame.previous is not None:
+        return  # a nested run: the processor tags its events, the request keeps its own run
+    if sentry_sdk.get_client().get_integration(RunIdIntegration) is None:
+        return
+    scope = Scope.get_isolation_scope()
+    if any(scope is base for base in _base):
+        return
+    # A run_id tag there that is not ours (with our context) is the application's: kept.
+    tag = (getattr(scope, "_tags", None) or {}).get(TAG)
+    if tag is not None and tag != _scoped_id(getattr(scope, "_contexts", None) or {}):
+        return
+    scope.set_tag(TAG, run_id.value)
+    scope.set_context(CONTEXT, _lineage(run_id))
+
+
+def _scoped_id(contexts: Any) -> object:
+    scoped = contexts.get(CONTEXT)
+    return scoped.get("id") if isinstance(scoped, dict) else None
 
 
 def _add_run(event: Event, hint: dict[str, Any]) -> Event:
     if sentry_sdk.get_client().get_integration(RunIdIntegration) is None:
         return event
+    tags = event.setdefault("tags", {})
+    contexts = event.setdefault("contexts", {})
+    scoped_id = _scoped_id(contexts)
+    # The tag is ours to replace when a scope got it from us (with our context) or nobody set it.
+    replaceable = TAG not in tags or tags[TAG] == scoped_id
     run = current_run_id()
-    if run is None:
-        run = _noted_run(hint.get("exc_info"))
-        if run is None:
-            return event
-    event.setdefault("tags", {}).setdefault(TAG, run.value)
-    lineage: dict[str, object] = {"id": run.value, "root_id": run.root.value}
-    if run.parent is not None:
-        lineage["parent_id"] = run.parent.value
-    event.setdefault("contexts", {})[CONTEXT] = lineage
+    if run is not None:
+        if replaceable:
+            tags[TAG] = run.value
+        contexts[CONTEXT] = _lineage(run)
+        return event
+    noted = _noted_id(hint.get("exc_info"))
+    if noted is None or noted == scoped_id:
+        return event  # the scope's run, if any, is the event's
+    if replaceable:
+        tags[TAG] = noted
+    # The note holds the id alone: the lineage is not made up.
+    contexts[CONTEXT] = {"id": noted}
     return event
 
 
-def _noted_run(exc_info: object) -> RunId | None:
+def _noted_id(exc_info: object) -> str | None:
     """Return the run noted on a captured exception, or on one in its chain."""
     if not isinstance(exc_info, tuple) or len(exc_info) != 3:
         return None
@@ -87,6 +141,6 @@ def _noted_run(exc_info: object) -> RunId | None:
             if isinstance(note, str) and note.startswith(_NOTE_PREFIX):
                 value = parse_wire_id(note[len(_NOTE_PREFIX) :])
                 if value is not None:
-                    return RunId(value)
+                    return value
         exc = exc.__cause__ or exc.__context__
     return None

@@ -9,12 +9,16 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import httpx
 import pytest
 import sentry_sdk
 from sentry_sdk.envelope import Envelope
+from sentry_sdk.integrations.asgi import SentryAsgiMiddleware
 from sentry_sdk.transport import Transport
 
-from agent_run_id import RunContext, RunId
+from agent_run_id import RunContext, RunId, current_run_id
+from agent_run_id._types import Receive, Scope, Send
+from agent_run_id.asgi import RunIdMiddleware
 from agent_run_id.sentry import RunIdIntegration
 
 
@@ -48,7 +52,13 @@ def transport() -> Iterator[MemoryTransport]:
 
 def _by_message(transport: MemoryTransport) -> dict[str, dict[str, Any]]:
     sentry_sdk.flush()
-    return {e.get("message") or e["exception"]["values"][-1]["value"]: e for e in transport.events}
+    # An exception's value ends with its notes (the run note among them): keyed by its first line.
+    return {_message(e): e for e in transport.events}
+
+
+def _message(event: dict[str, Any]) -> str:
+    message = event.get("message") or event["exception"]["values"][-1]["value"]
+    return str(message).splitlines()[0]
 
 
 def test_event_inside_a_run_carries_the_run_tag_and_lineage(transport: MemoryTransport) -> None:
@@ -92,7 +102,8 @@ def test_exception_that_escaped_its_run_is_tagged_from_its_note(
         sentry_sdk.capture_exception()
     (event,) = transport.events
     assert event["tags"]["run_id"] == run_id.value
-    assert event["contexts"]["agent_run"]["id"] == run_id.value
+    # The note names the run alone: no root is made up from it.
+    assert event["contexts"]["agent_run"] == {"id": run_id.value}
 
 
 def test_exception_without_a_note_outside_any_run_is_left_alone(
@@ -152,6 +163,93 @@ def test_concurrent_threads_tag_only_their_own_events(transport: MemoryTransport
     for n, run in enumerate(runs):
         assert events[f"thread {n}"]["tags"]["run_id"] == run
         assert events[f"thread {n}"]["contexts"]["agent_run"]["id"] == run
+
+
+async def _fail(scope: Scope, receive: Receive, send: Send) -> None:
+    run = current_run_id()
+    assert run is not None
+    raise RuntimeError(f"handler failed in {run.value}")
+
+
+def _sentry_app() -> SentryAsgiMiddleware:
+    # Sentry's middleware outermost: it forks an isolation scope per request and captures the
+    # handler's error after our middleware has left the run.
+    return SentryAsgiMiddleware(RunIdMiddleware(_fail, incoming="child"))
+
+
+async def _get(app: SentryAsgiMiddleware, sent: list[RunId]) -> None:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        await asyncio.gather(*(client.get("/", headers={"X-Run-Id": run.value}) for run in sent))
+
+
+async def test_error_captured_by_sentrys_asgi_middleware_after_the_run_keeps_its_lineage(
+    transport: MemoryTransport,
+) -> None:
+    sent = RunId.generate()
+    await _get(_sentry_app(), [sent])
+    (event,) = _by_message(transport).values()
+    child = _message(event).rsplit(" ", 1)[1]
+    assert event["tags"]["run_id"] == child
+    assert event["contexts"]["agent_run"] == {
+        "id": child,
+        "parent_id": sent.value,
+        "root_id": sent.value,
+    }
+
+
+async def test_concurrent_requests_each_tag_their_own_run_on_their_forked_scope(
+    transport: MemoryTransport,
+) -> None:
+    sent = [RunId.generate() for _ in range(20)]
+    await _get(_sentry_app(), sent)
+    events = list(_by_message(transport).values())
+    assert len(events) == 20
+    parents = set()
+    for event in events:
+        child = _message(event).rsplit(" ", 1)[1]
+        assert event["tags"]["run_id"] == child
+        parents.add(event["contexts"]["agent_run"]["parent_id"])
+    assert parents == {run.value for run in sent}
+    sentry_sdk.capture_message("after the requests")
+    (after,) = [e for e in transport.events if e.get("message") == "after the requests"]
+    assert "run_id" not in after.get("tags", {})
+
+
+def test_a_nested_run_tags_its_events_over_the_run_on_the_scope(
+    transport: MemoryTransport,
+) -> None:
+    with sentry_sdk.isolation_scope(), RunContext() as outer:
+        with RunContext() as inner:
+            sentry_sdk.capture_message("inner")
+        sentry_sdk.capture_message("outer")
+    events = _by_message(transport)
+    assert events["inner"]["tags"]["run_id"] == inner.run_id.value
+    assert events["inner"]["contexts"]["agent_run"]["parent_id"] == outer.run_id.value
+    assert events["outer"]["tags"]["run_id"] == outer.run_id.value
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes (PEP 678) are 3.11+")
+def test_an_error_of_a_nested_run_captured_after_it_is_tagged_from_its_note(
+    transport: MemoryTransport,
+) -> None:
+    with sentry_sdk.isolation_scope() as scope:
+        try:
+            with RunContext() as outer, RunContext() as inner:
+                raise ValueError("nested")
+        except ValueError:
+            sentry_sdk.capture_exception()
+        scope.set_tag("run_id", "mine")
+        try:
+            with RunContext():
+                raise KeyError("tagged")
+        except KeyError:
+            sentry_sdk.capture_exception()
+    events = _by_message(transport)
+    assert outer.run_id != inner.run_id
+    assert events["nested"]["tags"]["run_id"] == inner.run_id.value
+    assert events["nested"]["contexts"]["agent_run"] == {"id": inner.run_id.value}
+    assert events["'tagged'"]["tags"]["run_id"] == "mine"
 
 
 def test_a_client_without_the_integration_gets_no_run_tag(transport: MemoryTransport) -> None:
