@@ -24,6 +24,7 @@ __all__ = [
     "add_incoming_fallback",
     "environ",
     "headers",
+    "match_canonical_wire_id",
     "parse_wire_id",
     "remove_incoming_fallback",
     "run_from_fallbacks",
@@ -50,6 +51,14 @@ _WIRE = re.compile(
 _PLACEHOLDERS = frozenset(
     ("00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff")
 )
+
+#: Return a match when ``raw`` (bytes) is a run id in canonical form, lowercase 8-4-4-4-12 and
+#: not a placeholder: what :func:`parse_wire_id` would return unchanged. The quick check for the
+#: common incoming header (a bound method: no Python call of its own).
+match_canonical_wire_id = re.compile(
+    rb"(?!00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)"
+    rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+).fullmatch
 
 
 def parse_wire_id(raw: bytes | str | None) -> str | None:

@@ -222,8 +222,14 @@ def _init(run_id: RunId, value: str, parent: RunId | None, root: RunId | None) -
 
 
 def _restore(value: str, parent: RunId | None, root: RunId | None) -> RunId:
+    """Return the RunId of a canonical ``value`` and its lineage, unchecked (``_init`` inlined).
+
+    For values already known to be canonical: the wire rule's and unpickling.
+    """
     run_id = object.__new__(RunId)
-    _init(run_id, value, parent, root)
+    run_id._value = value
+    run_id._parent = parent
+    run_id._root = root
     return run_id
 
 

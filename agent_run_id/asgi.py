@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ._context import RunContext, check_registry
+from . import _propagation, _run_id
+from ._context import RunContext, _add_note, _current, _Frame, _observers, check_registry
 from ._inbound import InboundPolicy, IncomingOption
-from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
-from ._run_id import RunId
+from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, match_canonical_wire_id, run_headers
+from ._run_id import RunId, _restore
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["RunIdMiddleware"]
@@ -94,6 +95,12 @@ class RunIdMiddleware:
             header_getter=_header_getter,
         )
         self._key = header_name.lower().encode("ascii")
+        self._names = frozenset((self._key, _PARENT_KEY, _ROOT_KEY))
+        # Requests with no id, or a canonical one, take the fast path of __call__ when the
+        # policy would only continue that id or mint a root run for them.
+        self._fast = self.policy.mode == "continue"
+        # The owner of the runs entered without a RunContext: never entered itself.
+        self._owner = RunContext()
         self._reject_headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(self.policy.reject_body)).encode("ascii")),
@@ -108,47 +115,109 @@ class RunIdMiddleware:
         raw = parent = root = None
         headers = scope.get("headers", ())
         # Repeated headers are joined with commas, as HTTP reads them; the policy sorts them out.
+        names = self._names
         for name, field in headers:
+            if name not in names:  # one set lookup for most headers, not three comparisons
+                continue
             if name == key:
                 raw = field if raw is None else raw + b"," + field
             elif name == _PARENT_KEY:
                 parent = field if parent is None else parent + b"," + field
-            elif name == _ROOT_KEY:
+            else:
                 root = field if root is None else root + b"," + field
-        run = self.policy.run_for(scope, raw, parent, root)
+        # The ASGI spec: copy the scope before changing it, so nothing leaks to outer layers.
+        scope = dict(scope)
+        run: RunId | None
+        if parent is None and root is None and self._fast:
+            # The common requests, decided here without the policy's general path: a root run
+            # continued from a canonical id, or a new run when no id came (and no fallback
+            # such as OpenTelemetry baggage may supply one).
+            if raw is None and not _propagation._fallbacks.items:
+                text = _run_id._generate_default()  # RunId.generate(), one call less
+                run = _restore(text, None, None)
+                value = text.encode("ascii")
+                scope["headers"] = [*headers, (key, value)]
+            elif raw is not None and match_canonical_wire_id(raw):
+                run = _restore(raw.decode("ascii"), None, None)
+                value = raw
+            else:
+                run, value = self._decide(scope, headers, raw, None, None)
+        else:
+            run, value = self._decide(scope, headers, raw, parent, root)
         if run is None:
             await self._reject(scope, send)
             return
-        value = run.value.encode("ascii")
-        if raw is None and parent is None and root is None and run.root is run:
-            scope["headers"] = [*headers, (key, value)]
-        elif raw != value or parent is not None or root is not None or run.root is not run:
-            # Rewritten unless they already say exactly this run (a root run, canonical form).
-            scope["headers"] = self._request_headers(headers, run, value)
         state = scope.get("state")
         if state is None:
             scope["state"] = {"run_id": run}
         else:
-            state["run_id"] = run
+            state["run_id"] = run  # shared on purpose: Starlette's request.state lives here
 
         if self.policy.response_header:
             size = len(key)
 
             async def send_with_run(message: Message) -> None:
                 if message["type"] in _STARTS:
-                    message["headers"] = [
-                        pair
-                        for pair in message.get("headers", ())
-                        if len(pair[0]) != size or pair[0].lower() != key
-                    ]
-                    message["headers"].append((key, value))
+                    headers = message.get("headers", ())
+                    if not isinstance(headers, (list, tuple)):
+                        headers = list(headers)  # any iterable of pairs: read it once
+                    for name, _ in headers:
+                        if len(name) == size and name.lower() == key:  # the app set its own
+                            headers = [pair for pair in headers if pair[0].lower() != key]
+                            headers.append((key, value))
+                            break
+                    else:
+                        headers = [*headers, (key, value)]
+                    # A new message: the app may send the same dict again, without our header.
+                    message = {**message, "headers": headers}
                 await send(message)
 
-            with RunContext(run_id=run, registry=self.registry):
-                await self.app(scope, receive, send_with_run)
+            inner: Send = send_with_run
         else:
-            with RunContext(run_id=run, registry=self.registry):
-                await self.app(scope, receive, send)
+            inner = send
+        # The request's run never nests in a run left current where the server calls us (some
+        # servers start a request in the previous one's context): it starts from no run.
+        if _observers.items or self.registry is not None:
+            aside = None if _current.get() is None else _current.set(None)
+            try:
+                with RunContext(run_id=run, registry=self.registry):
+                    await self.app(scope, receive, inner)
+            finally:
+                if aside is not None:
+                    _current.reset(aside)
+            return
+        # No observer to call: the work of RunContext, without building one per request.
+        token = _current.set(_Frame(run, self._owner, None))
+        try:
+            await self.app(scope, receive, inner)
+        except BaseException as exc:
+            _add_note(exc, run)
+            raise
+        finally:
+            _current.reset(token)
+
+    def _decide(
+        self,
+        scope: Scope,
+        headers: list[tuple[bytes, bytes]],
+        raw: bytes | None,
+        parent: bytes | None,
+        root: bytes | None,
+    ) -> tuple[RunId | None, bytes]:
+        """Return the run of a request the fast path did not decide, and its id as bytes.
+
+        Sets the scope's request headers to those of the run when they do not say it already.
+        """
+        run = self.policy.run_for(scope, raw, parent, root)
+        if run is None:
+            return None, b""
+        value = run.value.encode("ascii")
+        if raw is None and parent is None and root is None and run.root is run:
+            scope["headers"] = [*headers, (self._key, value)]
+        elif raw != value or parent is not None or root is not None or run.root is not run:
+            # Rewritten unless they already say exactly this run (a root run, canonical form).
+            scope["headers"] = self._request_headers(headers, run, value)
+        return run, value
 
     def _request_headers(
         self, headers: list[tuple[bytes, bytes]], run: RunId, value: bytes

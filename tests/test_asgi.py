@@ -636,16 +636,29 @@ header_values = st.lists(st.binary(max_size=80), max_size=3)
 @given(
     values=header_values,
     parents=header_values,
+    roots=header_values,
     incoming=st.sampled_from(["continue", "child", "ignore"]),
+    on_invalid=st.sampled_from(["replace", "reject"]),
 )
 def test_any_header_bytes_never_raise_and_only_a_canonical_id_goes_out(
-    values: list[bytes], parents: list[bytes], incoming: str
+    values: list[bytes],
+    parents: list[bytes],
+    roots: list[bytes],
+    incoming: str,
+    on_invalid: str,
 ) -> None:
     sent: list[Message] = []
-    scope: Scope = {
-        "type": "http",
-        "headers": [(b"x-run-id", v) for v in values] + [(b"x-parent-run-id", v) for v in parents],
-    }
+    seen: list[Scope] = []
+    given_headers = (
+        [(b"x-run-id", v) for v in values]
+        + [(b"x-parent-run-id", v) for v in parents]
+        + [(b"x-root-run-id", v) for v in roots]
+    )
+    scope: Scope = {"type": "http", "headers": list(given_headers)}
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await bare(scope, receive, send)
 
     async def receive() -> Message:
         return {"type": "http.request"}
@@ -653,11 +666,25 @@ def test_any_header_bytes_never_raise_and_only_a_canonical_id_goes_out(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    asyncio.run(RunIdMiddleware(bare, incoming=incoming)(scope, receive, send))
+    middleware = RunIdMiddleware(app, incoming=incoming, on_invalid=on_invalid)
+    asyncio.run(middleware(scope, receive, send))
+    assert scope["headers"] == given_headers  # the caller's scope is never changed
+    if not seen:  # rejected: only for an id that came and is not a valid one
+        assert on_invalid == "reject"
+        assert incoming != "ignore"
+        assert values
+        assert sent[0]["status"] == 400
+        assert b"X-Run-Id" in sent[1]["body"]
+        assert not any(k == b"x-run-id" for k, _ in sent[0]["headers"])
+        return
     out = [v for k, v in sent[0]["headers"] if k.lower() == b"x-run-id"]
     assert len(out) == 1
     assert is_canonical(out[0].decode("ascii"))
-    assert [k for k, v in scope["headers"]].count(b"x-run-id") == 1
+    inner = [v for k, v in seen[0]["headers"] if k == b"x-run-id"]
+    assert inner == out  # the app reads the id actually used, once
+    for name, value in seen[0]["headers"]:
+        if name in (b"x-parent-run-id", b"x-root-run-id") and (name, value) not in given_headers:
+            assert is_canonical(value.decode("ascii"))
     for value in values:
         if not is_canonical(value.decode("latin-1")):
             assert value != out[0]
@@ -676,6 +703,96 @@ async def test_the_headers_of_a_sent_message_are_not_mutated_in_place() -> None:
     await RunIdMiddleware(app)({"type": "http", "headers": []}, None, send)  # type: ignore[arg-type]
     assert headers == [(b"content-type", b"text/plain")]
     assert len(sent[0]["headers"]) == 2
+
+
+async def test_a_start_message_the_app_sends_again_never_carries_an_earlier_run() -> None:
+    """The app's own message dict is left as it was: a reused one must not leak a run id."""
+    start: Message = {"type": "http.response.start", "status": 200, "headers": []}
+    sent: list[Message] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send(start)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    wrapped = RunIdMiddleware(app)
+    await wrapped({"type": "http", "headers": []}, None, send)  # type: ignore[arg-type]
+    await app({"type": "http", "headers": []}, None, send)  # the same app, not wrapped
+    assert start == {"type": "http.response.start", "status": 200, "headers": []}
+    assert [k for k, _ in sent[0]["headers"]] == [b"x-run-id"]
+    assert sent[1]["headers"] == []
+
+
+@pytest.mark.parametrize("observed", [False, True], ids=["no observer", "with an observer"])
+async def test_a_request_called_inside_a_leftover_run_starts_from_no_run(observed: bool) -> None:
+    """A server that calls us in a context still holding a run: the request never nests in it."""
+    started: list[tuple[RunId, RunId | None]] = []
+    seen: list[tuple[RunId | None, RunId | None]] = []
+
+    def observer(run_id: RunId, context: RunContext) -> None:
+        started.append((run_id, run_id.parent))
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        with RunContext() as step:  # a nested run of the request's own
+            seen.append((current_run_id(), step.run_id.parent))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(message: Message) -> None:
+        pass
+
+    if observed:
+        add_run_observer(observer)
+    with RunContext() as leftover:
+        await RunIdMiddleware(app)({"type": "http", "headers": []}, None, send)  # type: ignore[arg-type]
+        assert current_run_id() == leftover.run_id  # and it is back afterwards
+    ((step_run, step_parent),) = seen
+    assert step_parent is not None
+    assert step_parent != leftover.run_id
+    assert step_parent.parent is None  # the request's run is a root run
+    if observed:
+        assert [run for run, _ in started[1:]] == [step_parent, step_run]
+
+
+async def test_a_request_inside_a_leftover_run_is_not_recorded_in_that_runs_registry(
+    tmp_path: Any,
+) -> None:
+    """Nested runs go to their enclosing run's registry: a request's run has none to enclose it."""
+    from agent_run_id.registry import SQLiteRunRegistry
+
+    registry = SQLiteRunRegistry(tmp_path / "runs.db")
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(message: Message) -> None:
+        pass
+
+    try:
+        with RunContext(registry=registry) as leftover:
+            await RunIdMiddleware(app)({"type": "http", "headers": []}, None, send)  # type: ignore[arg-type]
+        registry.flush()
+        assert [record.run_id for record in registry.find()] == [leftover.run_id.value]
+    finally:
+        registry.close()
+
+
+async def test_an_error_escaping_the_app_carries_the_note_on_the_fast_path() -> None:
+    """Without observers the middleware enters the run itself; the note must still be there."""
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        raise LookupError("tool failed")
+
+    run_id = RunId.generate()
+    with pytest.raises(LookupError) as caught:
+        await RunIdMiddleware(app)(
+            {"type": "http", "headers": [(b"x-run-id", run_id.value.encode())]},
+            None,  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+        )
+    if sys.version_info >= (3, 11):
+        assert caught.value.__notes__ == [f"run_id={run_id.value}"]
+    assert current_run_id() is None
 
 
 def test_the_reject_answer_is_plain_json() -> None:
