@@ -410,3 +410,30 @@ def test_install_over_a_wrapper_of_ours_probes_once_and_chains_nothing(
         assert root_handler.records == []
     finally:
         logging.setLogRecordFactory(ours)
+
+
+def test_a_make_record_replaced_before_install_is_chained(root_handler: ListHandler) -> None:
+    """Over another library's makeRecord, ours wraps it: theirs runs, and extra= still wins."""
+    original = logging.Logger.makeRecord
+    seen: list[str] = []
+
+    def theirs(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        seen.append("theirs")
+        return original(self, *args, **kwargs)
+
+    logging.Logger.makeRecord = theirs  # type: ignore[method-assign]
+    try:
+        run_logging.install()
+        assert logging.Logger.makeRecord is run_logging._make_record_letting_extra_win
+        root_handler.setFormatter(logging.Formatter("%(run_id)s|%(message)s"))
+        with RunContext() as run:
+            logging.getLogger("x").info("stamped")
+            logging.getLogger("x").info("given", extra={"run_id": "job-17", "user": "u1"})
+        assert root_handler.lines == [f"{run.run_id.value}|stamped", "job-17|given"]
+        assert root_handler.records[1].user == "u1"  # type: ignore[attr-defined]
+        assert seen == ["theirs", "theirs"]
+        run_logging.uninstall()
+        assert logging.Logger.makeRecord is theirs
+    finally:
+        run_logging.uninstall()
+        logging.Logger.makeRecord = original  # type: ignore[method-assign]
