@@ -145,7 +145,6 @@ def _provide(attributes: dict[str, Any], only_missing: bool) -> None:
 _lock = threading.Lock()
 _previous: Any = None  # the factory ours chains; kept after uninstall() for records in flight
 _installed = False  # whether our factory is in the chain
-_stamp_ran = False  # set by each call of our factory: install() probes the chain with it
 _options: _Options | None = None  # None: not stamping (never installed, or uninstall())
 _FIELD_SET = frozenset(FIELDS)
 _RESERVED = frozenset({"message", "asctime"})  # extra= keys Logger.makeRecord always refuses
@@ -224,8 +223,6 @@ def _make_stamped_record(
 
 def _stamp(*args: Any, **kwargs: Any) -> logging.LogRecord:
     """Make a record with the previous factory and stamp it with the current run."""
-    global _stamp_ran
-    _stamp_ran = True
     record: logging.LogRecord = _previous(*args, **kwargs)
     _stamp_fields(record)
     return record
@@ -270,12 +267,11 @@ def _chains_ours(factory: Callable[..., logging.LogRecord]) -> bool:
 
     Another library may have wrapped ours (it then still runs) or replaced it outright, with
     ``logging.setLogRecordFactory(logging.LogRecord)`` for example; only calling the factory
-    tells the two apart. Called under the lock.
+    tells the two apart: ours stamps the probe (install() sets the options first). Called under
+    the lock.
     """
-    global _stamp_ran
-    _stamp_ran = False
-    factory("agent_run_id.probe", logging.NOTSET, __file__, 0, "probe", (), None)
-    return _stamp_ran
+    probe = factory("agent_run_id.probe", logging.NOTSET, __file__, 0, "probe", (), None)
+    return "root_run_id" in probe.__dict__
 
 
 def install(*, short: bool = False, default: str = "-") -> None:
