@@ -56,8 +56,9 @@ _PLACEHOLDERS = frozenset(
 #: not a placeholder: what :func:`parse_wire_id` would return unchanged. The quick check for the
 #: common incoming header (a bound method: no Python call of its own).
 match_canonical_wire_id = re.compile(
-    rb"(?!00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)"
-    rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    b"(?!"
+    + b"|".join(sorted(value.encode("ascii") for value in _PLACEHOLDERS))
+    + rb")[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 ).fullmatch
 
 

@@ -844,3 +844,27 @@ async def test_a_callable_incoming_decides_per_request_from_the_scope() -> None:
     assert kept.json()["current"] == RUN_A
     assert ignored.json()["current"] != RUN_A
     assert ignored.headers["x-run-id"] == ignored.json()["current"]
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    [b"00000000-0000-0000-0000-000000000000", b"ffffffff-ffff-ffff-ffff-ffffffffffff"],
+)
+async def test_the_nil_and_max_uuids_are_replaced_like_any_invalid_id(placeholder: bytes) -> None:
+    """Canonical in shape, but placeholders: the quick canonical check must refuse them too."""
+    seen: list[RunId | None] = []
+    sent: list[Message] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        seen.append(current_run_id())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {"type": "http", "headers": [(b"x-run-id", placeholder)]}
+    await RunIdMiddleware(app)(scope, None, send)  # type: ignore[arg-type]
+    (run,) = seen
+    assert run is not None
+    assert run.value.encode() != placeholder
+    assert dict(sent[0]["headers"])[b"x-run-id"] == run.value.encode()
