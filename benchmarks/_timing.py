@@ -6,6 +6,7 @@ alike; the median of the rounds is what is reported, with each case's ratio to t
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -19,17 +20,30 @@ def compare(
     number: int = 20_000,
     rounds: int = 15,
 ) -> dict[str, float]:
-    """Return the median seconds per call of each case, timed in interleaved rounds."""
+    """Return the median seconds per call of each case, timed in interleaved rounds.
+
+    The garbage collector is off while a sample is timed, as ``timeit`` has it: a collection
+    falls on whichever case happens to cross the threshold, not on the one that made the garbage.
+    """
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for fn in cases.values():  # warm up
         for _ in range(min(number, 1_000)):
             fn()
-    for _ in range(rounds):
-        for name, fn in cases.items():
-            start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            samples[name].append((time.perf_counter() - start) / number)
+    enabled = gc.isenabled()
+    try:
+        for _ in range(rounds):
+            for name, fn in cases.items():
+                gc.collect()
+                gc.disable()
+                start = time.perf_counter()
+                for _ in range(number):
+                    fn()
+                samples[name].append((time.perf_counter() - start) / number)
+                if enabled:
+                    gc.enable()
+    finally:
+        if enabled:
+            gc.enable()
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
