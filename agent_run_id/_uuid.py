@@ -28,8 +28,13 @@ _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 #: A UUID to show in error messages.
 EXAMPLE = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
 
-# Maps the 17th hex digit of 16 random bytes onto the RFC 9562 variant digits 8, 9, a, b.
-_VARIANT = {digit: "89ab"[i % 4] for i, digit in enumerate("0123456789abcdef")}
+# The two hex digits of each byte; and of byte 6 with the version (4) in its high four bits, and of
+# byte 8 with the RFC 9562 variant (binary 10) in its high two bits.
+_HEX = [f"{byte:02x}" for byte in range(256)]
+_VERSION_4 = [_HEX[byte & 0x0F | 0x40] for byte in range(256)]
+_VARIANT = [_HEX[byte & 0x3F | 0x80] for byte in range(256)]
+# Maps a random hex digit onto the RFC 9562 variant digits 8, 9, a, b.
+_VARIANT_DIGIT = {digit: "89ab"[i % 4] for i, digit in enumerate("0123456789abcdef")}
 
 _urandom = os.urandom
 
@@ -68,10 +73,15 @@ def new_v4() -> str:
     """Return a random version-4 UUID in canonical form.
 
     Same randomness as ``uuid.uuid4()`` (16 bytes from ``os.urandom``, so a forked child never
-    repeats its parent's ids), without building a ``uuid.UUID`` on the way.
+    repeats its parent's ids), without building a ``uuid.UUID`` on the way: each byte becomes its
+    two hex digits by table, the version and variant bits set by the tables of bytes 6 and 8.
     """
-    h = _urandom(16).hex()
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+    a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p = _urandom(16)  # noqa: E741
+    x = _HEX
+    return (
+        f"{x[a]}{x[b]}{x[c]}{x[d]}-{x[e]}{x[f]}-{_VERSION_4[g]}{x[h]}-{_VARIANT[i]}{x[j]}"
+        f"-{x[k]}{x[l]}{x[m]}{x[n]}{x[o]}{x[p]}"
+    )
 
 
 def new_v7() -> str:
@@ -83,4 +93,4 @@ def new_v7() -> str:
     """
     t = f"{(time.time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF:012x}"
     h = _urandom(10).hex()
-    return f"{t[:8]}-{t[8:]}-7{h[:3]}-{_VARIANT[h[3]]}{h[4:7]}-{h[7:19]}"
+    return f"{t[:8]}-{t[8:]}-7{h[:3]}-{_VARIANT_DIGIT[h[3]]}{h[4:7]}-{h[7:19]}"
