@@ -39,19 +39,32 @@ _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
 class _Frame:
-    """One entry into a RunContext: what the ContextVar holds while the run is current."""
+    """One entry into a RunContext: what the ContextVar holds while the run is current.
+
+    No ``__init__``, so that making one is a C call: whoever makes a frame sets all six slots.
+    """
 
     __slots__ = ("finishers", "log_fields", "owner", "previous", "run_id", "token")
 
-    def __init__(self, run_id: RunId, owner: RunContext, previous: _Frame | None) -> None:
-        self.run_id = run_id
-        self.owner = owner
-        self.previous = previous
-        # Filled only when an observer returns a finisher: most runs have none.
-        self.finishers: list[tuple[RunObserver, RunFinisher]] | None = None
-        self.token: Any = None
-        # The log record fields of this run, worked out once by agent_run_id.logging.
-        self.log_fields: Any = None
+    run_id: RunId
+    owner: RunContext
+    previous: _Frame | None
+    # Filled only when an observer returns a finisher: most runs have none.
+    finishers: list[tuple[RunObserver, RunFinisher]] | None
+    # The ContextVar token of the entry (None for a frame a middleware set and resets itself).
+    token: Any
+    # The log record fields of this run, worked out once by agent_run_id.logging.
+    log_fields: Any
+
+
+def _new_frame(run_id: RunId, owner: RunContext, previous: _Frame | None) -> _Frame:
+    """Return a frame of ``run_id`` with no finishers, token or log fields yet."""
+    frame = _Frame()
+    frame.run_id = run_id
+    frame.owner = owner
+    frame.previous = previous
+    frame.finishers = frame.token = frame.log_fields = None
+    return frame
 
 
 _current: ContextVar[_Frame | None] = ContextVar("agent_run_id.current", default=None)
@@ -154,7 +167,7 @@ class RunContext:
         if run_id is None:
             run_id = RunId.generate(None if previous is None else previous.run_id)
             self._last = run_id
-        frame = _Frame(run_id, self, previous)
+        frame = _new_frame(run_id, self, previous)
         frame.token = _current.set(frame)
         self._open.append(frame)
         observers = _observers.items

@@ -24,7 +24,6 @@ __all__ = [
     "add_incoming_fallback",
     "environ",
     "headers",
-    "match_canonical_wire_id",
     "parse_wire_id",
     "remove_incoming_fallback",
     "run_from_fallbacks",
@@ -52,14 +51,15 @@ _PLACEHOLDERS = frozenset(
     ("00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff")
 )
 
-#: Return a match when ``raw`` (bytes) is a run id in canonical form, lowercase 8-4-4-4-12 and
-#: not a placeholder: what :func:`parse_wire_id` would return unchanged. The quick check for the
-#: common incoming header (a bound method: no Python call of its own).
-match_canonical_wire_id = re.compile(
-    b"(?!"
-    + b"|".join(sorted(value.encode("ascii") for value in _PLACEHOLDERS))
-    + rb")[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-).fullmatch
+# The quick check of a canonical id, which parse_wire_id keeps as it is (ASGI's common path):
+#     raw.translate(_CANONICAL_TABLE) == _CANONICAL_SHAPE and raw not in _PLACEHOLDER_BYTES
+# bytes.translate maps lower-case hex digits to "0", "-" to itself and any other byte to "x", so
+# only a lowercase 8-4-4-4-12 id translates to _CANONICAL_SHAPE.
+_CANONICAL_SHAPE = b"00000000-0000-0000-0000-000000000000"
+_CANONICAL_TABLE = bytes(
+    48 if byte in b"0123456789abcdef" else 45 if byte == 45 else 120 for byte in range(256)
+)
+_PLACEHOLDER_BYTES = frozenset(value.encode("ascii") for value in _PLACEHOLDERS)
 
 
 def parse_wire_id(raw: bytes | str | None) -> str | None:

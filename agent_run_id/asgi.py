@@ -6,14 +6,22 @@ none of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import _propagation, _run_id
 from ._context import RunContext, _add_note, _current, _Frame, _observers, check_registry
 from ._inbound import InboundPolicy, IncomingOption
-from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, match_canonical_wire_id, run_headers
-from ._run_id import RunId, _restore
+from ._propagation import (
+    _CANONICAL_SHAPE,
+    _CANONICAL_TABLE,
+    _PLACEHOLDER_BYTES,
+    HEADER,
+    PARENT_HEADER,
+    ROOT_HEADER,
+    run_headers,
+)
+from ._run_id import RunId
 from ._types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["RunIdMiddleware"]
@@ -22,6 +30,7 @@ _RUN_SCOPES = frozenset({"http", "websocket"})
 # The messages that carry the response headers: of a response, of an accepted WebSocket
 # handshake, and of a handshake denied with a response (the ASGI "websocket.http.response" ext).
 _STARTS = frozenset({"http.response.start", "websocket.accept", "websocket.http.response.start"})
+_new = object.__new__
 _PARENT_KEY = PARENT_HEADER.lower().encode("ascii")
 _ROOT_KEY = ROOT_HEADER.lower().encode("ascii")
 
@@ -95,7 +104,9 @@ class RunIdMiddleware:
             header_getter=_header_getter,
         )
         self._key = header_name.lower().encode("ascii")
+        self._size = len(self._key)
         self._names = frozenset((self._key, _PARENT_KEY, _ROOT_KEY))
+        self._response_header = self.policy.response_header
         # Requests with no id, or a canonical one, take the fast path of __call__ when the
         # policy would only continue that id or mint a root run for them.
         self._fast = self.policy.mode == "continue"
@@ -125,52 +136,62 @@ class RunIdMiddleware:
                 parent = field if parent is None else parent + b"," + field
             else:
                 root = field if root is None else root + b"," + field
-        # The ASGI spec: copy the scope before changing it, so nothing leaks to outer layers.
-        scope = dict(scope)
         run: RunId | None
+        changed: list[tuple[bytes, bytes]] | None = None  # the request headers, when rewritten
         if parent is None and root is None and self._fast:
             # The common requests, decided here without the policy's general path: a root run
             # continued from a canonical id, or a new run when no id came (and no fallback
             # such as OpenTelemetry baggage may supply one).
+            # Each RunId is made as _run_id._restore makes it, inlined: a call less per request.
             if raw is None and not _propagation._fallbacks.items:
-                text = _run_id._generate_default()  # RunId.generate(), one call less
-                run = _restore(text, None, None)
-                value = text.encode("ascii")
-                scope["headers"] = [*headers, (key, value)]
-            elif raw is not None and match_canonical_wire_id(raw):
-                run = _restore(raw.decode("ascii"), None, None)
-                value = raw
+                run = _new(RunId)
+                run._value = text = _run_id._generate_default()  # as RunId.generate() does
+                run._parent = run._root = None
+                value = text.encode()  # ASCII: the default UTF-8 is the same, and quicker
+                changed = [*headers, (key, value)]
+            elif (
+                raw is not None
+                and raw.translate(_CANONICAL_TABLE) == _CANONICAL_SHAPE
+                and raw not in _PLACEHOLDER_BYTES
+            ):  # canonical: the quick check of _propagation
+                run = _new(RunId)
+                run._value = raw.decode()  # ASCII, as checked
+                run._parent = run._root = None
+                value = raw  # the request headers say this run already
             else:
-                run, value = self._decide(scope, headers, raw, None, None)
+                run, value, changed = self._decide(scope, headers, raw, None, None)
         else:
-            run, value = self._decide(scope, headers, raw, parent, root)
+            run, value, changed = self._decide(scope, headers, raw, parent, root)
         if run is None:
             await self._reject(scope, send)
             return
         state = scope.get("state")
-        if state is None:
-            scope["state"] = {"run_id": run}
-        else:
+        if state is not None:
             state["run_id"] = run  # shared on purpose: Starlette's request.state lives here
+        if changed is not None or state is None:
+            # The ASGI spec: copy the scope before changing it, so nothing leaks to outer layers.
+            scope = dict(scope)
+            if changed is not None:
+                scope["headers"] = changed
+            if state is None:
+                scope["state"] = {"run_id": run}
 
-        if self.policy.response_header:
-            size = len(key)
+        if self._response_header:
+            size = self._size
 
-            async def send_with_run(message: Message) -> None:
+            # A plain function that returns send's awaitable: one coroutine less per message.
+            def send_with_run(message: Message) -> Awaitable[None]:
                 if message["type"] in _STARTS:
-                    headers = message.get("headers", ())
-                    if not isinstance(headers, (list, tuple)):
-                        headers = list(headers)  # any iterable of pairs: read it once
+                    # A new list and a new message: the app may send the same ones again.
+                    headers = [*message.get("headers", ())]
                     for name, _ in headers:
                         if len(name) == size and name.lower() == key:  # the app set its own
                             headers = [pair for pair in headers if pair[0].lower() != key]
-                            headers.append((key, value))
                             break
-                    else:
-                        headers = [*headers, (key, value)]
-                    # A new message: the app may send the same dict again, without our header.
-                    message = {**message, "headers": headers}
-                await send(message)
+                    headers.append((key, value))
+                    message = dict(message)
+                    message["headers"] = headers
+                return send(message)
 
             inner: Send = send_with_run
         else:
@@ -187,7 +208,11 @@ class RunIdMiddleware:
                     _current.reset(aside)
             return
         # No observer to call: the work of RunContext, without building one per request.
-        token = _current.set(_Frame(run, self._owner, None))
+        frame = _Frame()  # _context._new_frame(run, self._owner, None), inlined
+        frame.run_id = run
+        frame.owner = self._owner
+        frame.previous = frame.finishers = frame.token = frame.log_fields = None
+        token = _current.set(frame)
         try:
             await self.app(scope, receive, inner)
         except BaseException as exc:
@@ -203,21 +228,21 @@ class RunIdMiddleware:
         raw: bytes | None,
         parent: bytes | None,
         root: bytes | None,
-    ) -> tuple[RunId | None, bytes]:
+    ) -> tuple[RunId | None, bytes, list[tuple[bytes, bytes]] | None]:
         """Return the run of a request the fast path did not decide, and its id as bytes.
 
-        Sets the scope's request headers to those of the run when they do not say it already.
+        Also returns the request headers of the run, or None when those that came say it already.
         """
         run = self.policy.run_for(scope, raw, parent, root)
         if run is None:
-            return None, b""
+            return None, b"", None
         value = run.value.encode("ascii")
         if raw is None and parent is None and root is None and run.root is run:
-            scope["headers"] = [*headers, (self._key, value)]
-        elif raw != value or parent is not None or root is not None or run.root is not run:
+            return run, value, [*headers, (self._key, value)]
+        if raw != value or parent is not None or root is not None or run.root is not run:
             # Rewritten unless they already say exactly this run (a root run, canonical form).
-            scope["headers"] = self._request_headers(headers, run, value)
-        return run, value
+            return run, value, self._request_headers(headers, run, value)
+        return run, value, None
 
     def _request_headers(
         self, headers: list[tuple[bytes, bytes]], run: RunId, value: bytes

@@ -5,9 +5,17 @@ from __future__ import annotations
 import contextvars
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
-from agent_run_id._propagation import parse_wire_id, run_from_wire
+from agent_run_id._propagation import (
+    _CANONICAL_SHAPE,
+    _CANONICAL_TABLE,
+    _PLACEHOLDER_BYTES,
+    parse_wire_id,
+    run_from_wire,
+)
 
 VALUE = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
 
@@ -16,6 +24,21 @@ VALUE = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
 def test_parse_wire_id_gives_the_canonical_form_of_both_wire_forms(raw: str) -> None:
     assert parse_wire_id(raw) == VALUE
     assert parse_wire_id(raw.encode()) == VALUE
+
+
+# Bytes near the canonical shape: hex digits of both cases, hyphens and a few others.
+_NEAR_IDS = st.one_of(
+    st.binary(max_size=40),
+    st.text("0123456789abcdefABCDEF-g ", min_size=30, max_size=38).map(str.encode),
+    st.uuids().map(lambda value: str(value).encode()),
+    st.sampled_from(sorted(_PLACEHOLDER_BYTES)),
+)
+
+
+@given(_NEAR_IDS)
+def test_the_quick_canonical_check_takes_exactly_what_parse_wire_id_keeps(raw: bytes) -> None:
+    quick = raw.translate(_CANONICAL_TABLE) == _CANONICAL_SHAPE and raw not in _PLACEHOLDER_BYTES
+    assert quick == (parse_wire_id(raw) == raw.decode("latin-1"))
 
 
 def test_run_from_wire_without_lineage_is_a_root_run_equal_to_a_parsed_one() -> None:
