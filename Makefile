@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
 
-.PHONY: demo test lint type pytest bench clean
+.PHONY: demo test lint type pytest bench bench-count clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: lint type pytest
 
 bench: $(VENV)/.dev-installed
 	$(PY) -m benchmarks
+
+# The ASGI middleware's cost in instructions (valgrind's callgrind): steady on a noisy machine.
+bench-count: $(VENV)/.dev-installed
+	$(PY) -m benchmarks.count_asgi
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,8 +1,9 @@
 """Per-request cost of the ASGI RunIdMiddleware, side by side with asgi-correlation-id.
 
 Each case drives an ASGI app directly, with a prebuilt scope and trivial receive and send, for a
-batch of requests in one event loop: no HTTP client or server in the measurement. Every option
-is at its default. The cost of a middleware is its case minus the bare app's.
+batch of requests in one event loop: no HTTP client or server in the measurement. The scope has
+the keys uvicorn gives every request, a fresh copy of the lifespan ``state`` among them. Every
+option is at its default. The cost of a middleware is its case minus the bare app's.
 """
 
 from __future__ import annotations
@@ -48,7 +49,13 @@ def _scope(extra: list[tuple[bytes, bytes]]) -> Scope:
         "headers": _BASE_HEADERS + extra,
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8000),
+        "state": {},
     }
+
+
+def request(scope: Scope) -> Scope:
+    """Return a fresh copy of ``scope``, as a server makes one per request (state included)."""
+    return {**scope, "state": dict(scope["state"])}
 
 
 async def _receive() -> Message:
@@ -98,7 +105,7 @@ def _runner(loop: asyncio.AbstractEventLoop, app: ASGIApp, scope: Scope) -> Call
     async def batch() -> None:
         for _ in range(BATCH):
             # A fresh scope per request, as a server makes: the middleware may write to it.
-            await app(dict(scope), _receive, _send)
+            await app(request(scope), _receive, _send)
 
     def run() -> None:
         loop.run_until_complete(batch())

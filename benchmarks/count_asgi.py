@@ -1,0 +1,91 @@
+"""Per-request cost of the ASGI middleware in instructions, counted by valgrind's callgrind.
+
+``make bench-count``. Wall-clock medians on a small shared machine swing by more than the
+difference being measured; an instruction count does not. Each case runs in its own process under
+callgrind twice, with no requests and with ``REQUESTS``; the difference divided by ``REQUESTS``
+is the case's count per request, free of start-up and import costs. The cases and the scope are
+those of ``bench_asgi`` (bare ASGI app), every option at its default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from asgi_correlation_id import CorrelationIdMiddleware
+
+from agent_run_id.asgi import RunIdMiddleware
+
+from . import bench_asgi
+
+REQUESTS = 2_000
+_CASES = {
+    "app alone": (None, "plain"),
+    "RunIdMiddleware, no header": (RunIdMiddleware, "plain"),
+    "CorrelationIdMiddleware, no header": (CorrelationIdMiddleware, "plain"),
+    "RunIdMiddleware, incoming id": (RunIdMiddleware, "ours"),
+    "CorrelationIdMiddleware, incoming id": (CorrelationIdMiddleware, "theirs"),
+}
+_SCOPES = {
+    "plain": bench_asgi._scope([]),
+    "ours": bench_asgi._scope([(b"x-run-id", bench_asgi._RUN_ID)]),
+    "theirs": bench_asgi._scope([(b"x-request-id", bench_asgi._REQUEST_ID)]),
+}
+
+
+def _serve(case: str, requests: int) -> None:
+    """Run ``requests`` requests of ``case`` (after a warm-up of 200) in this process."""
+    middleware, scope_name = _CASES[case]
+    app = bench_asgi.bare if middleware is None else middleware(bench_asgi.bare)
+    scope = _SCOPES[scope_name]
+
+    async def serve() -> None:
+        for _ in range(200 + requests):
+            await app(bench_asgi.request(scope), bench_asgi._receive, bench_asgi._send)
+
+    asyncio.run(serve())
+
+
+def _count(valgrind: str, case: str, requests: int) -> int:
+    """Return the instructions callgrind counts for a whole process serving ``requests``."""
+    command = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    # -B: neither run writes bytecode, so both pay the same compile costs and they cancel out.
+    command += [sys.executable, "-B", "-m", "benchmarks.count_asgi", case, str(requests)]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"callgrind printed no count for {case!r}:\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    """Print each case's instructions per request, its overhead and our ratio to the peer's."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        print("count_asgi: valgrind is not installed (apt install valgrind); nothing counted")
+        return
+    counts = {
+        case: (_count(valgrind, case, REQUESTS) - _count(valgrind, case, 0)) / REQUESTS
+        for case in _CASES
+    }
+    base = counts["app alone"]
+    print(f"\nASGI middleware per request, bare ASGI app: instructions (callgrind, {REQUESTS:,})")
+    print(f"  {'case':<40} {'count':>9} {'overhead':>9} {'ours/theirs':>12}")
+    for case, count in counts.items():
+        ratio = ""
+        if case.startswith("RunIdMiddleware"):
+            theirs = counts[case.replace("RunIdMiddleware", "CorrelationIdMiddleware")] - base
+            ratio = f"{(count - base) / theirs:.3f}"
+        print(f"  {case:<40} {count:>9,.0f} {count - base:>9,.0f} {ratio:>12}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3:
+        _serve(sys.argv[1], int(sys.argv[2]))
+    else:
+        main()
