@@ -6,12 +6,12 @@ helpers below all take the names and the validation rule from here.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from ._context import current_run_id
 from ._hooks import Hooks
 from ._run_id import ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID, ENV_RUN_ID, RunId, _restore
+from ._uuid import _PLACEHOLDERS, parse_wire_id
 
 __all__ = [
     "ENV_PARENT_RUN_ID",
@@ -39,18 +39,6 @@ PARENT_HEADER = "X-Parent-Run-Id"
 ROOT_HEADER = "X-Root-Run-Id"
 
 
-# On the wire only the two plain forms are taken: 8-4-4-4-12 or 32 hex digits, ASCII, any case.
-# Braces and urn: prefixes are for humans typing ids, not for headers.
-_WIRE = re.compile(
-    rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}"
-)
-
-
-# The nil and max UUIDs (RFC 9562): placeholders, never a run's id.
-_PLACEHOLDERS = frozenset(
-    ("00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff")
-)
-
 # The quick check of a canonical id, which parse_wire_id keeps as it is (ASGI's common path):
 #     raw.translate(_CANONICAL_TABLE) == _CANONICAL_SHAPE and raw not in _PLACEHOLDER_BYTES
 # bytes.translate maps lower-case hex digits to "0", "-" to itself and any other byte to "x", so
@@ -60,28 +48,6 @@ _CANONICAL_TABLE = bytes(
     48 if byte in b"0123456789abcdef" else 45 if byte == 45 else 120 for byte in range(256)
 )
 _PLACEHOLDER_BYTES = frozenset(value.encode("ascii") for value in _PLACEHOLDERS)
-
-
-def parse_wire_id(raw: bytes | str | None) -> str | None:
-    """Return the canonical id in an incoming header or variable value, or None if it is not one.
-
-    Takes only a UUID as ``8-4-4-4-12`` or as 32 hex digits (ASCII, any case) and normalizes it;
-    anything else (empty, too long, other characters, non-ASCII) gives None, and so do the nil
-    and max UUIDs, which a misconfigured caller sends on every request and which would merge
-    all its requests into one run. Never raises.
-    """
-    if raw is None or len(raw) > 36:
-        return None
-    if isinstance(raw, str):
-        if not raw.isascii():
-            return None
-        raw = raw.encode("ascii")
-    if not _WIRE.fullmatch(raw):
-        return None
-    text = raw.decode("ascii").lower()
-    if len(text) != 36:  # 32 hex digits: put the hyphens in
-        text = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-    return None if text in _PLACEHOLDERS else text
 
 
 def run_from_wire(

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ._show import show_value
-from ._uuid import new_v4, new_v7, parse
+from ._uuid import EXAMPLE, new_v4, new_v7, parse, parse_wire_id
 
 __all__ = [
     "ENV_PARENT_RUN_ID",
@@ -135,21 +135,19 @@ class RunId:
     def from_env(cls, env: Mapping[str, str] | None = None) -> RunId | None:
         """Return the run passed in ``AGENT_RUN_ID`` (with its lineage), or None when unset.
 
-        Reads ``os.environ`` unless ``env`` is given; see :func:`agent_run_id.environ`.
-        Raises ValueError when a variable holds something that is not a UUID.
+        Reads ``os.environ`` unless ``env`` is given; see :func:`agent_run_id.environ`. The
+        variables follow the rule of the run headers: a UUID as ``8-4-4-4-12`` or 32 hex digits,
+        any case, and not the nil or max UUID (a placeholder would merge unrelated runs). Raises
+        ValueError naming the variable when one holds anything else.
         """
         env = os.environ if env is None else env
-        value = env.get(ENV_RUN_ID)
-        if not value:
+        value = _wire_variable(env, ENV_RUN_ID)
+        if value is None:
             return None
-        fields = {}
-        for name in (ENV_RUN_ID, ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID):
-            text = env.get(name)
-            fields[name] = None if not text else RunId(parse(text, f"${name}"))
-        parent, root = fields[ENV_PARENT_RUN_ID], fields[ENV_ROOT_RUN_ID]
-        if parent is not None and root is not None:
-            parent = RunId(parent.value, root=root)
-        return cls(value, parent=parent, root=root)
+        root = _wire_variable(env, ENV_ROOT_RUN_ID)
+        parent = _wire_variable(env, ENV_PARENT_RUN_ID)
+        parent_id = None if parent is None else RunId(parent, root=root)
+        return cls(value, parent=parent_id, root=root)
 
     @property
     def value(self) -> str:
@@ -231,6 +229,20 @@ def _restore(value: str, parent: RunId | None, root: RunId | None) -> RunId:
     run_id._parent = parent
     run_id._root = root
     return run_id
+
+
+def _wire_variable(env: Mapping[str, str], name: str) -> str | None:
+    """Return the canonical id in ``env[name]``, None when unset or empty; raise when not one."""
+    text = env.get(name)
+    if not text:
+        return None
+    value = parse_wire_id(text)
+    if value is None:
+        raise ValueError(
+            f"${name} {show_value(text)} is not a run id: it takes a UUID such as {EXAMPLE!r} "
+            "(or its 32 hex digits), not the nil or max UUID; unset it to start a new root run"
+        )
+    return value
 
 
 def _coerce(value: RunId | str | None, what: str) -> RunId | None:

@@ -12,7 +12,7 @@ import time
 
 from ._show import show_value
 
-__all__ = ["EXAMPLE", "canonical", "new_v4", "new_v7", "parse"]
+__all__ = ["EXAMPLE", "canonical", "new_v4", "new_v7", "parse", "parse_wire_id"]
 
 # The textual forms of a UUID that ``uuid.UUID`` documents: canonical 8-4-4-4-12, 32 hex digits,
 # either one in braces or after ``urn:uuid:``, the hex digits in any case. The prefix is lowercase
@@ -24,6 +24,16 @@ _HYPHENATED = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 _BODY = rf"(?:{_HYPHENATED}|{_HEX32})"
 _UUID_TEXT = re.compile(rf"(?:{_BODY}|\{{{_BODY}\}}|urn:uuid:{_BODY})")
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+# On the wire (headers, environment variables) only the two plain forms are taken: 8-4-4-4-12 or
+# 32 hex digits, ASCII, any case. Braces and urn: prefixes are for humans typing ids.
+_WIRE = re.compile(
+    rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}"
+)
+# The nil and max UUIDs (RFC 9562): placeholders, never a run's id.
+_PLACEHOLDERS = frozenset(
+    ("00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff")
+)
 
 #: A UUID to show in error messages.
 EXAMPLE = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
@@ -54,6 +64,28 @@ def canonical(text: str) -> str | None:
     elif digits[0] == "u":
         digits = digits[9:]  # after "urn:uuid:"
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def parse_wire_id(raw: bytes | str | None) -> str | None:
+    """Return the canonical id in an incoming header or variable value, or None if it is not one.
+
+    Takes only a UUID as ``8-4-4-4-12`` or as 32 hex digits (ASCII, any case) and normalizes it;
+    anything else (empty, too long, other characters, non-ASCII) gives None, and so do the nil
+    and max UUIDs, which a misconfigured caller sends on every request and which would merge
+    all its requests into one run. Never raises.
+    """
+    if raw is None or len(raw) > 36:
+        return None
+    if isinstance(raw, str):
+        if not raw.isascii():
+            return None
+        raw = raw.encode("ascii")
+    if not _WIRE.fullmatch(raw):
+        return None
+    text = raw.decode("ascii").lower()
+    if len(text) != 36:  # 32 hex digits: put the hyphens in
+        text = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return None if text in _PLACEHOLDERS else text
 
 
 def parse(value: object, what: str) -> str:

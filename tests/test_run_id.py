@@ -358,10 +358,39 @@ def test_from_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_from_env_names_the_malformed_variable() -> None:
-    with pytest.raises(ValueError, match=r"\$AGENT_PARENT_RUN_ID 'oops' is not a UUID"):
+    with pytest.raises(ValueError, match=r"\$AGENT_PARENT_RUN_ID 'oops' is not a run id"):
         RunId.from_env({"AGENT_RUN_ID": str(uuid.uuid4()), "AGENT_PARENT_RUN_ID": "oops"})
-    with pytest.raises(ValueError, match=r"\$AGENT_RUN_ID"):
+    with pytest.raises(ValueError, match=r"\$AGENT_RUN_ID 'oops' is not a run id"):
         RunId.from_env({"AGENT_RUN_ID": "oops"})
+    with pytest.raises(ValueError, match=r"\$AGENT_ROOT_RUN_ID"):
+        RunId.from_env({"AGENT_RUN_ID": str(uuid.uuid4()), "AGENT_ROOT_RUN_ID": "oops"})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "00000000-0000-0000-0000-000000000000",  # placeholders would merge unrelated runs
+        "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF",
+        "{0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908}",  # forms for humans, not for the wire
+        "urn:uuid:0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908",
+        " 0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908",
+    ],
+)
+@pytest.mark.parametrize("name", ["AGENT_RUN_ID", "AGENT_PARENT_RUN_ID", "AGENT_ROOT_RUN_ID"])
+def test_from_env_takes_only_what_the_run_headers_take(name: str, text: str) -> None:
+    env = {"AGENT_RUN_ID": str(uuid.uuid4()), name: text}
+    with pytest.raises(ValueError, match=rf"\${name} .* is not a run id"):
+        RunId.from_env(env)
+
+
+def test_from_env_takes_32_hex_digits_in_any_case_as_headers_do() -> None:
+    run, parent = uuid.uuid4(), uuid.uuid4()
+    env = {"AGENT_RUN_ID": run.hex.upper(), "AGENT_PARENT_RUN_ID": parent.hex}
+    run_id = RunId.from_env(env)
+    assert run_id is not None
+    assert run_id.value == str(run)
+    assert run_id.parent == RunId(str(parent))
+    assert run_id.root == run_id.parent
 
 
 def test_seed_snippet_runs_as_written() -> None:
