@@ -40,14 +40,15 @@ ROOT_HEADER = "X-Root-Run-Id"
 
 
 # The quick check of a canonical id, which parse_wire_id keeps as it is (ASGI's common path):
-#     raw.translate(_CANONICAL_TABLE) == _CANONICAL_SHAPE and raw not in _PLACEHOLDER_BYTES
+#     raw.translate(_CANONICAL_TABLE) == _CANONICAL_SHAPE and raw != _NIL and raw != _MAX
+# (compared, not looked up in a set: a server that breaks the spec with a bytearray must not fail)
 # bytes.translate maps lower-case hex digits to "0", "-" to itself and any other byte to "x", so
 # only a lowercase 8-4-4-4-12 id translates to _CANONICAL_SHAPE.
 _CANONICAL_SHAPE = b"00000000-0000-0000-0000-000000000000"
 _CANONICAL_TABLE = bytes(
     48 if byte in b"0123456789abcdef" else 45 if byte == 45 else 120 for byte in range(256)
 )
-_PLACEHOLDER_BYTES = frozenset(value.encode("ascii") for value in _PLACEHOLDERS)
+_NIL, _MAX = sorted(value.encode("ascii") for value in _PLACEHOLDERS)
 
 
 def run_from_wire(

@@ -6,7 +6,7 @@ none of them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from . import _propagation, _run_id
@@ -15,7 +15,8 @@ from ._inbound import InboundPolicy, IncomingOption
 from ._propagation import (
     _CANONICAL_SHAPE,
     _CANONICAL_TABLE,
-    _PLACEHOLDER_BYTES,
+    _MAX,
+    _NIL,
     HEADER,
     PARENT_HEADER,
     ROOT_HEADER,
@@ -152,7 +153,8 @@ class RunIdMiddleware:
             elif (
                 raw is not None
                 and raw.translate(_CANONICAL_TABLE) == _CANONICAL_SHAPE
-                and raw not in _PLACEHOLDER_BYTES
+                and raw != _NIL
+                and raw != _MAX
             ):  # canonical: the quick check of _propagation
                 run = _new(RunId)
                 run._value = raw.decode()  # ASCII, as checked
@@ -165,22 +167,24 @@ class RunIdMiddleware:
         if run is None:
             await self._reject(scope, send)
             return
+        # A copy, always: the ASGI spec asks for one before a change, and the apps inside change
+        # theirs in place (Starlette sets "app", "route", "endpoint"), which outer layers such
+        # as OpenTelemetry's and Sentry's middleware must not see.
+        scope = dict(scope)
+        if changed is not None:
+            scope["headers"] = changed
         state = scope.get("state")
-        if state is not None:
+        if state is None:
+            scope["state"] = {"run_id": run}
+        else:
             state["run_id"] = run  # shared on purpose: Starlette's request.state lives here
-        if changed is not None or state is None:
-            # The ASGI spec: copy the scope before changing it, so nothing leaks to outer layers.
-            scope = dict(scope)
-            if changed is not None:
-                scope["headers"] = changed
-            if state is None:
-                scope["state"] = {"run_id": run}
 
         if self._response_header:
             size = self._size
 
-            # A plain function that returns send's awaitable: one coroutine less per message.
-            def send_with_run(message: Message) -> Awaitable[None]:
+            # A coroutine function, not a plain one returning send's awaitable: callers check
+            # (asgiref's async_to_sync, which Django Channels' sync consumers use, warns).
+            async def send_with_run(message: Message) -> None:
                 if message["type"] in _STARTS:
                     # A new list and a new message: the app may send the same ones again.
                     headers = [*message.get("headers", ())]
@@ -191,7 +195,7 @@ class RunIdMiddleware:
                     headers.append((key, value))
                     message = dict(message)
                     message["headers"] = headers
-                return send(message)
+                await send(message)
 
             inner: Send = send_with_run
         else:

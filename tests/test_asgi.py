@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from asgiref.sync import iscoroutinefunction
 from fastapi import Depends, FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 import agent_run_id.logging as run_logging
@@ -868,3 +870,80 @@ async def test_the_nil_and_max_uuids_are_replaced_like_any_invalid_id(placeholde
     assert run is not None
     assert run.value.encode() != placeholder
     assert dict(sent[0]["headers"])[b"x-run-id"] == run.value.encode()
+
+
+@pytest.mark.parametrize("incoming", [[], [(b"x-run-id", RUN_A.encode())]], ids=["none", "valid"])
+async def test_an_app_changing_its_scope_in_place_never_changes_the_servers(
+    incoming: list[tuple[bytes, bytes]],
+) -> None:
+    """Starlette sets "app", "route", "endpoint" in its scope: outer layers must not see them.
+
+    A scope as uvicorn builds it, with its own state; with and without an id that needs no
+    rewrite, so no request leaves the scope uncopied.
+    """
+    inner = Starlette(routes=[Mount("/api", routes=[Route("/items", _plain_ok)])])
+    server_scope: Scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/items",
+        "raw_path": b"/api/items",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1"), *incoming],
+        "state": {},
+    }
+    before = {key: value for key, value in server_scope.items() if key != "state"}
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await RunIdMiddleware(inner)(server_scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert {key: value for key, value in server_scope.items() if key != "state"} == before
+    assert isinstance(server_scope["state"]["run_id"], RunId)  # state is shared on purpose
+
+
+async def _plain_ok(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+async def test_the_send_the_app_gets_is_a_coroutine_function() -> None:
+    """asgiref's async_to_sync (Django Channels' sync consumers) warns on any other callable.
+
+    asgiref comes with opentelemetry-instrumentation-asgi, one of the dev extras.
+    """
+    checks: list[bool] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        checks.extend((inspect.iscoroutinefunction(send), iscoroutinefunction(send)))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(message: Message) -> None:
+        return None
+
+    await RunIdMiddleware(app)({"type": "http", "headers": []}, None, send)  # type: ignore[arg-type]
+    assert checks == [True, True]
+
+
+async def test_a_canonical_id_in_a_bytearray_is_taken_not_a_crash() -> None:
+    """The spec says bytes; a server that passes a bytearray must still get its request run."""
+    seen: list[RunId | None] = []
+    sent: list[Message] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        seen.append(current_run_id())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {"type": "http", "headers": [(b"x-run-id", bytearray(RUN_A.encode()))]}
+    await RunIdMiddleware(app)(scope, None, send)  # type: ignore[arg-type]
+    assert seen == [RunId(RUN_A)]
+    assert bytes(dict(sent[0]["headers"])[b"x-run-id"]) == RUN_A.encode()
