@@ -848,12 +848,8 @@ async def test_a_callable_incoming_decides_per_request_from_the_scope() -> None:
     assert ignored.headers["x-run-id"] == ignored.json()["current"]
 
 
-@pytest.mark.parametrize(
-    "placeholder",
-    [b"00000000-0000-0000-0000-000000000000", b"ffffffff-ffff-ffff-ffff-ffffffffffff"],
-)
-async def test_the_nil_and_max_uuids_are_replaced_like_any_invalid_id(placeholder: bytes) -> None:
-    """Canonical in shape, but placeholders: the quick canonical check must refuse them too."""
+async def one_bare_request(headers: list[Any]) -> tuple[RunId | None, list[Message]]:
+    """Send one request with ``headers`` to a bare app: the run it saw, and the messages sent."""
     seen: list[RunId | None] = []
     sent: list[Message] = []
 
@@ -864,9 +860,18 @@ async def test_the_nil_and_max_uuids_are_replaced_like_any_invalid_id(placeholde
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope: Scope = {"type": "http", "headers": [(b"x-run-id", placeholder)]}
-    await RunIdMiddleware(app)(scope, None, send)  # type: ignore[arg-type]
+    await RunIdMiddleware(app)({"type": "http", "headers": headers}, None, send)  # type: ignore[arg-type]
     (run,) = seen
+    return run, sent
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    [b"00000000-0000-0000-0000-000000000000", b"ffffffff-ffff-ffff-ffff-ffffffffffff"],
+)
+async def test_the_nil_and_max_uuids_are_replaced_like_any_invalid_id(placeholder: bytes) -> None:
+    """Canonical in shape, but placeholders: the quick canonical check must refuse them too."""
+    run, sent = await one_bare_request([(b"x-run-id", placeholder)])
     assert run is not None
     assert run.value.encode() != placeholder
     assert dict(sent[0]["headers"])[b"x-run-id"] == run.value.encode()
@@ -933,17 +938,6 @@ async def test_the_send_the_app_gets_is_a_coroutine_function() -> None:
 
 async def test_a_canonical_id_in_a_bytearray_is_taken_not_a_crash() -> None:
     """The spec says bytes; a server that passes a bytearray must still get its request run."""
-    seen: list[RunId | None] = []
-    sent: list[Message] = []
-
-    async def app(scope: Scope, receive: Any, send: Any) -> None:
-        seen.append(current_run_id())
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope: Scope = {"type": "http", "headers": [(b"x-run-id", bytearray(RUN_A.encode()))]}
-    await RunIdMiddleware(app)(scope, None, send)  # type: ignore[arg-type]
-    assert seen == [RunId(RUN_A)]
+    run, sent = await one_bare_request([(b"x-run-id", bytearray(RUN_A.encode()))])
+    assert run == RunId(RUN_A)
     assert bytes(dict(sent[0]["headers"])[b"x-run-id"]) == RUN_A.encode()
