@@ -65,9 +65,8 @@ def uvicorn_server(app: Any) -> Iterator[str]:
 
 
 @contextmanager
-def wsgi_server(app: Any, *, threaded: bool = True) -> Iterator[str]:
-    """Serve ``app`` with werkzeug's server in a thread on 127.0.0.1; yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=threaded)
+def _serving(server: Any) -> Iterator[str]:
+    """Run ``server.serve_forever`` in a thread; yield its base URL, then shut it down."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -76,6 +75,13 @@ def wsgi_server(app: Any, *, threaded: bool = True) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(20)
+
+
+@contextmanager
+def wsgi_server(app: Any, *, threaded: bool = True) -> Iterator[str]:
+    """Serve ``app`` with werkzeug's server in a thread on 127.0.0.1; yield its base URL."""
+    with _serving(make_server("127.0.0.1", 0, app, threaded=threaded)) as url:
+        yield url
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -86,15 +92,8 @@ class _QuietHandler(WSGIRequestHandler):
 @contextmanager
 def wsgiref_server(app: Any) -> Iterator[str]:
     """Serve ``app`` with the standard library's wsgiref in a thread on 127.0.0.1; yield its URL."""
-    server = make_wsgiref_server("127.0.0.1", 0, app, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(20)
+    with _serving(make_wsgiref_server("127.0.0.1", 0, app, handler_class=_QuietHandler)) as url:
+        yield url
 
 
 class Capture(logging.Handler):
