@@ -64,15 +64,7 @@ def test_the_seed_short_filter_on_the_root_logger(caplog: pytest.LogCaptureFixtu
             record.run_id = run_id.short() if run_id else "no-run"
             return True
 
-    seed_filter = RunIdFilter()
-    logging.getLogger().addFilter(seed_filter)
-    caplog.set_level(logging.INFO)
-    try:
-        with RunContext() as run:
-            logging.getLogger().info("inside")
-        logging.getLogger().info("outside")
-    finally:
-        logging.getLogger().removeFilter(seed_filter)
+    run = _log_inside_and_outside_a_run(RunIdFilter(), caplog)
     assert (
         [(r.getMessage(), r.run_id) for r in caplog.records]
         == [  # type: ignore[attr-defined]
@@ -82,6 +74,22 @@ def test_the_seed_short_filter_on_the_root_logger(caplog: pytest.LogCaptureFixtu
     )
 
 
+def _log_inside_and_outside_a_run(
+    seed_filter: logging.Filter, caplog: pytest.LogCaptureFixture
+) -> RunContext:
+    """Log "inside" in a run and "outside" after it, through ``seed_filter`` on the root logger."""
+    root_logger = logging.getLogger()
+    root_logger.addFilter(seed_filter)
+    caplog.set_level(logging.INFO)
+    try:
+        with RunContext() as run:
+            root_logger.info("inside")
+        root_logger.info("outside")
+    finally:
+        root_logger.removeFilter(seed_filter)
+    return run
+
+
 def test_the_seed_filter_class_on_the_root_logger(caplog: pytest.LogCaptureFixture) -> None:
     class RunIdFilter(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
@@ -89,16 +97,7 @@ def test_the_seed_filter_class_on_the_root_logger(caplog: pytest.LogCaptureFixtu
             record.run_id = str(rid) if rid else "-"
             return True
 
-    root_logger = logging.getLogger()
-    seed_filter = RunIdFilter()
-    root_logger.addFilter(seed_filter)
-    caplog.set_level(logging.INFO)
-    try:
-        with RunContext() as run:
-            logging.getLogger().info("inside")
-        logging.getLogger().info("outside")
-    finally:
-        root_logger.removeFilter(seed_filter)
+    run = _log_inside_and_outside_a_run(RunIdFilter(), caplog)
     assert [r.run_id for r in caplog.records] == [run.run_id.value, "-"]  # type: ignore[attr-defined]
 
 
