@@ -507,6 +507,11 @@ def real_client(kit: SimpleNamespace, server: LocalServer, **options: Any) -> An
     return kit.http.Client(base_url=server.url, transport=transport, timeout=TIMEOUT)
 
 
+def real_async_client(kit: SimpleNamespace, server: LocalServer) -> Any:
+    transport = kit.ours.AsyncRunIdTransport()
+    return kit.http.AsyncClient(base_url=server.url, transport=transport, timeout=TIMEOUT)
+
+
 def test_real_server_gets_the_run_and_its_lineage(
     kit: SimpleNamespace, server: LocalServer
 ) -> None:
@@ -535,10 +540,7 @@ def test_real_server_gets_nothing_outside_a_run_and_the_callers_header_wins(
 async def test_real_server_async_gets_nothing_outside_a_run_and_the_callers_header_wins(
     kit: SimpleNamespace, server: LocalServer
 ) -> None:
-    transport = kit.ours.AsyncRunIdTransport()
-    async with kit.http.AsyncClient(
-        base_url=server.url, transport=transport, timeout=TIMEOUT
-    ) as client:
+    async with real_async_client(kit, server) as client:
         outside = (await client.get("/echo")).json()["headers"]
         async with RunContext(CHILD):
             mine = (await client.get("/echo", headers={"x-run-id": "mine"})).json()["headers"]
@@ -574,11 +576,7 @@ async def test_real_async_streaming_upload_and_download(
         for _ in range(8):
             yield b"y" * 1000
 
-    transport = kit.ours.AsyncRunIdTransport()
-    async with (
-        kit.http.AsyncClient(base_url=server.url, transport=transport, timeout=TIMEOUT) as client,
-        RunContext(CHILD),
-    ):
+    async with real_async_client(kit, server) as client, RunContext(CHILD):
         uploaded = (await client.post("/echo", content=body())).json()
         async with client.stream("GET", "/stream") as response:
             data = b"".join([chunk async for chunk in response.aiter_bytes()])
@@ -617,10 +615,7 @@ def test_real_redirect_to_another_host_loses_ours_and_keeps_the_callers(
 async def test_real_server_200_concurrent_runs_on_one_shared_async_client(
     kit: SimpleNamespace, server: LocalServer
 ) -> None:
-    transport = kit.ours.AsyncRunIdTransport()
-    async with kit.http.AsyncClient(
-        base_url=server.url, transport=transport, timeout=TIMEOUT
-    ) as client:
+    async with real_async_client(kit, server) as client:
 
         async def one() -> tuple[str, Any]:
             async with RunContext() as run:
