@@ -3,8 +3,9 @@
 ``make bench-count``. Wall-clock medians on a small shared machine swing by more than the
 difference being measured; an instruction count does not. Each case runs in its own process under
 callgrind twice, with no requests and with ``REQUESTS``; the difference divided by ``REQUESTS``
-is the case's count per request, free of start-up and import costs. The cases and the scope are
-those of ``bench_asgi`` (bare ASGI app), every option at its default.
+is the case's count per request, free of start-up and import costs. The cases and their scopes
+are those of ``bench_asgi`` (bare ASGI app), every option at its default. The processes run side
+by side, one per core: an instruction count does not depend on what else the machine does.
 """
 
 from __future__ import annotations
@@ -15,33 +16,18 @@ import re
 import shutil
 import subprocess
 import sys
-
-from asgi_correlation_id import CorrelationIdMiddleware
-
-from agent_run_id.asgi import RunIdMiddleware
+from concurrent.futures import ThreadPoolExecutor
 
 from . import bench_asgi
 
 REQUESTS = 2_000
-_CASES = {
-    "app alone": (None, "plain"),
-    "RunIdMiddleware, no header": (RunIdMiddleware, "plain"),
-    "CorrelationIdMiddleware, no header": (CorrelationIdMiddleware, "plain"),
-    "RunIdMiddleware, incoming id": (RunIdMiddleware, "ours"),
-    "CorrelationIdMiddleware, incoming id": (CorrelationIdMiddleware, "theirs"),
-}
-_SCOPES = {
-    "plain": bench_asgi._scope([]),
-    "ours": bench_asgi._scope([(b"x-run-id", bench_asgi._RUN_ID)]),
-    "theirs": bench_asgi._scope([(b"x-request-id", bench_asgi._REQUEST_ID)]),
-}
 
 
 def _serve(case: str, requests: int) -> None:
     """Run ``requests`` requests of ``case`` (after a warm-up of 200) in this process."""
-    middleware, scope_name = _CASES[case]
+    middleware, scope_name = bench_asgi.CASES[case]
     app = bench_asgi.bare if middleware is None else middleware(bench_asgi.bare)
-    scope = _SCOPES[scope_name]
+    scope = bench_asgi.SCOPES[scope_name]
 
     async def serve() -> None:
         for _ in range(200 + requests):
@@ -69,19 +55,18 @@ def main() -> None:
     if valgrind is None:
         print("count_asgi: valgrind is not installed (apt install valgrind); nothing counted")
         return
-    counts = {
-        case: (_count(valgrind, case, REQUESTS) - _count(valgrind, case, 0)) / REQUESTS
-        for case in _CASES
-    }
-    base = counts["app alone"]
+
+    def per_request(case: str) -> float:
+        return (_count(valgrind, case, REQUESTS) - _count(valgrind, case, 0)) / REQUESTS
+
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        counts = dict(zip(bench_asgi.CASES, pool.map(per_request, bench_asgi.CASES), strict=True))
+    over = bench_asgi.overheads(counts)
     print(f"\nASGI middleware per request, bare ASGI app: instructions (callgrind, {REQUESTS:,})")
     print(f"  {'case':<40} {'count':>9} {'overhead':>9} {'ours/theirs':>12}")
     for case, count in counts.items():
-        ratio = ""
-        if case.startswith("RunIdMiddleware"):
-            theirs = counts[case.replace("RunIdMiddleware", "CorrelationIdMiddleware")] - base
-            ratio = f"{(count - base) / theirs:.3f}"
-        print(f"  {case:<40} {count:>9,.0f} {count - base:>9,.0f} {ratio:>12}")
+        ratio = bench_asgi.ratio(over, case)
+        print(f"  {case:<40} {count:>9,.0f} {over[case]:>9,.0f} {ratio:>12}")
 
 
 if __name__ == "__main__":
