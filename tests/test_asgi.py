@@ -8,12 +8,13 @@ import json
 import logging
 import sys
 import threading
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from asgiref.sync import iscoroutinefunction
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from fastapi import Depends, FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -921,19 +922,48 @@ async def _plain_ok(request: Request) -> PlainTextResponse:
 async def test_the_send_the_app_gets_is_a_coroutine_function() -> None:
     """asgiref's async_to_sync (Django Channels' sync consumers) warns on any other callable.
 
-    asgiref comes with opentelemetry-instrumentation-asgi, one of the dev extras.
+    asgiref comes with opentelemetry-instrumentation-asgi, one of the dev extras. The send is
+    marked as asgiref marks its own: asyncio and asgiref read the mark on every version, and
+    inspect from Python 3.12, the first to know a mark.
     """
     checks: list[bool] = []
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
-        checks.extend((inspect.iscoroutinefunction(send), iscoroutinefunction(send)))
+        with warnings.catch_warnings():  # asyncio.iscoroutinefunction is deprecated in 3.14
+            warnings.simplefilter("ignore", DeprecationWarning)
+            by_asyncio = asyncio.iscoroutinefunction(send)
+        checks.extend((iscoroutinefunction(send), by_asyncio, inspect.iscoroutinefunction(send)))
         await send({"type": "http.response.start", "status": 200, "headers": []})
 
     async def send(message: Message) -> None:
         return None
 
     await RunIdMiddleware(app)({"type": "http", "headers": []}, None, send)  # type: ignore[arg-type]
-    assert checks == [True, True]
+    assert checks == [True, True, sys.version_info >= (3, 12)]
+
+
+async def test_a_sync_consumer_sends_through_async_to_sync_with_no_warning() -> None:
+    """As Django Channels' sync consumers send: async_to_sync(send), called in a worker thread."""
+    sent: list[Message] = []
+
+    def consumer(send: Any) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # async_to_sync warns on an unmarked callable
+            reply = async_to_sync(send)
+        reply({"type": "http.response.start", "status": 200, "headers": []})
+        reply({"type": "http.response.body", "body": b"ok"})
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        await sync_to_async(consumer)(send)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await RunIdMiddleware(app)({"type": "http", "headers": []}, None, send)  # type: ignore[arg-type]
+    assert [message["type"] for message in sent] == ["http.response.start", "http.response.body"]
+    ((name, value),) = sent[0]["headers"]
+    assert name == b"x-run-id"
+    assert is_canonical(value.decode("ascii"))
 
 
 async def test_a_canonical_id_in_a_bytearray_is_taken_not_a_crash() -> None:
