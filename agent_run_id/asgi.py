@@ -6,11 +6,9 @@ none of them.
 
 from __future__ import annotations
 
-import asyncio
-import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from types import MethodType
-from typing import Any, TypeVar
+from typing import Any
 
 from . import _propagation, _run_id
 from ._context import RunContext, _add_note, _current, _Frame, _observers, check_registry
@@ -38,40 +36,23 @@ _new = object.__new__
 _PARENT_KEY = PARENT_HEADER.lower().encode("ascii")
 _ROOT_KEY = ROOT_HEADER.lower().encode("ascii")
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-if sys.version_info >= (3, 12):
-    from inspect import markcoroutinefunction as _mark_coroutine_function
-else:
-
-    def _mark_coroutine_function(func: _F) -> _F:
-        """Mark ``func`` as a coroutine function, as 3.12's ``inspect.markcoroutinefunction`` does.
-
-        Before 3.12 the mark is asyncio's own, which ``asyncio.iscoroutinefunction`` and asgiref
-        read (asgiref's ``markcoroutinefunction`` sets the same one).
-        """
-        func._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
-        return func
-
-
 #: What each request's response send is bound to: the server's send and the run id header.
 _Bound = tuple[Send, tuple[bytes, bytes]]
 
 
-def _response_sender(key: bytes) -> Callable[[_Bound, Message], Awaitable[None]]:
+def _response_sender(key: bytes) -> Callable[[_Bound, Message], Coroutine[Any, Any, None]]:
     """Return the send of a middleware whose header is ``key``, to bind to each request's own.
 
-    Bound (as a method of the tuple ``(send, (key, value))``: the cheapest binding to make per
-    request) it adds the run id header to the messages that carry the response headers, replacing
-    one the app set itself, and passes every message on. It is a plain function returning
-    ``send``'s awaitable: a frame and a coroutine less per message than an ``async def``. It is
-    marked a coroutine function, because callers check (asgiref's ``async_to_sync``, which Django
-    Channels' sync consumers use, warns otherwise). asgiref and ``asyncio.iscoroutinefunction``
-    read the mark through the bound method on every Python version, ``inspect`` from 3.12.
+    Bound as a method of the tuple ``(send, (key, value))`` (the cheapest binding to make per
+    request: no closure, no ``functools.partial``), it adds the run id header to the messages
+    that carry the response headers, replacing one the app set itself, and passes every message
+    on. An ``async def``, so that it does its work when awaited, on the event loop, and callers
+    that check (asgiref's ``async_to_sync``, which Django Channels' sync consumers use) see a
+    coroutine function on every Python version.
     """
     size = len(key)
 
-    def send_with_run(bound: _Bound, message: Message) -> Awaitable[None]:
+    async def send_with_run(bound: _Bound, message: Message) -> None:
         send, header = bound
         if message["type"] in _STARTS:
             # A new list and a new message: the app may send the same ones again. ASGI messages
@@ -84,9 +65,9 @@ def _response_sender(key: bytes) -> Callable[[_Bound, Message], Awaitable[None]]
             headers.append(header)
             message = message.copy()  # type: ignore[attr-defined]
             message["headers"] = headers
-        return send(message)
+        await send(message)
 
-    return _mark_coroutine_function(send_with_run)
+    return send_with_run
 
 
 def _header_getter(scope: Scope) -> Callable[[str], str | None]:
