@@ -59,7 +59,9 @@ def main() -> None:
     def per_request(case: str) -> float:
         return (_count(valgrind, case, REQUESTS) - _count(valgrind, case, 0)) / REQUESTS
 
-    with ThreadPoolExecutor(os.cpu_count()) as pool:
+    # The cores this process may use (not all the machine has): a valgrind takes a few hundred MB.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with ThreadPoolExecutor(cores) as pool:
         counts = dict(zip(bench_asgi.CASES, pool.map(per_request, bench_asgi.CASES), strict=True))
     over = bench_asgi.overheads(counts)
     print(f"\nASGI middleware per request, bare ASGI app: instructions (callgrind, {REQUESTS:,})")
