@@ -273,9 +273,9 @@ class RunIdMiddleware:
         self, headers: list[tuple[bytes, bytes]], run: RunId, value: bytes
     ) -> list[tuple[bytes, bytes]]:
         """Return the request headers with the run's own in place of those that came."""
-        key = self._key
-        kept = [pair for pair in headers if pair[0] not in (key, _PARENT_KEY, _ROOT_KEY)]
-        kept.append((key, value))
+        names = self._names  # the run id header and the lineage ones, as __call__ reads them
+        kept = [pair for pair in headers if pair[0] not in names]
+        kept.append((self._key, value))
         for name, lineage in run_headers(run)[1:]:
             kept.append((name.lower().encode("ascii"), lineage.encode("ascii")))
         return kept
