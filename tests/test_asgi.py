@@ -923,8 +923,8 @@ async def _plain_ok(request: Request) -> PlainTextResponse:
 async def test_the_send_the_app_gets_is_a_coroutine_function() -> None:
     """asgiref's async_to_sync (Django Channels' sync consumers) warns on any other callable.
 
-    asgiref comes with opentelemetry-instrumentation-asgi, one of the dev extras. All three
-    checks must say so, also for a functools.partial of it.
+    asgiref comes with opentelemetry-instrumentation-asgi, one of the dev extras. asgiref's,
+    asyncio's and inspect's checks must all say so, and asgiref's for a functools.partial of it.
     """
     checks: list[bool] = []
 
@@ -961,9 +961,9 @@ async def test_a_sync_consumer_sends_through_async_to_sync_with_no_warning() -> 
     def server_send(message: Message) -> asyncio.Future[None]:
         # A server's send may do its work when called, as a native one does: only on the loop.
         threads.append(threading.get_ident())
-        asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()  # raises off the loop, as a native send may
         sent.append(message)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done: asyncio.Future[None] = loop.create_future()
         done.set_result(None)
         return done
 
