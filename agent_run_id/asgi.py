@@ -203,11 +203,11 @@ class RunIdMiddleware:
         if run is None:
             await self._reject(scope, send)
             return
-        # A copy, always: the ASGI spec asks for one before a change, and the apps inside change
-        # theirs in place (Starlette sets "app", "route", "endpoint"), which outer layers such
-        # as OpenTelemetry's and Sentry's middleware must not see.
-        # ASGI scopes are dicts, so copy() is there (and quicker than dict()).
-        scope = scope.copy()  # type: ignore[attr-defined]
+        # The scope is the server's, changed in place and not copied, as the apps inside change
+        # theirs (Starlette's router sets "route", "endpoint", "app"): outer layers read those
+        # after the app returns. OpenTelemetry's middleware labels its duration metrics with the
+        # route, Sentry's names the transaction after the endpoint; a copy would hide them. The
+        # server's list of headers is never changed: a new one takes its place.
         if changed is not None:
             scope["headers"] = changed
         state = scope.get("state")

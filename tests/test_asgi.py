@@ -19,6 +19,10 @@ from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from fastapi import Depends, FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
@@ -658,7 +662,8 @@ def test_any_header_bytes_never_raise_and_only_a_canonical_id_goes_out(
         + [(b"x-parent-run-id", v) for v in parents]
         + [(b"x-root-run-id", v) for v in roots]
     )
-    scope: Scope = {"type": "http", "headers": list(given_headers)}
+    server_headers = list(given_headers)
+    scope: Scope = {"type": "http", "headers": server_headers}
 
     async def app(scope: Scope, receive: Any, send: Any) -> None:
         seen.append(scope)
@@ -672,7 +677,7 @@ def test_any_header_bytes_never_raise_and_only_a_canonical_id_goes_out(
 
     middleware = RunIdMiddleware(app, incoming=incoming, on_invalid=on_invalid)
     asyncio.run(middleware(scope, receive, send))
-    assert scope["headers"] == given_headers  # the caller's scope is never changed
+    assert server_headers == given_headers  # the server's list of headers is never changed
     if not seen:  # rejected: only for an id that came and is not a valid one
         assert on_invalid == "reject"
         assert incoming != "ignore"
@@ -880,15 +885,18 @@ async def test_the_nil_and_max_uuids_are_replaced_like_any_invalid_id(placeholde
 
 
 @pytest.mark.parametrize("incoming", [[], [(b"x-run-id", RUN_A.encode())]], ids=["none", "valid"])
-async def test_an_app_changing_its_scope_in_place_never_changes_the_servers(
+async def test_what_the_app_writes_in_its_scope_reaches_the_outer_layers(
     incoming: list[tuple[bytes, bytes]],
 ) -> None:
-    """Starlette sets "app", "route", "endpoint" in its scope: outer layers must not see them.
+    """Starlette's router writes "route", "endpoint", "root_path" in place, for outer layers.
 
-    A scope as uvicorn builds it, with its own state; with and without an id that needs no
-    rewrite, so no request leaves the scope uncopied.
+    OpenTelemetry's and Sentry's middleware read them after the app returns, so the scope goes
+    on as the server gave it, not as a copy; a new header list replaces the server's (never
+    changed) when the run id header is rewritten. With and without an id that needs no rewrite.
     """
-    inner = Starlette(routes=[Mount("/api", routes=[Route("/items", _plain_ok)])])
+    route = Route("/items", _plain_ok)
+    inner = Starlette(routes=[Mount("/api", routes=[route])])
+    server_headers = [(b"host", b"127.0.0.1"), *incoming]
     server_scope: Scope = {
         "type": "http",
         "http_version": "1.1",
@@ -898,10 +906,9 @@ async def test_an_app_changing_its_scope_in_place_never_changes_the_servers(
         "raw_path": b"/api/items",
         "root_path": "",
         "query_string": b"",
-        "headers": [(b"host", b"127.0.0.1"), *incoming],
+        "headers": server_headers,
         "state": {},
     }
-    before = {key: value for key, value in server_scope.items() if key != "state"}
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -912,8 +919,48 @@ async def test_an_app_changing_its_scope_in_place_never_changes_the_servers(
 
     await RunIdMiddleware(inner)(server_scope, receive, send)
     assert sent[0]["status"] == 200
-    assert {key: value for key, value in server_scope.items() if key != "state"} == before
-    assert isinstance(server_scope["state"]["run_id"], RunId)  # state is shared on purpose
+    assert server_scope["route"] is route
+    assert server_scope["endpoint"] is _plain_ok
+    assert server_scope["root_path"] == "/api"
+    run = server_scope["state"]["run_id"]
+    assert isinstance(run, RunId)
+    assert server_headers == [(b"host", b"127.0.0.1"), *incoming]
+    assert server_scope["headers"] == [(b"host", b"127.0.0.1"), (b"x-run-id", run.value.encode())]
+
+
+async def test_opentelemetry_outside_still_labels_its_metrics_with_the_route() -> None:
+    """OpenTelemetry's ASGI middleware outermost, as FastAPIInstrumentor puts it, ours inside.
+
+    It reads the route FastAPI wrote in the scope after the app returns: its duration metric
+    has the route template, not nothing (and never the path, one series per item).
+    """
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    api = FastAPI()
+
+    @api.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"item": item_id}
+
+    api.add_middleware(RunIdMiddleware)
+    app = OpenTelemetryMiddleware(api, tracer_provider=TracerProvider(), meter_provider=meters)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        responses = [await client.get(f"/items/{n}") for n in (1, 2)]
+    assert [r.json() for r in responses] == [{"item": 1}, {"item": 2}]
+    assert all(is_canonical(r.headers["x-run-id"]) for r in responses)
+    data = reader.get_metrics_data()
+    assert data is not None
+    targets = [
+        (point.attributes or {}).get("http.target")
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "http.server.duration"
+        for point in metric.data.data_points
+    ]
+    assert targets == ["/items/{item_id}"]
+    meters.shutdown()
 
 
 async def _plain_ok(request: Request) -> PlainTextResponse:
