@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, Final, TypeAlias, TypeVar, cast
 
 from ._hooks import Hooks
 from ._run_id import RunId
@@ -38,33 +38,22 @@ _OUR_NOTE = re.compile(r"run_id=[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 
-class _Frame:
-    """One entry into a RunContext: what the ContextVar holds while the run is current.
-
-    No ``__init__``, so that making one is a C call: whoever makes a frame sets all six slots.
-    """
-
-    __slots__ = ("finishers", "log_fields", "owner", "previous", "run_id", "token")
-
-    run_id: RunId
-    owner: RunContext
-    previous: _Frame | None
-    # Filled only when an observer returns a finisher: most runs have none.
-    finishers: list[tuple[RunObserver, RunFinisher]] | None
-    # The ContextVar token of the entry (None for a frame a middleware set and resets itself).
-    token: Any
-    # The log record fields of this run, worked out once by agent_run_id.logging.
-    log_fields: Any
+#: One entry into a RunContext: what the ContextVar holds while the run is current. A list, not
+#: an object with slots: CPython takes a short list off a free list, several times quicker than
+#: making an object and setting its slots, and the ASGI middleware makes one per request. Read at
+#: the positions below, and told apart by identity alone (``is``): lists compare by value.
+_Frame: TypeAlias = list[Any]
+_RUN: Final = 0  # the RunId
+_OWNER: Final = 1  # the RunContext entered (a middleware's own, never entered, for its frames)
+_PREVIOUS: Final = 2  # the frame current before this one, or None
+_FINISHERS: Final = 3  # list[tuple[RunObserver, RunFinisher]], once an observer returns one
+_TOKEN: Final = 4  # the ContextVar token of the entry (None when its setter resets it itself)
+_LOG_FIELDS: Final = 5  # the log record fields of the run, worked out once by agent_run_id.logging
 
 
 def _new_frame(run_id: RunId, owner: RunContext, previous: _Frame | None) -> _Frame:
     """Return a frame of ``run_id`` with no finishers, token or log fields yet."""
-    frame = _Frame()
-    frame.run_id = run_id
-    frame.owner = owner
-    frame.previous = previous
-    frame.finishers = frame.token = frame.log_fields = None
-    return frame
+    return [run_id, owner, previous, None, None, None]
 
 
 _current: ContextVar[_Frame | None] = ContextVar("agent_run_id.current", default=None)
@@ -73,7 +62,10 @@ _current: ContextVar[_Frame | None] = ContextVar("agent_run_id.current", default
 def current_run_id() -> RunId | None:
     """Return the run current in this thread or task, or None outside any run."""
     frame = _current.get()
-    return None if frame is None else frame.run_id
+    if frame is None:
+        return None
+    run: RunId = frame[_RUN]
+    return run
 
 
 def check_registry(registry: object) -> None:
@@ -153,7 +145,8 @@ class RunContext:
             return self._run_id
         frame = self._own_frame()
         if frame is not None:
-            return frame.run_id
+            run: RunId = frame[_RUN]
+            return run
         if self._last is None:
             raise RuntimeError(
                 "RunContext() mints its run id when entered: read .run_id inside or after "
@@ -165,10 +158,10 @@ class RunContext:
         previous = _current.get()
         run_id = self._run_id
         if run_id is None:
-            run_id = RunId.generate(None if previous is None else previous.run_id)
+            run_id = RunId.generate(None if previous is None else previous[_RUN])
             self._last = run_id
         frame = _new_frame(run_id, self, previous)
-        frame.token = _current.set(frame)
+        frame[_TOKEN] = _current.set(frame)
         self._open.append(frame)
         observers = _observers.items
         if observers:
@@ -177,10 +170,10 @@ class RunContext:
             except BaseException as exc:
                 # An observer raised KeyboardInterrupt or SystemExit: __exit__ will never run, so
                 # undo the entry here and end the run for the observers that saw it start.
-                _current.reset(frame.token)
-                self._open.remove(frame)
-                if frame.finishers is not None:
-                    _finish(frame.finishers, exc)
+                _current.reset(frame[_TOKEN])
+                _drop(self._open, frame)
+                if frame[_FINISHERS] is not None:
+                    _finish(frame[_FINISHERS], exc)
                 raise
         return self
 
@@ -191,7 +184,7 @@ class RunContext:
         tb: TracebackType | None,
     ) -> None:
         frame = _current.get()
-        if frame is None or frame.owner is not self:  # not left in the order entered: look
+        if frame is None or frame[_OWNER] is not self:  # not left in the order entered: look
             frame = self._own_frame()
         if frame is None:
             if not self._open:
@@ -201,16 +194,16 @@ class RunContext:
             frame = self._open[-1]
         else:
             try:
-                _current.reset(frame.token)
+                _current.reset(frame[_TOKEN])
             except ValueError:
                 # Left in a copy of the context it was entered in (an async generator closed by
                 # another task): the token belongs to the original, so restore the value instead.
-                _current.set(frame.previous)
-        self._open.remove(frame)
+                _current.set(frame[_PREVIOUS])
+        _drop(self._open, frame)
         if exc is not None:
-            _add_note(exc, frame.run_id)
-        if frame.finishers is not None:
-            _finish(frame.finishers, exc)
+            _add_note(exc, frame[_RUN])
+        if frame[_FINISHERS] is not None:
+            _finish(frame[_FINISHERS], exc)
 
     async def __aenter__(self) -> RunContext:
         return self.__enter__()
@@ -225,13 +218,27 @@ class RunContext:
 
     def _own_frame(self) -> _Frame | None:
         frame = _current.get()
-        while frame is not None and frame.owner is not self:
-            frame = frame.previous
+        while frame is not None and frame[_OWNER] is not self:
+            frame = frame[_PREVIOUS]
         return frame
 
     def __repr__(self) -> str:
         run = self._run_id if self._run_id is not None else self._last
         return f"RunContext(run_id={run!r})"
+
+
+def _drop(frames: list[_Frame], frame: _Frame) -> None:
+    """Remove ``frame`` itself from ``frames``: ``list.remove`` would compare frames by value."""
+    for index, open_frame in enumerate(frames):
+        if open_frame is frame:
+            del frames[index]
+            return
+    raise RuntimeError("RunContext left twice: this entry of it was left already")
+
+
+def _still_open(frame: _Frame) -> bool:
+    """Return whether the RunContext of ``frame`` has not left it yet."""
+    return any(open_frame is frame for open_frame in frame[_OWNER]._open)
 
 
 def _add_note(exc: BaseException, run_id: RunId) -> None:
@@ -329,17 +336,17 @@ def remove_run_observer(observer: RunObserver) -> None:
 
 
 def _start(frame: _Frame, observers: tuple[RunObserver, ...]) -> None:
-    context = frame.owner
+    run_id, context = frame[_RUN], frame[_OWNER]
     for observer in observers:
         try:
-            finish = observer(frame.run_id, context)
+            finish = observer(run_id, context)
         except Exception:
             _report(observer, "when the run started")
         else:
             if finish is not None:
-                if frame.finishers is None:
-                    frame.finishers = []
-                frame.finishers.append((observer, finish))
+                if frame[_FINISHERS] is None:
+                    frame[_FINISHERS] = []
+                frame[_FINISHERS].append((observer, finish))
 
 
 def _finish(finishers: list[tuple[RunObserver, RunFinisher]], exc: BaseException | None) -> None:
@@ -373,8 +380,8 @@ def _carry_over(context: RunContext, awaitable: Awaitable[T]) -> Coroutine[Any, 
     restores the previous run, and observers see the run end when the await ends, with the
     exception that escaped it. The run's id is noted on that exception as on leaving a block.
     """
-    frame = cast(_Frame, context._own_frame())
-    finishers, frame.finishers = frame.finishers, None
+    frame = cast(_Frame, context._own_frame())  # called inside the block: there is one
+    finishers, frame[_FINISHERS] = frame[_FINISHERS], None
     return _await_to_the_end(frame, finishers, awaitable)
 
 
@@ -389,7 +396,7 @@ async def _await_to_the_end(
         return await awaitable
     except BaseException as exc:
         escaped = exc
-        _add_note(exc, frame.run_id)
+        _add_note(exc, frame[_RUN])
         raise
     finally:
         _current.reset(token)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, TypeVar
 
-from ._context import _current
+from ._context import _RUN, _current
 from ._hosts import HostAllowList, allow_list
 from ._outbound import Added, apply, take_off
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
@@ -52,7 +52,7 @@ def prepare(request: Any, policy: HostAllowList | None) -> Added:
         fast = _FAST.get(type(headers))
         if fast is None:
             fast = _probe(type(headers))
-        added = _add(headers, frame.run_id) if fast else apply(headers, True)
+        added = _add(headers, frame[_RUN]) if fast else apply(headers, True)
         if not added:
             return _NOTHING
     else:

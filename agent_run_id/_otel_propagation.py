@@ -14,7 +14,7 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.propagators import textmap
 
-from ._context import _current
+from ._context import _RUN, _current
 from ._inbound import _one
 from ._otel_runs import run_in_baggage
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, _fields, run_from_wire
@@ -70,7 +70,7 @@ class RunIdPropagator(textmap.TextMapPropagator):
     ) -> None:
         """Write the run's headers into ``carrier``; nothing outside any run."""
         frame = _current.get()
-        run = frame.run_id if frame is not None else run_from_context(context)
+        run: RunId | None = frame[_RUN] if frame is not None else run_from_context(context)
         if run is None or _holds_ours(carrier):
             return
         for name, value in _fields(run, *_NAMES).items():

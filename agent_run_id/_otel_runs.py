@@ -15,7 +15,7 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ._context import RunContext, RunFinisher, _current
+from ._context import _PREVIOUS, RunContext, RunFinisher, _current
 from ._propagation import run_from_wire
 from ._run_id import RunId
 
@@ -106,7 +106,7 @@ def stamp_entry_span(run: RunId) -> None:
     as a new root run (``incoming="ignore"``), ``agent_run.parent_id`` becomes ``""``.
     """
     frame = _current.get()
-    if frame is None or frame.previous is not None:
+    if frame is None or frame[_PREVIOUS] is not None:
         return
     span = trace.get_current_span()
     if getattr(span, "kind", None) not in _ENTRY_KINDS or not span.is_recording():

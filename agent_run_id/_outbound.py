@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
-from ._context import _current
+from ._context import _RUN, _current
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
 
 __all__ = ["Added", "apply", "take_off"]
@@ -45,7 +45,7 @@ def apply(headers: MutableMapping[str, str], allowed: bool, before: Added = _NOT
     # One name the caller set makes the request's lineage theirs: any run header added would mix.
     if HEADER in headers or PARENT_HEADER in headers or ROOT_HEADER in headers:
         return _NOTHING
-    pairs = run_headers(frame.run_id)
+    pairs = run_headers(frame[_RUN])
     for name, value in pairs:
         headers[name] = value
     return pairs

@@ -37,7 +37,7 @@ except ImportError as error:
 
     raise missing_extra("celery", "celery", "celery") from error
 
-from ._context import RunContext, _current
+from ._context import _RUN, RunContext, _current
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, _fields, run_from_wire
 from ._run_id import RunId, show_value
 
@@ -80,7 +80,7 @@ class _Installation:
             return
         frame = _current.get()
         executing = _executing.get()
-        run: RunId | None = None if frame is None else frame.run_id
+        run: RunId | None = None if frame is None else frame[_RUN]
         if executing is not None:
             if executing.task_id == headers.get("id"):
                 run = executing.origin  # a retry: from the run its first attempt came with
@@ -104,7 +104,7 @@ class _Installation:
         if incoming is None:
             # Run eagerly (task.apply) inside a run: that run came with no message.
             frame = _current.get()
-            incoming = None if frame is None else frame.run_id
+            incoming = None if frame is None else frame[_RUN]
         if incoming is None:
             run = origin = RunId.generate()
         else:

@@ -21,8 +21,9 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._context import _current, _Frame
+from ._context import _LOG_FIELDS, _RUN, _current, _Frame
 from ._hooks import Hooks
+from ._run_id import RunId
 
 __all__ = ["FIELDS", "RunIdFilter", "install", "uninstall"]
 
@@ -46,10 +47,10 @@ class _Options:
 
 def _run_fields(frame: _Frame, options: _Options) -> tuple[str, str, str, str]:
     """Return the four fields of a run, worked out once per run and options."""
-    cached = frame.log_fields
+    cached = frame[_LOG_FIELDS]
     if cached is not None and cached[0] is options:
         return cached[1]  # type: ignore[no-any-return]
-    run_id = frame.run_id
+    run_id: RunId = frame[_RUN]
     value = run_id.value
     parent = run_id.parent
     fields = (
@@ -58,7 +59,7 @@ def _run_fields(frame: _Frame, options: _Options) -> tuple[str, str, str, str]:
         options.default if parent is None else parent.value,
         run_id.root.value,
     )
-    frame.log_fields = (options, fields)
+    frame[_LOG_FIELDS] = (options, fields)
     return fields
 
 
@@ -239,7 +240,7 @@ def _stamp_fields(record: logging.LogRecord) -> None:
         record.run_id = record.run_id_short = default
         record.parent_run_id = record.root_run_id = default
     else:
-        cached = frame.log_fields  # _run_fields' cache, read here to save a call per record
+        cached = frame[_LOG_FIELDS]  # _run_fields' cache, read here to save a call per record
         fields = cached[1] if cached is not None and cached[0] is options else None
         (
             record.run_id,

@@ -20,7 +20,8 @@ except ImportError as exc:
 
     raise missing_extra("loguru", "loguru", "loguru") from exc
 
-from ._context import _current
+from ._context import _RUN, _current
+from ._run_id import RunId
 from .logging import FIELDS
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def patch_record(record: Record) -> None:
         for name in FIELDS:
             extra.setdefault(name, _DEFAULT)
         return
-    run_id = frame.run_id
+    run_id: RunId = frame[_RUN]
     value = run_id.value
     parent = run_id.parent
     extra.setdefault("run_id", value)

@@ -33,7 +33,7 @@ except ImportError as error:
     raise missing_extra("otel", "opentelemetry-api", "otel") from error
 
 from . import logging as _run_logging
-from ._context import _current, add_run_observer, remove_run_observer
+from ._context import _RUN, _current, add_run_observer, remove_run_observer
 from ._otel_propagation import RunIdPropagator, run_from_baggage_header, run_from_context
 from ._otel_runs import KEYS, RunObserver, attributes, trace_fields
 from ._propagation import add_incoming_fallback, remove_incoming_fallback
@@ -87,7 +87,7 @@ class RunIdSpanProcessor(_SpanProcessor):
     def on_start(self, span: trace.Span, parent_context: Context | None = None) -> None:
         """Set the run's attributes on ``span``."""
         frame = _current.get()
-        run = frame.run_id if frame is not None else run_from_context(parent_context)
+        run: RunId | None = frame[_RUN] if frame is not None else run_from_context(parent_context)
         if run is None:
             return
         last = self._last

@@ -32,7 +32,7 @@ except ImportError as error:
 if TYPE_CHECKING:
     from sentry_sdk._types import Event
 
-from ._context import _NOTE_PREFIX, _current, add_run_observer, current_run_id
+from ._context import _NOTE_PREFIX, _PREVIOUS, _current, add_run_observer, current_run_id
 from ._propagation import parse_wire_id
 from ._run_id import RunId
 
@@ -85,7 +85,7 @@ def _lineage(run: RunId) -> dict[str, object]:
 def _on_run(run_id: RunId, context: object) -> None:
     """Set a run entered with no run current on the isolation scope Sentry forked for it."""
     frame = _current.get()
-    if frame is None or frame.previous is not None:
+    if frame is None or frame[_PREVIOUS] is not None:
         return  # a nested run: the processor tags its events, the request keeps its own run
     if sentry_sdk.get_client().get_integration(RunIdIntegration) is None:
         return

@@ -14,7 +14,8 @@ except ImportError as exc:
 
     raise missing_extra("structlog", "structlog", "structlog") from exc
 
-from ._context import _current
+from ._context import _RUN, _current
+from ._run_id import RunId
 
 __all__ = ["add_run_id"]
 
@@ -28,7 +29,7 @@ def add_run_id(logger: WrappedLogger, method_name: str, event_dict: EventDict) -
     frame = _current.get()
     if frame is None:
         return event_dict
-    run_id = frame.run_id
+    run_id: RunId = frame[_RUN]
     event_dict.setdefault("run_id", run_id.value)
     parent = run_id.parent
     if parent is not None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Sized
 from contextvars import Token
 from typing import Any, cast
 
-from ._context import RunContext, _current, _Frame, check_registry
+from ._context import _PREVIOUS, RunContext, _current, _Frame, _still_open, check_registry
 from ._inbound import InboundPolicy, IncomingOption
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
 from ._types import Environ, StartResponse, WSGIApp
@@ -160,8 +160,8 @@ def _restore(outer: Token[_Frame | None] | None) -> None:
     # That run may have ended while this request's run was current (responses closed out of
     # order): it must not come back; the run it was entered in comes back instead.
     frame = alive = _current.get()
-    while alive is not None and alive not in alive.owner._open:
-        alive = alive.previous
+    while alive is not None and not _still_open(alive):
+        alive = alive[_PREVIOUS]
     if alive is not frame:
         _current.set(alive)
 

@@ -353,6 +353,19 @@ def test_leaving_in_another_context_still_calls_finishers() -> None:
     assert ended == [None]
 
 
+def test_leaving_one_entry_twice_is_an_error_and_ends_the_run_once() -> None:
+    """Left in a copy of its context made inside it, then again in the context itself."""
+    ended: list[BaseException | None] = []
+    add_run_observer(lambda run_id, context: ended.append)
+    context = RunContext()
+    context.__enter__()
+    contextvars.copy_context().run(context.__exit__, None, None, None)
+    with pytest.raises(RuntimeError, match="left twice"):
+        context.__exit__(None, None, None)
+    assert ended == [None]
+    assert current_run_id() is None
+
+
 def test_observers_see_every_run_start_and_end() -> None:
     events: list[tuple[str, RunId, object]] = []
 

@@ -6,6 +6,8 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from agent_run_id._context import (
+    _OWNER,
+    _PREVIOUS,
     RunContext,
     RunFinisher,
     _current,
@@ -57,9 +59,10 @@ def _registry_for(context: RunContext) -> Any:
         return context.registry
     frame = _current.get()  # the frame of the run being entered
     while frame is not None:
-        if frame.owner.registry is not None:
-            return frame.owner.registry
-        frame = frame.previous
+        registry = frame[_OWNER].registry
+        if registry is not None:
+            return registry
+        frame = frame[_PREVIOUS]
     return _default
 
 
