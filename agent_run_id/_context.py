@@ -131,7 +131,8 @@ class RunContext:
             check_registry(registry)
         self._run_id = run_id
         self._last: RunId | None = run_id
-        self._open: list[_Frame] = []
+        # Its entries not left yet, in the order entered, by id(): one step to add or drop.
+        self._open: dict[int, _Frame] = {}
         self.name = name
         self.user_id = user_id
         self.task = task
@@ -162,7 +163,7 @@ class RunContext:
             self._last = run_id
         frame = _new_frame(run_id, self, previous)
         frame[_TOKEN] = _current.set(frame)
-        self._open.append(frame)
+        self._open[id(frame)] = frame
         observers = _observers.items
         if observers:
             try:
@@ -191,7 +192,7 @@ class RunContext:
                 raise RuntimeError("RunContext exited without being entered")
             # Left in a context that never saw this run (an async generator closed from a fresh
             # context): the context that holds the run keeps it, nothing is current here to undo.
-            frame = self._open[-1]
+            frame = next(reversed(self._open.values()))
         else:
             try:
                 _current.reset(frame[_TOKEN])
@@ -227,18 +228,15 @@ class RunContext:
         return f"RunContext(run_id={run!r})"
 
 
-def _drop(frames: list[_Frame], frame: _Frame) -> None:
-    """Remove ``frame`` itself from ``frames``: ``list.remove`` would compare frames by value."""
-    for index, open_frame in enumerate(frames):
-        if open_frame is frame:
-            del frames[index]
-            return
-    raise RuntimeError("RunContext left twice: this entry of it was left already")
+def _drop(frames: dict[int, _Frame], frame: _Frame) -> None:
+    """Remove the entry ``frame`` from a RunContext's open ones; leaving it twice is an error."""
+    if frames.pop(id(frame), None) is not frame:
+        raise RuntimeError("RunContext left twice: this entry of it was left already")
 
 
 def _still_open(frame: _Frame) -> bool:
     """Return whether the RunContext of ``frame`` has not left it yet."""
-    return any(open_frame is frame for open_frame in frame[_OWNER]._open)
+    return frame[_OWNER]._open.get(id(frame)) is frame
 
 
 def _add_note(exc: BaseException, run_id: RunId) -> None:
