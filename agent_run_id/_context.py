@@ -235,8 +235,12 @@ def _drop(frames: dict[int, _Frame], frame: _Frame) -> None:
 
 
 def _still_open(frame: _Frame) -> bool:
-    """Return whether the RunContext of ``frame`` has not left it yet."""
-    return frame[_OWNER]._open.get(id(frame)) is frame
+    """Return whether the entry ``frame`` has not been left yet.
+
+    A frame with no token was set by a middleware that resets it itself, without entering its
+    RunContext: it is open for as long as anything holds it.
+    """
+    return frame[_TOKEN] is None or frame[_OWNER]._open.get(id(frame)) is frame
 
 
 def _add_note(exc: BaseException, run_id: RunId) -> None:

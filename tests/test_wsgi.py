@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -27,6 +28,7 @@ from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
 from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
 from agent_run_id.registry import install as install_registry_observer
 from agent_run_id.registry import set_default
+from agent_run_id.asgi import RunIdMiddleware as AsgiRunIdMiddleware
 from agent_run_id.wsgi import ENVIRON_KEY, RunIdMiddleware
 
 from ._inbound_helpers import (
@@ -545,6 +547,28 @@ def test_a_response_closed_after_the_callers_run_ended_never_brings_that_run_bac
         response = client.get("/")
     assert current() == response.get_data(as_text=True)  # still open: its run stays current
     response.close()
+    assert current_run_id() is None
+
+
+def test_a_wsgi_app_called_inside_an_asgi_request_gives_that_run_back() -> None:
+    """The ASGI middleware's run has no RunContext entry of its own: it is still open."""
+    wsgi = RunIdMiddleware(run_app)
+    seen: list[str | None] = []
+
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(current())
+        with Client(wsgi).get("/") as response:
+            seen.append(response.get_data(as_text=True))
+        seen.append(current())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(message: Any) -> None:
+        return None
+
+    scope = {"type": "http", "headers": [(b"x-run-id", RUN_A.encode())]}
+    asyncio.run(AsgiRunIdMiddleware(asgi_app)(scope, None, send))  # type: ignore[arg-type]
+    assert seen[0] == seen[2] == RUN_A
+    assert seen[1] not in (None, RUN_A)
     assert current_run_id() is None
 
 
