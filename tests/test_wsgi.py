@@ -26,9 +26,9 @@ from werkzeug.wsgi import FileWrapper
 import agent_run_id.logging as run_logging
 from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
 from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
+from agent_run_id.asgi import RunIdMiddleware as AsgiRunIdMiddleware
 from agent_run_id.registry import install as install_registry_observer
 from agent_run_id.registry import set_default
-from agent_run_id.asgi import RunIdMiddleware as AsgiRunIdMiddleware
 from agent_run_id.wsgi import ENVIRON_KEY, RunIdMiddleware
 
 from ._inbound_helpers import (
