@@ -160,6 +160,8 @@ class RunIdMiddleware:
         key = self._key
         raw = parent = root = None
         headers = scope.get("headers", ())
+        if type(headers) is not list:  # the spec allows any iterable: one the scan may use up
+            headers = scope["headers"] = list(headers)
         # Repeated headers are joined with commas, as HTTP reads them; the policy sorts them out.
         names = self._names
         for name, field in headers:
