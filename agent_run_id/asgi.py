@@ -93,6 +93,10 @@ class RunIdMiddleware:
     ``request.state.run_id``), and in the request's run id header, rewritten to the id used. The
     response carries the id in exactly one header. Lifespan and other scopes pass untouched.
 
+    The scope goes on as the server gave it, not copied, so that what the app writes there (the
+    route) reaches outer layers such as OpenTelemetry's middleware; so give each request its own
+    scope, as servers do: a scope passed in again continues the run of its first request.
+
     Args:
         app: the ASGI app to wrap.
         header_name: the header that carries the run id, both ways.
