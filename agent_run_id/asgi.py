@@ -269,16 +269,16 @@ class RunIdMiddleware:
             return run, header, [*headers, header]
         if raw != value or parent is not None or root is not None or run.root is not run:
             # Rewritten unless they already say exactly this run (a root run, canonical form).
-            return run, header, self._request_headers(headers, run, value)
+            return run, header, self._request_headers(headers, run, header)
         return run, header, None
 
     def _request_headers(
-        self, headers: list[tuple[bytes, bytes]], run: RunId, value: bytes
+        self, headers: list[tuple[bytes, bytes]], run: RunId, header: tuple[bytes, bytes]
     ) -> list[tuple[bytes, bytes]]:
-        """Return the request headers with the run's own in place of those that came."""
+        """Return the request headers with the run's own (``header`` first) in place of theirs."""
         names = self._names  # the run id header and the lineage ones, as __call__ reads them
         kept = [pair for pair in headers if pair[0] not in names]
-        kept.append((self._key, value))
+        kept.append(header)
         for name, lineage in run_headers(run)[1:]:
             kept.append((name.lower().encode("ascii"), lineage.encode("ascii")))
         return kept
