@@ -2,7 +2,7 @@
 
 Runs as it is, with a worker in this process on Celery's in-memory broker:
 
-    pip install "agent-run-id[celery]"
+    pip install "agent-run-id[celery] @ git+https://github.com/MukundaKatta/agent-run-id"
     python examples/celery_app.py
 
 In production, point ``broker`` at Redis or RabbitMQ and run ``celery -A celery_app worker``;

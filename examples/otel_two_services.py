@@ -5,7 +5,8 @@ OpenTelemetry. Both run OpenTelemetry's ASGI middleware with our RunIdMiddleware
 search takes each request as a child run of the caller's. The script prints the span tree of
 the trace with each span's run:
 
-    pip install "agent-run-id[otel]" httpx opentelemetry-sdk
+    pip install "agent-run-id[otel,httpx] @ git+https://github.com/MukundaKatta/agent-run-id"
+    pip install opentelemetry-sdk
     pip install opentelemetry-instrumentation-asgi opentelemetry-instrumentation-httpx
     python examples/otel_two_services.py
 

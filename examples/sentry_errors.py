@@ -3,7 +3,7 @@
 Runs as it is: the transport prints the events instead of sending them. In production, keep your
 own ``sentry_sdk.init(dsn=...)`` and add the integration:
 
-    pip install "agent-run-id[sentry]"
+    pip install "agent-run-id[sentry] @ git+https://github.com/MukundaKatta/agent-run-id"
     python examples/sentry_errors.py
 """
 
