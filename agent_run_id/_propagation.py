@@ -6,11 +6,12 @@ helpers below all take the names and the validation rule from here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from ._context import current_run_id
 from ._hooks import Hooks
-from ._run_id import ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID, ENV_RUN_ID, RunId, _restore
+from ._run_id import ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID, ENV_RUN_ID, RunId, _restore, show_value
 from ._uuid import _PLACEHOLDERS, parse_wire_id
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "ROOT_HEADER",
     "IncomingFallback",
     "add_incoming_fallback",
+    "check_header_name",
     "environ",
     "headers",
     "parse_wire_id",
@@ -37,6 +39,23 @@ HEADER = "X-Run-Id"
 PARENT_HEADER = "X-Parent-Run-Id"
 #: The header that carries the id of the first run of the tree, when the run has a parent.
 ROOT_HEADER = "X-Root-Run-Id"
+
+# RFC 9110 token characters: what a header field name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def check_header_name(header_name: object, owner: str) -> str:
+    """Return ``header_name`` if it is an HTTP header name, else raise ValueError.
+
+    The one rule for every ``header_name=`` option, inbound and outbound; ``owner`` (the dotted
+    name of the class or function given the option) starts the message.
+    """
+    if not isinstance(header_name, str) or not _TOKEN.fullmatch(header_name):
+        raise ValueError(
+            f"{owner}: header_name {show_value(header_name)} is not an HTTP header name: "
+            f"pass letters, digits and hyphens, such as {HEADER!r}"
+        )
+    return header_name
 
 
 # The quick check of a canonical id, which parse_wire_id keeps as it is (ASGI's common path):
@@ -148,14 +167,14 @@ def environ() -> dict[str, str]:
     }
 
 
-def run_headers(run_id: RunId) -> tuple[tuple[str, str], ...]:
+def run_headers(run_id: RunId, header: str = HEADER) -> tuple[tuple[str, str], ...]:
     """Return the ``(name, value)`` header pairs that carry ``run_id``: its id, then lineage.
 
     The one definition of what goes on the wire for a run, shared by :func:`headers` and every
-    outbound wrapper: ``X-Parent-Run-Id`` when the parent is known, ``X-Root-Run-Id`` when the
-    run is not its own root.
+    outbound wrapper: the id under ``header`` (an outbound ``header_name=``), ``X-Parent-Run-Id``
+    when the parent is known, ``X-Root-Run-Id`` when the run is not its own root.
     """
-    return tuple(_fields(run_id, HEADER, PARENT_HEADER, ROOT_HEADER).items())
+    return tuple(_fields(run_id, header, PARENT_HEADER, ROOT_HEADER).items())
 
 
 def _fields(run_id: RunId, run: str, parent: str, root: str) -> dict[str, str]:
