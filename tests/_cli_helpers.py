@@ -5,11 +5,14 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
+import select
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from tty import setraw
 
 from agent_run_id._cli import main
 
@@ -42,14 +45,60 @@ def run_cli(*argv: str, stdin: bytes = b"") -> Result:
     return Result(done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode())
 
 
+def run_cli_bytes(*argv: str) -> tuple[int, bytes]:
+    """Run ``python -m agent_run_id`` with its standard output on a pipe: its exact bytes."""
+    done = subprocess.run(
+        [sys.executable, "-m", "agent_run_id", *argv], capture_output=True, check=False
+    )
+    return done.returncode, done.stdout
+
+
+def run_cli_on_terminal(*argv: str) -> tuple[int, bytes]:
+    """Run ``python -m agent_run_id`` with its standard output on a pseudo-terminal.
+
+    Return its exit status and the bytes the terminal received. The terminal is in raw mode, so
+    it passes them on as they were written (no newline turned into carriage return and newline).
+    """
+    terminal, command_side = os.openpty()
+    setraw(command_side)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agent_run_id", *argv],
+        stdin=subprocess.DEVNULL,
+        stdout=command_side,
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(command_side)  # the command holds its own copy
+    received = b""
+    try:
+        while select.select([terminal], [], [], 60)[0]:
+            try:
+                chunk = os.read(terminal, 1 << 16)
+            except OSError:  # Linux: EIO once the command's side is closed
+                break
+            if not chunk:  # other systems: end of file
+                break
+            received += chunk
+        return process.wait(timeout=60), received
+    finally:
+        os.close(terminal)
+        if process.poll() is None:  # only when the command hangs
+            process.kill()
+            process.wait()
+
+
 class _Stdin:
     def __init__(self, data: bytes) -> None:
         self.buffer = io.BytesIO(data)
 
 
-def call(*argv: str, stdin: bytes | None = None, tty: bool = False) -> Result:
-    """Run the command's ``main`` in this process (for coverage), with text streams."""
-    out = io.StringIO()
+def call(
+    *argv: str, stdin: bytes | None = None, tty: bool = False, out_tty: bool = False
+) -> Result:
+    """Run the command's ``main`` in this process (for coverage), with text streams.
+
+    ``tty`` makes standard error say it is a terminal, ``out_tty`` standard output.
+    """
+    out = _TtyText() if out_tty else io.StringIO()
     err = _TtyText() if tty else io.StringIO()
     saved = sys.stdin
     if stdin is not None:

@@ -451,7 +451,7 @@ def test_runs_list_shows_a_table_newest_first(db: Path, cli: Runner) -> None:
     assert [row.split()[0] for row in rows] == [TWIN, CHILD, RUN]
     assert "error" in rows[0]
     assert rows[0].endswith("…")
-    assert "plan a trip to Lisbon" in rows[2]
+    assert "plan a trip\\nto Lisbon" in rows[2]  # runs of spaces as one, the newline escaped
     assert "alice" in rows[2]
     assert "3 runs" in result.err
 
@@ -579,7 +579,7 @@ def test_runs_tree_indents_children_with_status_and_duration(db: Path) -> None:
     result = call("runs", "tree", RUN, "--db", str(db))
     lines = result.out.splitlines()
     assert lines[0].startswith(f"{RUN}  ok  ")
-    assert lines[0].endswith("plan a trip to Lisbon  user=alice")
+    assert lines[0].endswith("plan a trip\\nto Lisbon  user=alice")
     assert lines[1].startswith(f"  {CHILD}  ok  ")
     assert lines[2].startswith(f"  {TWIN}  error  ")
     assert lines[2].endswith("TimeoutError: hotel API timed out")

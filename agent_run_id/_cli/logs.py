@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import heapq
-import json
+import os
 import time
 from collections.abc import Iterator
 from operator import itemgetter
@@ -17,6 +17,7 @@ from ._errors import UsageError
 from ._inputs import check_files, lines_of, spooled_stdin
 from ._lines import UUID, Line, Stats, iso, parse, time_of
 from ._match import Matcher
+from ._output import json_line, printable, printable_line
 
 __all__ = ["add_parser", "run"]
 
@@ -33,7 +34,10 @@ def add_parser(commands: Any) -> None:
         help="print every log line of a run",
         description="Print every log line of a run from JSON-lines or text logs (gzip too), "
         "merged in time order across files. Lines that mention no run are not examined; "
-        "malformed lines among the others are skipped and counted on standard error.",
+        "malformed lines among the others are skipped and counted on standard error. "
+        "Piped or redirected, the lines are written byte for byte; on a terminal, the control "
+        "characters in them (escape sequences, carriage returns, bidi overrides) and bytes that "
+        "are not UTF-8 are shown escaped, as \\x1b, so that a log line cannot drive the terminal.",
     )
     parser.add_argument("run", help="the run id, or a unique prefix of at least 8 characters")
     parser.add_argument("files", nargs="*", help="log files (standard input when none, or -)")
@@ -61,15 +65,16 @@ def run(args: argparse.Namespace, out: IO[bytes], err: IO[str]) -> int:
         progress = _Progress(err) if err.isatty() else None
         streams = [_scan(i, name, matcher, stats, progress, stdin) for i, name in enumerate(names)]
         found: Iterator[Found] = heapq.merge(*streams, key=itemgetter(0))
-        show_name = len(names) > 1
+        terminal = out.isatty()
+        labels = _labels(names, terminal)
         for _, _, number, name, line, raw, run_id, when in found:
             stats.matched += 1
             if args.json:
                 out.write(_json(name, number, when, run_id, line))
+            elif terminal:
+                out.write(labels[name] + printable_line(raw))
             else:
-                out.write(f"{name}:".encode() + raw if show_name else raw)
-                if not raw.endswith(b"\n"):
-                    out.write(b"\n")
+                out.write(labels[name] + raw if raw.endswith(b"\n") else labels[name] + raw + b"\n")
         out.flush()
         if progress is not None:
             progress.clear()
@@ -85,6 +90,20 @@ def _shown(names: list[str]) -> str:
     if len(shown) > 3:
         return f"{', '.join(shown[:3])} and {len(shown) - 3} more files"
     return ", ".join(shown)
+
+
+def _labels(names: list[str], terminal: bool) -> dict[str, bytes]:
+    """Return the prefix of each file's lines: its name and ``:`` when there are several files.
+
+    The name is written as the bytes it has on disk, or escaped on a terminal (as ``ls`` does).
+    """
+    if len(names) < 2:
+        return {"(stdin)" if name == "-" else name: b"" for name in names}
+    labels = {}
+    for name in names:
+        shown = "(stdin)" if name == "-" else name
+        labels[shown] = (printable(shown).encode() if terminal else os.fsencode(shown)) + b":"
+    return labels
 
 
 def _resolve(names: list[str], prefix: str, stdin: IO[bytes] | None) -> str:
@@ -148,7 +167,7 @@ def _json(name: str, number: int, when: float | None, run_id: str, line: Line) -
         "record": line.record,
         "text": line.text if line.record is None else None,
     }
-    return json.dumps(data, ensure_ascii=False).encode("utf-8") + b"\n"
+    return json_line(data).encode("utf-8")
 
 
 def _summary(run_id: str, stats: Stats, files: int) -> str:

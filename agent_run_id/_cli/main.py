@@ -13,6 +13,7 @@ from agent_run_id._run_id import RunId
 
 from . import logs, runs
 from ._errors import UsageError
+from ._output import printable
 
 __all__ = ["main"]
 
@@ -37,7 +38,7 @@ def main(
         if extra and getattr(args, "files", None) is not None and not _options(extra):
             args.files += extra
         elif extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            parser.error(f"unrecognized arguments: {printable(' '.join(extra))}")
     except SystemExit as exc:  # argparse has printed the usage and the error
         return exc.code if isinstance(exc.code, int) else 2
     try:
@@ -47,7 +48,7 @@ def main(
         return int(handler(args, out, err))
     except UsageError as exc:
         out.flush()
-        err.write(f"agent-run-id: {exc}\n")
+        err.write(f"agent-run-id: {printable(str(exc))}\n")
         return 2
     except BrokenPipeError:  # the reader went away (| head): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -85,6 +86,9 @@ class _TextBytes:
 
     def flush(self) -> None:
         self._out.flush()
+
+    def isatty(self) -> bool:
+        return self._out.isatty()
 
 
 def _parser() -> argparse.ArgumentParser:

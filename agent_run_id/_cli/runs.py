@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import sqlite3
@@ -17,6 +16,7 @@ from agent_run_id.registry._schema import connect_read_only
 
 from ._errors import UsageError
 from ._lines import parse_time
+from ._output import json_line, printable
 
 __all__ = ["add_parser"]
 
@@ -114,7 +114,7 @@ def _since(text: str) -> datetime:
 
 def _emit_json(records: Iterable[RunRecord], out: IO[str]) -> None:
     for record in records:
-        out.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+        out.write(json_line(record.to_json()))
 
 
 def _list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -131,8 +131,8 @@ def _list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     for r in records:
         place = f"{_cut(r.host, 20):<20}  {r.pid or '-':>7}  " if args.stale else ""
         out.write(
-            f"{r.run_id:<36}  {r.status:<7}  {_when(r.started_at)}  {_took(r.duration):>9}  "
-            f"{place}{_cut(r.user_id, 12):<12}  {_cut(r.task)}\n"
+            f"{printable(r.run_id):<36}  {printable(r.status):<7}  {_when(r.started_at)}  "
+            f"{_took(r.duration):>9}  {place}{_cut(r.user_id, 12):<12}  {_cut(r.task)}\n"
         )
     err.write(f"{len(records)} runs\n")
     return 0
@@ -145,8 +145,9 @@ def _show(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         return 0
     for name, value in record.to_json().items():
         if name == "metadata":
-            value = json.dumps(value, ensure_ascii=False)
-        out.write(f"{name + ':':<11} {'-' if value is None else value}\n")
+            value = json_line(value).rstrip("\n")
+        shown = "-" if value is None else printable(str(value))
+        out.write(f"{name + ':':<11} {shown}\n")
     return 0
 
 
@@ -158,11 +159,11 @@ def _tree(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     depth = {records[0].parent_id: -1}
     for r in records:
         depth[r.run_id] = depth.get(r.parent_id, -1) + 1
-        user = f"  user={r.user_id}" if r.user_id else ""
-        error = f"  {r.error}" if r.error else ""
+        user = f"  user={printable(r.user_id)}" if r.user_id else ""
+        error = f"  {printable(r.error)}" if r.error else ""
         out.write(
-            f"{'  ' * depth[r.run_id]}{r.run_id}  {r.status}  {_took(r.duration)}"
-            f"  {_cut(r.task)}{user}{error}\n"
+            f"{'  ' * depth[r.run_id]}{printable(r.run_id)}  {printable(r.status)}  "
+            f"{_took(r.duration)}  {_cut(r.task)}{user}{error}\n"
         )
     return 0
 
@@ -178,7 +179,8 @@ def _took(duration: float | None) -> str:
 
 
 def _cut(text: str | None, width: int = 48) -> str:
+    """Return ``text`` for a table cell: escaped, runs of spaces as one, cut to ``width``."""
     if not text:
         return "-"
-    text = " ".join(text.split())
+    text = " ".join(printable(text).split())
     return text if len(text) <= width else text[: width - 1] + "…"
