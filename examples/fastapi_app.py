@@ -1,4 +1,4 @@
-"""A FastAPI app whose every request is its own run: ``python examples/fastapi_app.py``.
+"""A FastAPI app whose every request is its own run: ``python examples/fastapi_app.py [PORT]``.
 
 Try it: ``curl -i http://127.0.0.1:8000/agent?task=hello`` (a new run) or with
 ``-H "X-Run-Id: 0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"`` (that run, continued).
@@ -7,6 +7,7 @@ Try it: ``curl -i http://127.0.0.1:8000/agent?task=hello`` (a new run) or with
 from __future__ import annotations
 
 import logging
+import sys
 
 from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
@@ -34,8 +35,11 @@ async def run_agent(task: str, request: Request) -> dict[str, str]:
 app = RunIdMiddleware(api)
 
 if __name__ == "__main__":
-    agent_run_id.logging.install()  # %(run_id)s in every log line, uvicorn's and werkzeug's too
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(run_id)s %(name)s %(message)s")
     import uvicorn
 
-    uvicorn.run(app, host="127.0.0.1", port=8000)
+    agent_run_id.logging.install()  # %(run_id)s in every log record, uvicorn's too
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(run_id)s %(name)s %(message)s")
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
+    # log_config=None: uvicorn leaves its loggers to basicConfig, so that its access log lines
+    # show the run id too (its own default config formats them without it).
+    uvicorn.run(app, host="127.0.0.1", port=port, log_config=None)
