@@ -266,6 +266,7 @@ def test_an_ambiguous_prefix_on_standard_input_prints_nothing(cli: Runner) -> No
     assert result.code == 2
     assert result.out == ""
     assert "matches several runs" in result.err
+    assert "; give more characters\n" in result.err  # the same words as runs show
     assert RUN in result.err
     assert TWIN in result.err
 
@@ -308,10 +309,11 @@ def test_a_full_id_with_no_lines_is_an_unknown_run_exit_2(tmp_path: Path, cli: R
     log.write_text(jline(run_id=OTHER))
     result = cli("logs", RUN, str(log))
     assert (result.code, result.out) == (2, "")
-    assert f"agent-run-id: 0 lines of run {RUN} in 1 lines read\n" in result.err
+    assert f"agent-run-id: 0 lines of run {RUN} in 1 line read\n" in result.err
     assert result.err.endswith(f"agent-run-id: no line of run {RUN} in {log}\n")
     many = [str(log)] * 5
     assert f"in {log}, {log}, {log} and 2 more files\n" in call("logs", RUN, "--tree", *many).err
+    assert f"in {log}, {log}, {log} and 1 more file\n" in call("logs", RUN, *many[:4]).err
     assert "in standard input\n" in call("logs", RUN, stdin=log.read_bytes()).err
 
 
@@ -682,3 +684,93 @@ def test_python_dash_m_runs_the_command(
         runpy.run_module("agent_run_id", run_name="__main__")
     assert exited.value.code == 0
     assert RunId.from_string(capsys.readouterr().out.strip())
+
+
+# -- what the command says ----------------------------------------------------------------------
+
+
+def test_logs_with_no_argument_asks_for_the_run_only(capsys: pytest.CaptureFixture[str]) -> None:
+    """Files are optional (standard input is read): only the run is required."""
+    assert call("logs").code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: agent-run-id logs [-h] [--tree] [--json] RUN [FILE ...]\n")
+    assert err.endswith("agent-run-id logs: error: the following arguments are required: RUN\n")
+
+
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["logs", RUN, "--bogus", "x.log"], "agent-run-id logs"),
+        (["logs", "--bogus", RUN], "agent-run-id logs"),
+        (["runs", "list", "--bogus"], "agent-run-id runs list"),
+        (["runs", "show", RUN, "--bogus"], "agent-run-id runs show"),
+        (["runs", "tree", "--bogus", RUN], "agent-run-id runs tree"),
+        (["new", "--bogus"], "agent-run-id new"),
+        (["--bogus", "new"], "agent-run-id"),
+    ],
+)
+def test_an_unknown_option_is_shown_with_the_usage_of_its_command(
+    capsys: pytest.CaptureFixture[str], argv: list[str], command: str
+) -> None:
+    assert call(*argv).code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {command} [-h]")
+    assert f"\n{command}: error: unrecognized arguments: --bogus" in err
+
+
+def test_files_after_an_option_are_still_files(tmp_path: Path) -> None:
+    api, tool = write_logs(tmp_path)
+    result = call("logs", RUN, str(api), "--json", str(tool))
+    assert [json.loads(line)["file"] for line in result.out.splitlines()] == [
+        str(api),
+        str(tool),
+        str(api),
+    ]
+
+
+def test_the_logs_summary_counts_in_words(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"caf\xe9 " + RUN.encode() + b"\n" + b'{"run_id": "' + RUN.encode() + b'", \n')
+    result = call("logs", RUN, str(log))
+    assert result.code == 0
+    assert result.err == (
+        f"agent-run-id: 1 line of run {RUN} in 2 lines read; 1 malformed line skipped "
+        "(1 invalid JSON); 1 line not UTF-8, read with replacement characters\n"
+    )
+
+
+def test_runs_list_counts_its_runs_in_words(db: Path) -> None:
+    assert call("runs", "list", "--db", str(db)).err == "3 runs\n"
+    assert call("runs", "list", "--db", str(db), "--user", "alice").err == "1 run\n"
+    assert call("runs", "list", "--db", str(db), "--status", "running").err == "no runs\n"
+    assert (
+        call("runs", "list", "--db", str(db), "--limit", "2").err
+        == "2 runs (as many as --limit 2: there may be more)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["runs", "show"], "--json      print the record as one JSON object\n"),
+        (["runs", "list"], "print one JSON object per run, one a line\n"),
+        (["runs", "tree"], "print one JSON object per run, one a line, the run first\n"),
+        (["logs"], "print one JSON object per line found: file, line, time, run_id,"),
+    ],
+)
+def test_help_says_what_json_prints(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    assert call(*argv, "--help").code == 0
+    assert says in capsys.readouterr().out
+
+
+def test_logs_help_says_how_lines_are_written_to_a_terminal_and_a_pipe(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert call("logs", "--help").code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "Piped or redirected, the lines are written byte for byte" in text
+    assert "on a terminal, the control characters in them" in text
+    assert "are shown escaped, as \\x1b" in text
+    assert "FILE log files, gzip or not (standard input when none, or -)" in text

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from agent_run_id import RunContext, RunId
-from agent_run_id._cli._output import json_line, printable, printable_line
+from agent_run_id._cli._output import count, json_line, printable, printable_line
 from agent_run_id.registry import SQLiteRunRegistry
 from tests._cli_helpers import (
     CHILD,
@@ -110,6 +110,11 @@ def test_json_line_is_exact_encodable_and_harmless_on_a_terminal(value: object) 
     assert json.loads(line) == value
     assert SHOWN_UNSAFE.search(line[:-1]) is None
     line.encode("utf-8")  # never a lone surrogate
+
+
+def test_count_puts_the_noun_in_the_right_number() -> None:
+    assert [count(n, "line") for n in (0, 1, 2)] == ["0 lines", "1 line", "2 lines"]
+    assert count(1, "more file") == "1 more file"
 
 
 # -- runs: every human-readable field ---------------------------------------------------------

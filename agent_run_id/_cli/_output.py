@@ -1,4 +1,4 @@
-r"""What the command writes for people: untrusted text escaped, and JSON kept exact.
+r"""What the command writes for people: untrusted text escaped, JSON kept exact, counts in words.
 
 A task, a user id, an exception's text and a log line are client input. Written raw to a terminal,
 ``\x1b]0;owned\x07`` retitles it, ``\x1b[2J`` clears it, and a newline forges a line of its own.
@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["json_line", "printable", "printable_line"]
+__all__ = ["count", "json_line", "printable", "printable_line"]
 
 # C0 controls (newline, tab and escape among them), DEL, C1 controls (U+0085 ends a line, U+009B
 # starts an escape sequence), the bidi marks, embeddings, overrides and isolates that reorder what
@@ -68,3 +68,8 @@ def json_line(data: Any) -> str:
     if _UNSAFE_IN_JSON.search(text):
         text = _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
     return text + "\n"
+
+
+def count(number: int, noun: str) -> str:
+    """Return ``number`` with ``noun`` in the right number: ``1 line``, ``0 lines``, ``2 lines``."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

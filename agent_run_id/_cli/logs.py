@@ -17,7 +17,7 @@ from ._errors import UsageError
 from ._inputs import check_files, lines_of, spooled_stdin
 from ._lines import UUID, Line, Stats, iso, parse, time_of
 from ._match import Matcher
-from ._output import json_line, printable, printable_line
+from ._output import count, json_line, printable, printable_line
 
 __all__ = ["add_parser", "run"]
 
@@ -39,11 +39,28 @@ def add_parser(commands: Any) -> None:
         "characters in them (escape sequences, carriage returns, bidi overrides) and bytes that "
         "are not UTF-8 are shown escaped, as \\x1b, so that a log line cannot drive the terminal.",
     )
-    parser.add_argument("run", help="the run id, or a unique prefix of at least 8 characters")
-    parser.add_argument("files", nargs="*", help="log files (standard input when none, or -)")
-    parser.add_argument("--tree", action="store_true", help="add the lines of its child runs")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line found")
-    parser.set_defaults(handler=run)
+    parser.add_argument(
+        "run", metavar="RUN", help="the run id, or a unique prefix of at least 8 characters"
+    )
+    parser.add_argument(
+        "files",
+        metavar="FILE",
+        nargs="*",
+        default=[],  # else argparse calls the files required when none are given
+        help="log files, gzip or not (standard input when none, or -)",
+    )
+    parser.add_argument(
+        "--tree",
+        action="store_true",
+        help="add the lines of its descendant runs (children, their children, ...)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per line found: file, line, time, run_id, and the line "
+        "as record (a JSON line) or text, exact",
+    )
+    parser.set_defaults(handler=run, parser=parser)
 
 
 def run(args: argparse.Namespace, out: IO[bytes], err: IO[str]) -> int:
@@ -88,7 +105,7 @@ def _shown(names: list[str]) -> str:
     """Name the logs searched: the first few, and how many more."""
     shown = ["standard input" if name == "-" else name for name in names]
     if len(shown) > 3:
-        return f"{', '.join(shown[:3])} and {len(shown) - 3} more files"
+        return f"{', '.join(shown[:3])} and {count(len(shown) - 3, 'more file')}"
     return ", ".join(shown)
 
 
@@ -113,7 +130,9 @@ def _resolve(names: list[str], prefix: str, stdin: IO[bytes] | None) -> str:
         raise UsageError(f"no run id in {_shown(names)} starts with {prefix!r}")
     if len(ids) > 1:
         shown = ", ".join(sorted(ids)[:_CANDIDATES])
-        raise UsageError(f"run id prefix {prefix!r} matches several runs: {shown}; give more")
+        raise UsageError(
+            f"run id prefix {prefix!r} matches several runs: {shown}; give more characters"
+        )
     return ids.pop()
 
 
@@ -171,7 +190,8 @@ def _json(name: str, number: int, when: float | None, run_id: str, line: Line) -
 
 
 def _summary(run_id: str, stats: Stats, files: int) -> str:
-    text = f"agent-run-id: {stats.matched} lines of run {run_id} in {stats.lines} lines read"
+    text = f"agent-run-id: {count(stats.matched, 'line')} of run {run_id} in "
+    text += f"{count(stats.lines, 'line')} read"
     if files > 1:
         text += f" from {files} files"
     if stats.malformed:
@@ -183,9 +203,9 @@ def _summary(run_id: str, stats: Stats, files: int) -> str:
             )
             if count
         ]
-        text += f"; {stats.malformed} malformed lines skipped ({', '.join(kinds)})"
+        text += f"; {count(stats.malformed, 'malformed line')} skipped ({', '.join(kinds)})"
     if stats.not_utf8:
-        text += f"; {stats.not_utf8} lines not UTF-8, read with replacement characters"
+        text += f"; {count(stats.not_utf8, 'line')} not UTF-8, read with replacement characters"
     return text + "\n"
 
 

@@ -32,13 +32,18 @@ def main(
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
     parser = _parser()
+    words = sys.argv[1:] if argv is None else list(argv)
     try:
-        args, extra = parser.parse_known_args(argv)
+        args, extra = parser.parse_known_args(words)
         # argparse stops filling ``logs RUN FILE...`` at the first option: take files after it.
         if extra and getattr(args, "files", None) is not None and not _options(extra):
-            args.files += extra
+            args.files = [*args.files, *extra]
         elif extra:
-            parser.error(f"unrecognized arguments: {printable(' '.join(extra))}")
+            # With the usage of the command given them (``logs``, ``runs list``). The top level
+            # takes no option but --help and --version, which exit: one given before the command
+            # is the first word.
+            owner = parser if words[0].startswith("-") else args.parser
+            owner.error(f"unrecognized arguments: {printable(' '.join(extra))}")
     except SystemExit as exc:  # argparse has printed the usage and the error
         return exc.code if isinstance(exc.code, int) else 2
     try:
@@ -110,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="4 (random) or 7 (time-ordered); default: $AGENT_RUN_ID_VERSION or 4",
     )
-    new.set_defaults(handler=_new)
+    new.set_defaults(handler=_new, parser=new)
     logs.add_parser(commands)
     runs.add_parser(commands)
     return parser

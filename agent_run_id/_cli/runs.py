@@ -16,37 +16,82 @@ from agent_run_id.registry._schema import connect_read_only
 
 from ._errors import UsageError
 from ._lines import parse_time
-from ._output import json_line, printable
+from ._output import count, json_line, printable
 
 __all__ = ["add_parser"]
 
 ENV_DB = "AGENT_RUN_ID_DB"
 _AGO = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_RUN_HELP = "the run id, or a unique prefix of at least 8 characters"
 
 
 def add_parser(commands: Any) -> None:
     """Add the ``runs`` command and its ``list``, ``show`` and ``tree`` subcommands."""
-    runs = commands.add_parser("runs", help="read the run registry")
-    actions = runs.add_subparsers(dest="action", required=True, metavar="{list,show,tree}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--db", help=f"the registry database (default: ${ENV_DB})")
-    common.add_argument("--json", action="store_true", help="one JSON object per run")
-    listing = actions.add_parser("list", parents=[common], help="the latest runs, newest first")
-    listing.add_argument("--status", choices=STATUSES)
-    listing.add_argument("--user", help="only this user's runs")
-    listing.add_argument("--since", help="started since: ISO 8601 (UTC if no zone) or 30m, 2h, 7d")
-    listing.add_argument(
-        "--stale", action="store_true", help="running runs whose process died, with host and pid"
+    runs = commands.add_parser(
+        "runs",
+        help="read the run registry",
+        description="Read the run registry (the SQLite file of SQLiteRunRegistry), read-only. "
+        "The text in a run's record (task, user, error, host, metadata) is shown with its "
+        "control characters escaped, so each field stays on its line; --json gives it exact.",
     )
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    actions = runs.add_subparsers(dest="action", required=True, metavar="{list,show,tree}")
+    listing = _add(
+        actions,
+        "list",
+        "the latest runs, newest first",
+        "List the latest runs, newest first: id, status, start, duration, user and task, one run "
+        "a line; how many goes to standard error.",
+        json_help="print one JSON object per run, one a line",
+    )
+    listing.add_argument("--status", choices=STATUSES, help="only the runs with this status")
+    listing.add_argument("--user", help="only this user's runs")
+    listing.add_argument(
+        "--since",
+        metavar="TIME",
+        help="only the runs started since: ISO 8601 (UTC if no zone), or 30m, 2h, 7d ago",
+    )
+    listing.add_argument(
+        "--stale",
+        action="store_true",
+        help="only the runs still marked running whose process died, with its host and pid",
+    )
+    listing.add_argument(
+        "--limit", metavar="N", type=int, default=50, help="at most N runs (default 50)"
+    )
     listing.set_defaults(handler=_list)
-    show = actions.add_parser("show", parents=[common], help="a run's whole record")
-    show.add_argument("run", help="the run id, or a unique prefix of at least 8 characters")
+    show = _add(
+        actions,
+        "show",
+        "a run's whole record",
+        "Print every field of one run's record, one a line.",
+        json_help="print the record as one JSON object",
+    )
+    show.add_argument("run", metavar="RUN", help=_RUN_HELP)
     show.set_defaults(handler=_show)
-    tree = actions.add_parser("tree", parents=[common], help="a run and its descendants")
-    tree.add_argument("run", help="the run id, or a unique prefix of at least 8 characters")
+    tree = _add(
+        actions,
+        "tree",
+        "a run and its descendants",
+        "Print a run and its descendants, each indented under its parent: id, status, duration, "
+        "task, user and error.",
+        json_help="print one JSON object per run, one a line, the run first",
+    )
+    tree.add_argument("run", metavar="RUN", help=_RUN_HELP)
     tree.set_defaults(handler=_tree)
+
+
+def _add(
+    actions: Any, name: str, summary: str, description: str, *, json_help: str
+) -> argparse.ArgumentParser:
+    """Add one ``runs`` subcommand with the options they all take: ``--db`` and ``--json``."""
+    parser: argparse.ArgumentParser = actions.add_parser(
+        name, help=summary, description=description
+    )
+    parser.add_argument("--db", metavar="PATH", help=f"the registry database (default: ${ENV_DB})")
+    parser.add_argument("--json", action="store_true", help=json_help)
+    parser.set_defaults(parser=parser)  # whose usage an unknown option is shown with
+    return parser
 
 
 class _ReadOnlyRegistry(SQLiteRunRegistry):
@@ -134,7 +179,10 @@ def _list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             f"{printable(r.run_id):<36}  {printable(r.status):<7}  {_when(r.started_at)}  "
             f"{_took(r.duration):>9}  {place}{_cut(r.user_id, 12):<12}  {_cut(r.task)}\n"
         )
-    err.write(f"{len(records)} runs\n")
+    shown = count(len(records), "run") if records else "no runs"
+    if len(records) == args.limit:
+        shown += f" (as many as --limit {args.limit}: there may be more)"
+    err.write(f"{shown}\n")
     return 0
 
 
