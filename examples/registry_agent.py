@@ -67,10 +67,15 @@ async def agent(user_id: str, question: str) -> str:
         return answer
 
 
-def shell(*argv: str) -> None:
+def shell(folder: Path, *argv: str) -> None:
+    """Show ``agent-run-id ARGV``, run it in ``folder`` as a user would, print its output."""
     print(f"$ agent-run-id {' '.join(argv)}")
     done = subprocess.run(
-        [sys.executable, "-m", "agent_run_id", *argv], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "agent_run_id", *argv],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=folder,
     )
     print(done.stdout, end="")
 
@@ -92,12 +97,12 @@ async def main(folder: Path) -> None:
     handler.close()
     failed = sum(isinstance(result, BaseException) for result in results)
     print(f"{failed} of {len(results)} runs failed.\n")
-    shell("runs", "list", "--db", str(db), "--status", "error")
+    shell(folder, "runs", "list", "--db", db.name, "--status", "error")
     root = SQLiteRunRegistry(db).find(status="error", user_id="bob")[0].run_id
     print()
-    shell("runs", "tree", root[:8], "--db", str(db))
+    shell(folder, "runs", "tree", root[:8], "--db", db.name)
     print()
-    shell("logs", root[:8], "--tree", str(log))
+    shell(folder, "logs", root[:8], "--tree", log.name)
 
 
 if __name__ == "__main__":
