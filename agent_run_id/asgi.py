@@ -70,6 +70,30 @@ def _response_sender(key: bytes) -> Callable[[_Bound, Message], Coroutine[Any, A
     return send_with_run
 
 
+def _joined(
+    headers: list[tuple[bytes, bytes]], key: bytes
+) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """Return the run id header ``key`` and the two lineage ones, each repeat joined by commas.
+
+    As HTTP reads a repeated header; None for one that did not come.
+    """
+    runs: list[bytes] = []
+    parents: list[bytes] = []
+    roots: list[bytes] = []
+    for name, field in headers:
+        if name == key:
+            runs.append(field)
+        elif name == _PARENT_KEY:
+            parents.append(field)
+        elif name == _ROOT_KEY:
+            roots.append(field)
+    return (
+        b",".join(runs) if runs else None,
+        b",".join(parents) if parents else None,
+        b",".join(roots) if roots else None,
+    )
+
+
 def _header_getter(scope: Scope) -> Callable[[str], str | None]:
     """Return a reader of the scope's request headers by lower-case name, repeats joined."""
 
@@ -166,17 +190,26 @@ class RunIdMiddleware:
         headers = scope.get("headers", ())
         if type(headers) is not list:  # the spec allows any iterable: one the scan may use up
             headers = scope["headers"] = list(headers)
-        # Repeated headers are joined with commas, as HTTP reads them; the policy sorts them out.
         names = self._names
         for name, field in headers:
             if name not in names:  # one set lookup for most headers, not three comparisons
                 continue
             if name == key:
-                raw = field if raw is None else raw + b"," + field
+                if raw is None:
+                    raw = field
+                    continue
             elif name == _PARENT_KEY:
-                parent = field if parent is None else parent + b"," + field
-            else:
-                root = field if root is None else root + b"," + field
+                if parent is None:
+                    parent = field
+                    continue
+            elif root is None:
+                root = field
+                continue
+            # One of them came again: read them all anew, repeats joined (the policy sorts
+            # them out). Once per request, not per repeat: a client's thousands of copies cost
+            # time linear in their number, never quadratic.
+            raw, parent, root = _joined(headers, key)
+            break
         run: RunId | None
         changed: list[tuple[bytes, bytes]] | None = None  # the request headers, when rewritten
         if parent is None and root is None and self._fast:
