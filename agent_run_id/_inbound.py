@@ -36,19 +36,34 @@ def _one(raw: bytes | str | None) -> bytes | str | None:
     """Return the single value of a header that may have come repeated (joined with commas).
 
     Repeated headers count only when every one of them holds the same valid id; otherwise the
-    result is None, which no caller takes for a run id.
+    result is None, which no caller takes for a run id. Empty elements are skipped, as HTTP
+    lists are read (RFC 9110, section 5.6.1). The cost is linear in the length, whatever the
+    number of repeats, and the scan stops at the first value that does not agree.
     """
     if raw is None:
         return None
-    if isinstance(raw, bytes):
-        if b"," not in raw:
-            return raw
-        values = {parse_wire_id(part.strip(b" \t")) for part in raw.split(b",")}
-    else:
-        if "," not in raw:
-            return raw
-        values = {parse_wire_id(part.strip(" \t")) for part in raw.split(",")}
-    return values.pop() if len(values) == 1 else None
+    text = raw if isinstance(raw, str) else bytes(raw).decode("latin-1")
+    if "," not in text:
+        return raw
+    found = None
+    last = ""  # the copy read before, blank at first: a copy the same as it needs no reading
+    for part in text.split(","):
+        if part == last or not part.strip(" \t"):
+            continue
+        last = part
+        value = parse_wire_id(part)
+        if value is None or (found is not None and value != found):
+            return None
+        found = value
+    return found
+
+
+def _absent(raw: bytes | str) -> bool:
+    """Return whether a header that came says nothing: empty, or blanks and commas alone.
+
+    Clients that template an unset id send exactly that; it counts as no header at all.
+    """
+    return not (raw.strip(" \t,") if isinstance(raw, str) else raw.strip(b" \t,"))
 
 
 class InboundPolicy:
@@ -128,7 +143,8 @@ class InboundPolicy:
         """Return the run a request starts, or None when it must be answered with a 400.
 
         ``raw``, ``parent`` and ``root`` are the request's run id, parent and root headers as they
-        came (None when absent, repeated headers joined with commas); ``request`` is the scope or
+        came (None when absent, repeated headers joined with commas; an empty or blank value is
+        taken as absent, under ``on_invalid="reject"`` too); ``request`` is the scope or
         environ, for a callable ``incoming`` and for the incoming fallbacks (asked only when the
         header is absent or invalid). A new run is always a root run: never a child of a run that
         happens to be current where the server calls the middleware.
@@ -138,6 +154,8 @@ class InboundPolicy:
             mode = self._choose(request)
         if mode == "ignore":
             return RunId.generate()
+        if raw is not None and _absent(raw):
+            raw = None
         if raw is not None:
             if parent is None and root is None:
                 run = run_from_wire(raw)

@@ -137,8 +137,9 @@ class RunId:
 
         Reads ``os.environ`` unless ``env`` is given; see :func:`agent_run_id.environ`. The
         variables follow the rule of the run headers: a UUID as ``8-4-4-4-12`` or 32 hex digits,
-        any case, and not the nil or max UUID (a placeholder would merge unrelated runs). Raises
-        ValueError naming the variable when one holds anything else.
+        any case, spaces and tabs around it dropped, and not the nil or max UUID (a placeholder
+        would merge unrelated runs); a blank variable counts as unset. Raises ValueError naming
+        the variable when one holds anything else.
         """
         env = os.environ if env is None else env
         value = _wire_variable(env, ENV_RUN_ID)
@@ -232,9 +233,9 @@ def _restore(value: str, parent: RunId | None, root: RunId | None) -> RunId:
 
 
 def _wire_variable(env: Mapping[str, str], name: str) -> str | None:
-    """Return the canonical id in ``env[name]``, None when unset or empty; raise when not one."""
+    """Return the canonical id in ``env[name]``, None when unset or blank; raise when not one."""
     text = env.get(name)
-    if not text:
+    if not text or not text.strip(" \t"):
         return None
     value = parse_wire_id(text)
     if value is None:

@@ -72,15 +72,17 @@ def parse_wire_id(raw: bytes | str | None) -> str | None:
     Takes only a UUID as ``8-4-4-4-12`` or as 32 hex digits (ASCII, any case) and normalizes it;
     anything else (empty, too long, other characters, non-ASCII) gives None, and so do the nil
     and max UUIDs, which a misconfigured caller sends on every request and which would merge
-    all its requests into one run. Never raises.
+    all its requests into one run. Spaces and tabs around the id are HTTP's optional whitespace,
+    which some servers keep: they are dropped. Never raises; the cost is linear in the length.
     """
-    if raw is None or len(raw) > 36:
+    if raw is None:
         return None
     if isinstance(raw, str):
         if not raw.isascii():
             return None
         raw = raw.encode("ascii")
-    if not _WIRE.fullmatch(raw):
+    raw = raw.strip(b" \t")
+    if len(raw) > 36 or not _WIRE.fullmatch(raw):
         return None
     text = raw.decode("ascii").lower()
     if len(text) != 36:  # 32 hex digits: put the hyphens in

@@ -227,6 +227,44 @@ async def test_reject_answers_400_json_naming_the_header_without_calling_the_app
     assert accepted.headers["x-agent-run"] == RUN_A
 
 
+async def test_an_empty_or_blank_header_counts_as_absent_also_under_reject() -> None:
+    async with client(starlette_app(on_invalid="reject")) as http:
+        answers = [
+            await http.get("/", headers=[("X-Run-Id", value), ("X-Parent-Run-Id", value)])
+            for value in ("", " ", "\t", " , ")
+        ]
+    for response in answers:
+        assert response.status_code == 200
+        body = response.json()
+        assert is_canonical(body["current"])
+        assert body["header"] == [body["current"]]  # the app reads the id used, not the blank
+        assert body["parent"] is None
+        assert response.headers.get_list("x-run-id") == [body["current"]]
+    assert len({response.json()["current"] for response in answers}) == len(answers)
+
+
+async def test_spaces_and_tabs_around_an_incoming_id_are_dropped() -> None:
+    """Headers as a server may pass them, optional whitespace kept: the id is still taken."""
+    sent: list[Message] = []
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Any, send: Any) -> None:
+        seen.append(scope)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    middleware = RunIdMiddleware(app, on_invalid="reject")
+    for raw in (f"{RUN_A}  ", f"\t{RUN_A}", f" {RUN_A.replace('-', '').upper()}\t"):
+        sent.clear()
+        seen.clear()
+        scope: Scope = {"type": "http", "headers": [(b"x-run-id", raw.encode())]}
+        await middleware(scope, None, send)  # type: ignore[arg-type]
+        assert dict(sent[0]["headers"])[b"x-run-id"] == RUN_A.encode()
+        assert seen[0]["headers"] == [(b"x-run-id", RUN_A.encode())]
+
+
 async def test_repeated_headers_with_two_values_count_as_invalid() -> None:
     async with client(starlette_app()) as http:
         same = await http.get("/", headers=[("X-Run-Id", RUN_A), ("X-Run-Id", RUN_A)])

@@ -124,7 +124,6 @@ def test_no_header_starts_a_new_root_run_even_inside_a_current_run() -> None:
 
 
 BAD_VALUES = [
-    b"",
     b"not-a-run",
     RUN_A.encode() + b"0",
     RUN_A.encode() + b"\r\nSet-Cookie: x=1",
@@ -168,6 +167,46 @@ def test_reject_refuses_an_invalid_value(raw: bytes) -> None:
         assert policy(on_invalid="reject").run_for({}, raw) is None
     assert len(log.lines) == 1
     assert "rejected" in log.lines[0][1]
+
+
+BLANK_VALUES = [b"", b" ", b"\t", b" \t ", b",", b" , ,\t", "", "  "]
+
+
+@pytest.mark.parametrize("raw", BLANK_VALUES)
+@pytest.mark.parametrize("on_invalid", ["replace", "reject"])
+def test_an_empty_or_blank_header_counts_as_absent(raw: bytes | str, on_invalid: str) -> None:
+    """Clients that template an unset id send an empty header: it is no header, never a 400."""
+    with captured("agent_run_id") as log:
+        run = policy(on_invalid=on_invalid).run_for({}, raw, raw, raw)
+    assert run is not None
+    assert run.parent is None
+    assert run.root is run
+    assert log.lines == []
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [f"{RUN_A}  ", f"  {RUN_A}", f"{RUN_A}\t", f"\t {RUN_A} ", f" {RUN_A.replace('-', '')} "],
+)
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_spaces_and_tabs_around_a_valid_id_are_dropped(raw: str, as_bytes: bool) -> None:
+    """Optional whitespace (RFC 9110), which werkzeug's server keeps, is not part of the id."""
+    value: bytes | str = raw.encode() if as_bytes else raw
+    with captured("agent_run_id") as log:
+        run = policy(on_invalid="reject").run_for({}, value, f" {RUN_B}\t", f"{RUN_C} ")
+    assert run is not None
+    assert run.value == RUN_A
+    assert run.parent == RunId(RUN_B)
+    assert run.root == RunId(RUN_C)
+    assert log.lines == []
+
+
+@pytest.mark.parametrize("raw", [f"{RUN_A},", f",{RUN_A}", f"{RUN_A}, ,{RUN_A}", f" ,{RUN_A},\t,"])
+def test_empty_elements_of_a_repeated_header_are_skipped(raw: str) -> None:
+    """As HTTP reads lists (RFC 9110, section 5.6.1)."""
+    run = policy(on_invalid="reject").run_for({}, raw.encode())
+    assert run is not None
+    assert run.value == RUN_A
 
 
 def test_reject_lets_a_request_without_the_header_through() -> None:

@@ -112,7 +112,11 @@ def test_environ_of_a_root_run_clears_the_lineage_this_process_inherited(
         ("\u0661" * 32, None),
         (b"\xd9\xa1" * 16, None),
         (b"a" * 10_000, None),
-        (b" 0b6f5d3e2c1a4e8b9f7d5a4c3b2a1908", None),
+        (b" 0b6f5d3e2c1a4e8b9f7d5a4c3b2a1908", "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"),
+        ("0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908 \t", "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"),
+        (b" \t ", None),
+        (b"0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908\n", None),  # only spaces and tabs are optional
+        (b"\xa00b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908", None),
         (b"00000000-0000-0000-0000-000000000000", None),
         (b"0" * 32, None),
         (b"FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF", None),

@@ -357,6 +357,16 @@ def test_from_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> Non
     assert RunId.from_env() == RunId(value)
 
 
+def test_from_env_drops_spaces_and_tabs_and_takes_a_blank_variable_as_unset() -> None:
+    """The run headers' rule: optional whitespace around the id; blank is as good as unset."""
+    value = str(uuid.uuid4())
+    env = {"AGENT_RUN_ID": f" {value}\t", "AGENT_PARENT_RUN_ID": "  ", "AGENT_ROOT_RUN_ID": "\t"}
+    run = RunId.from_env(env)
+    assert run == RunId(value)
+    assert run.parent is None
+    assert RunId.from_env({"AGENT_RUN_ID": " \t "}) is None
+
+
 def test_from_env_names_the_malformed_variable() -> None:
     with pytest.raises(ValueError, match=r"\$AGENT_PARENT_RUN_ID 'oops' is not a run id"):
         RunId.from_env({"AGENT_RUN_ID": str(uuid.uuid4()), "AGENT_PARENT_RUN_ID": "oops"})
@@ -373,7 +383,7 @@ def test_from_env_names_the_malformed_variable() -> None:
         "FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF",
         "{0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908}",  # forms for humans, not for the wire
         "urn:uuid:0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908",
-        " 0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908",
+        "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908\n",
     ],
 )
 @pytest.mark.parametrize("name", ["AGENT_RUN_ID", "AGENT_PARENT_RUN_ID", "AGENT_ROOT_RUN_ID"])
