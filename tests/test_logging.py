@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import logging.handlers
 import queue
@@ -437,3 +438,63 @@ def test_a_make_record_replaced_before_install_is_chained(root_handler: ListHand
     finally:
         run_logging.uninstall()
         logging.Logger.makeRecord = original  # type: ignore[method-assign]
+
+
+_TIMING = frozenset({"created", "msecs", "relativeCreated"})
+
+
+def _trace_hint() -> dict[str, object]:
+    return {"trace_hint": "t-1"}
+
+
+def _made_both_ways(inline_first: bool) -> tuple[dict[str, object], dict[str, object]]:
+    """A record from makeRecord's inlined stamp and one stamped by _stamp_fields, untimed."""
+    args = ("x", logging.INFO, "f.py", 1, "m %s", ("a",), None)
+
+    def inline() -> dict[str, object]:
+        assert logging.getLogRecordFactory() is run_logging._stamp  # the inlined path is taken
+        record = run_logging._make_stamped_record(logging.getLogger("x"), *args)
+        return {k: v for k, v in record.__dict__.items() if k not in _TIMING}
+
+    def reference() -> dict[str, object]:
+        record = logging.LogRecord(*args, None, None)
+        run_logging._stamp_fields(record)
+        return {k: v for k, v in record.__dict__.items() if k not in _TIMING}
+
+    if inline_first:  # the first works the run's fields out, the second finds them cached
+        made = inline()
+        return made, reference()
+    expected = reference()
+    return inline(), expected
+
+
+@pytest.mark.parametrize("inline_first", [True, False])
+@pytest.mark.parametrize(
+    "state",
+    ["outside a run", "root run", "child run", "short", "options changed", "provider", "off"],
+)
+def test_make_record_stamps_as_stamp_fields_does(state: str, inline_first: bool) -> None:
+    """_make_stamped_record writes _stamp_fields out inline: both make the same record."""
+    run_logging.install(short=state == "short", default="none")
+    if state == "provider":
+        run_logging._add_field_provider(_trace_hint)
+    if state == "off":  # uninstalled under a wrapper, which later puts ours back in place
+        logging.setLogRecordFactory(lambda *args: run_logging._stamp(*args))
+        run_logging.uninstall()
+        logging.setLogRecordFactory(run_logging._stamp)
+    runs = {"outside a run": 0, "root run": 1}.get(state, 2)
+    try:
+        with contextlib.ExitStack() as stack:
+            for _ in range(runs):
+                stack.enter_context(RunContext())
+            if state == "options changed":  # the run's fields are cached for other options
+                _made_both_ways(inline_first)
+                run_logging.install(short=True)
+            made, expected = _made_both_ways(inline_first)
+    finally:
+        run_logging._remove_field_provider(_trace_hint)
+        run_logging.uninstall()
+    assert logging.getLogRecordFactory() is logging.LogRecord
+    assert made == expected
+    assert ("root_run_id" in made) is (state != "off")
+    assert ("trace_hint" in made) is (state == "provider")
