@@ -374,6 +374,25 @@ def _report(culprit: object, when: str) -> None:
 T = TypeVar("T")
 
 
+def take_finishers(context: RunContext) -> Callable[[BaseException | None], None]:
+    """Take the end of ``context``'s run away from its block, to end the run elsewhere.
+
+    Called inside the block: leaving it then only restores the previous run, and the returned
+    function ends the run for its observers, with the exception that ended it (or None). The
+    first call ends it; later calls do nothing.
+    """
+    frame = cast(_Frame, context._own_frame())  # called inside the block: there is one
+    taken: list[list[tuple[RunObserver, RunFinisher]] | None] = [frame[_FINISHERS]]
+    frame[_FINISHERS] = None
+
+    def end(exc: BaseException | None) -> None:
+        finishers, taken[0] = taken[0], None
+        if finishers is not None:
+            _finish(finishers, exc)
+
+    return end
+
+
 def _carry_over(context: RunContext, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
     """Return a coroutine that awaits ``awaitable`` in ``context``'s run, which ends with it.
 
@@ -383,14 +402,11 @@ def _carry_over(context: RunContext, awaitable: Awaitable[T]) -> Coroutine[Any, 
     exception that escaped it. The run's id is noted on that exception as on leaving a block.
     """
     frame = cast(_Frame, context._own_frame())  # called inside the block: there is one
-    finishers, frame[_FINISHERS] = frame[_FINISHERS], None
-    return _await_to_the_end(frame, finishers, awaitable)
+    return _await_to_the_end(frame, take_finishers(context), awaitable)
 
 
 async def _await_to_the_end(
-    frame: _Frame,
-    finishers: list[tuple[RunObserver, RunFinisher]] | None,
-    awaitable: Awaitable[T],
+    frame: _Frame, end: Callable[[BaseException | None], None], awaitable: Awaitable[T]
 ) -> T:
     escaped: BaseException | None = None
     token = _current.set(frame)
@@ -402,8 +418,7 @@ async def _await_to_the_end(
         raise
     finally:
         _current.reset(token)
-        if finishers is not None:
-            _finish(finishers, escaped)
+        end(escaped)
 
 
 def _captured_run() -> _Frame | None:

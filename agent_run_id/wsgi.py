@@ -1,17 +1,18 @@
-"""WSGI middleware: every request runs as its own run, until the server closes its response.
+"""WSGI middleware: every request runs as its own run, in the app and in its response's body.
 
 Works with any WSGI app (Flask, Django's WSGI handler, Pyramid, Bottle) and imports none of them.
 """
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterable, Iterator, Sized
-from contextvars import Token
 from typing import Any, cast
 
-from ._context import _PREVIOUS, RunContext, _current, _Frame, _still_open, check_registry
+from ._context import RunContext, _current, check_registry, take_finishers
 from ._inbound import InboundPolicy, IncomingOption
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
+from ._run_id import RunId
 from ._types import Environ, StartResponse, WSGIApp
 
 __all__ = ["ENVIRON_KEY", "RunIdMiddleware"]
@@ -41,16 +42,18 @@ def _header_getter(environ: Environ) -> Callable[[str], str | None]:
 
 
 class RunIdMiddleware:
-    """Run every WSGI request as its own run, named in its headers, until its response closes.
+    """Run every WSGI request as its own run, named in its headers, through its whole response.
 
     Reads the run id header of the request, or mints a new id, and makes the run current (with
-    ``RunContext``, so run observers see it) from the call of the app until the server calls the
-    response's ``close()`` (PEP 3333), so a streamed body (a Flask generator too) is produced
-    inside the run. The app sees it as ``current_run_id()``, as
-    ``environ["agent_run_id.run_id"]``, and in the request's run id header (``HTTP_X_RUN_ID``),
-    rewritten to the id used. The response carries the id in exactly one header. A run still
-    current where the app is called (a test client's response that was never closed) is set
-    aside: the request's run never nests in it, and it comes back when the response closes.
+    ``RunContext``, so run observers see it) while the middleware's code is on the stack: the
+    app call, each step through the response's body (a Flask generator too) and its
+    ``close()`` (PEP 3333). Each request keeps its run in its own copy of the caller's context,
+    so nothing of it stays current in the server's thread afterwards, whether or not the caller
+    closes the response (test clients often don't). The run ends for its observers (the
+    registry, spans) when the body is exhausted, fails or is closed, whichever comes first.
+    The app sees it as ``current_run_id()``, as ``environ["agent_run_id.run_id"]``, and in the
+    request's run id header (``HTTP_X_RUN_ID``), rewritten to the id used. The response carries
+    the id in exactly one header. A run current where the app is called is not nested in.
 
     Args:
         app: the WSGI app to wrap.
@@ -100,7 +103,7 @@ class RunIdMiddleware:
         self._lower = header_name.lower()
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        """Start the request's run and return the response that leaves it when closed."""
+        """Run the app in the request's run; return the response whose body steps in it too."""
         key = self._key
         run = self.policy.run_for(
             environ, environ.get(key), environ.get(_PARENT_KEY), environ.get(_ROOT_KEY)
@@ -131,75 +134,83 @@ class RunIdMiddleware:
         else:
             respond = start_response
 
-        # A run still current here is not this request's: a response its caller never closed
-        # (werkzeug's test client without `with` or buffered=True) leaves its run in the calling
-        # thread. The request starts from no run, so it never nests in that one (for the run
-        # observers too: the registry, OpenTelemetry), and close() puts it back.
-        outer = _current.set(None) if _current.get() is not None else None
-        context = RunContext(run_id=run, registry=self.registry)
-        context.__enter__()
+        request = _Request(run, self.registry)
+        body = request.context.run(request.call, self.app, environ, respond)
+        return _wrap(body, request, environ.get("wsgi.file_wrapper"))
+
+
+class _Request:
+    """One request's run, current only inside the request's own copy of the caller's context.
+
+    The app call, each step of the body and its ``close()`` run in that context, and nothing
+    else does: whatever the request sets there (its run, OpenTelemetry's attached context, the
+    app's own context variables) never outlives the middleware's frames, whether or not the
+    server ever calls ``close()``. The run ends for its observers when the body ends: exhausted,
+    failed, or closed, whichever comes first.
+    """
+
+    __slots__ = ("_end", "_entry", "context")
+
+    def __init__(self, run: RunId, registry: Any) -> None:
+        self.context = contextvars.copy_context()
+        self._entry = RunContext(run_id=run, registry=registry)
+        self._end: Callable[[BaseException | None], None] | None = None
+
+    def call(self, app: WSGIApp, environ: Environ, respond: StartResponse) -> Iterable[bytes]:
+        """Call the app in the run (in :attr:`context`); leave the run if the call fails."""
+        # A run current where the server calls the app is not this request's (a WSGI app called
+        # inside an ASGI request, a test client's response never closed): the request's run
+        # never nests in it.
+        _current.set(None)
+        self._entry.__enter__()
+        self._end = take_finishers(self._entry)
         try:
-            body = self.app(environ, respond)
+            return app(environ, respond)
         except BaseException as exc:
-            try:
-                context.__exit__(type(exc), exc, exc.__traceback__)
-            finally:
-                _restore(outer)
+            self.leave(exc)
             raise
-        return _wrap(body, context, outer, environ.get("wsgi.file_wrapper"))
+
+    def end(self, error: BaseException | None) -> None:
+        """End the run for its observers (the registry, spans), once; it stays current here."""
+        if self._end is not None:
+            self._end(error)
+
+    def leave(self, error: BaseException | None) -> None:
+        """End the run and leave it (in :attr:`context`), noting it on ``error``."""
+        self.end(error)
+        self._entry.__exit__(
+            None if error is None else type(error),
+            error,
+            None if error is None else error.__traceback__,
+        )
 
 
-def _restore(outer: Token[_Frame | None] | None) -> None:
-    """Make current again what was current when the request started, unless it has ended."""
-    if outer is None:
-        return
-    try:
-        _current.reset(outer)
-    except ValueError:  # closed in another context: the request's own context is not here
-        return
-    # That run may have ended while this request's run was current (responses closed out of
-    # order): it must not come back; the run it was entered in comes back instead.
-    frame = alive = _current.get()
-    while alive is not None and not _still_open(alive):
-        alive = alive[_PREVIOUS]
-    if alive is not frame:
-        _current.set(alive)
-
-
-def _wrap(
-    body: Iterable[bytes],
-    context: RunContext,
-    outer: Token[_Frame | None] | None,
-    file_wrapper: object,
-) -> Iterable[bytes]:
-    """Return the response that leaves the run when closed, keeping what servers look for."""
+def _wrap(body: Iterable[bytes], request: _Request, file_wrapper: object) -> Iterable[bytes]:
+    """Return the response that steps through the body in the run, keeping what servers need."""
     if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
         # The server sends its own file wrapper with sendfile only when it gets that very
         # object back: hook its close() rather than wrapping it. An error while the server
         # sends the file is then not seen here: the run ends without it.
-        closer = _RunBody(body, context, outer)
+        closer = _RunBody(body, request)
         try:
             body.close = closer.close  # type: ignore[attr-defined]
         except (AttributeError, TypeError):  # a wrapper that takes no attribute: wrap it
             return closer
         return body
     if isinstance(body, Sized):  # a list: servers set Content-Length from len() == 1
-        return _SizedRunBody(body, context, outer)
-    return _RunBody(body, context, outer)
+        return _SizedRunBody(body, request)
+    return _RunBody(body, request)
 
 
 class _RunBody:
-    """The app's response, keeping its run current until the server calls ``close()``."""
+    """The app's response: each step and ``close()`` run in the request's run."""
 
-    __slots__ = ("_body", "_close", "_context", "_error", "_iterator", "_outer")
+    __slots__ = ("_body", "_close", "_error", "_iterator", "_request")
 
-    def __init__(
-        self, body: Iterable[bytes], context: RunContext, outer: Token[_Frame | None] | None
-    ) -> None:
+    def __init__(self, body: Iterable[bytes], request: _Request) -> None:
         self._body = body
         self._close: Callable[[], object] | None = getattr(body, "close", None)
-        self._context: RunContext | None = context
-        self._outer = outer
+        self._request: _Request | None = request
         self._iterator: Iterator[bytes] | None = None
         self._error: BaseException | None = None
 
@@ -211,21 +222,32 @@ class _RunBody:
         return self
 
     def __next__(self) -> bytes:
+        request = self._request
+        if request is None:  # closed: what is left of the body is not read outside its run
+            raise StopIteration
+        if self._iterator is None:
+            self._iterator = iter(self._body)
         try:
-            return next(self._iterator)  # type: ignore[arg-type]
+            return request.context.run(next, self._iterator)
         except StopIteration:
+            request.end(None)
             raise
         except BaseException as exc:
-            # Kept for the run's observers: the server catches it and only then calls close().
+            # Kept for close(): the server catches it and only then calls close(). The run
+            # ends with it now, for a caller that never closes.
             self._error = exc
+            request.end(exc)
             raise
 
     def close(self) -> None:
-        """Close the app's response, then leave the run; a second call does nothing."""
-        context = self._context
-        if context is None:
+        """Close the app's response in the run, then leave the run; a second call does nothing."""
+        request = self._request
+        if request is None:
             return
-        self._context = None
+        self._request = None
+        request.context.run(self._close_in_run, request)
+
+    def _close_in_run(self, request: _Request) -> None:
         error = self._error
         try:
             if self._close is not None:
@@ -234,14 +256,7 @@ class _RunBody:
             error = exc
             raise
         finally:
-            try:
-                context.__exit__(
-                    None if error is None else type(error),
-                    error,
-                    None if error is None else error.__traceback__,
-                )
-            finally:
-                _restore(self._outer)
+            request.leave(error)
 
 
 class _SizedRunBody(_RunBody):

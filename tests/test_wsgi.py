@@ -7,6 +7,7 @@ import contextvars
 import json
 import logging
 import re
+import socket
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -20,15 +21,17 @@ import pytest
 from flask import Flask, Response, request, send_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry import baggage
 from werkzeug.test import Client
 from werkzeug.wsgi import FileWrapper
 
 import agent_run_id.logging as run_logging
 from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
+from agent_run_id import otel as run_otel
 from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
 from agent_run_id.asgi import RunIdMiddleware as AsgiRunIdMiddleware
+from agent_run_id.registry import SQLiteRunRegistry, set_default
 from agent_run_id.registry import install as install_registry_observer
-from agent_run_id.registry import set_default
 from agent_run_id.wsgi import ENVIRON_KEY, RunIdMiddleware
 
 from ._inbound_helpers import (
@@ -146,6 +149,41 @@ def test_an_invalid_id_is_replaced_never_echoed_and_reject_answers_400() -> None
     assert "X-Run-Id" not in rejected.headers
 
 
+def raw_get(url: str, header_lines: list[bytes]) -> tuple[bytes, dict[bytes, bytes]]:
+    """Send a GET with header lines exactly as given; return the body and response headers."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        sock.sendall(request + b"".join(line + b"\r\n" for line in header_lines) + b"\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower()] = value.strip()
+    return body, headers
+
+
+def test_over_werkzeugs_server_spaces_around_an_id_are_dropped_and_empty_is_absent() -> None:
+    """werkzeug's server keeps trailing whitespace in header values: the id is still taken."""
+    app = flask_app(on_invalid="reject")
+    padded = [f"X-Run-Id: {RUN_A}  ", f"X-Run-Id:   {RUN_A}", f"X-Run-Id: {RUN_A}\t"]
+    with wsgi_server(app) as url:
+        for line in padded:
+            body, headers = raw_get(url, [line.encode()])
+            assert json.loads(body)["current"] == RUN_A
+            assert json.loads(body)["header"] == [RUN_A]
+            assert headers[b"x-run-id"] == RUN_A.encode()
+        for line in (b"X-Run-Id:", b"X-Run-Id:   ", b"X-Run-Id: \t"):
+            body, headers = raw_get(url, [line, b"X-Parent-Run-Id: "])
+            answer = json.loads(body)
+            assert is_canonical(answer["current"])  # a new root run, no 400
+            assert answer["parent"] is None
+            assert headers[b"x-run-id"] == answer["current"].encode()
+
+
 def test_a_header_repeated_with_two_values_counts_as_invalid() -> None:
     client = Client(flask_app())
     same = client.get("/", headers=[("X-Run-Id", RUN_A), ("X-Run-Id", RUN_A)]).json
@@ -156,7 +194,7 @@ def test_a_header_repeated_with_two_values_counts_as_invalid() -> None:
     assert differ["current"] not in (RUN_A, RUN_B)
 
 
-def test_a_flask_generator_runs_inside_the_run_until_the_response_closes() -> None:
+def test_a_flask_generator_runs_in_the_run_and_nothing_of_it_stays_current_between_steps() -> None:
     events: list[tuple[str, Any]] = []
 
     def observe(run: RunId, context: RunContext) -> Any:
@@ -166,10 +204,14 @@ def test_a_flask_generator_runs_inside_the_run_until_the_response_closes() -> No
     add_run_observer(observe)
     response = Client(flask_app()).get("/stream", headers={"X-Run-Id": RUN_A}, buffered=False)
     assert events == [("start", RUN_A)]
-    assert b"".join(response.iter_encoded()).decode().split() == [RUN_A] * 3
-    assert events == [("start", RUN_A)]  # still current until close()
+    assert current_run_id() is None  # the app has returned: its run is not current here
+    chunks = response.iter_encoded()
+    assert next(chunks) == f"{RUN_A}\n".encode()  # the generator steps in the run
+    assert current_run_id() is None  # and only while it steps
+    assert b"".join(chunks).decode().split() == [RUN_A] * 2
+    assert events == [("start", RUN_A), ("end", None)]  # ended when the body was exhausted
     response.close()
-    assert events == [("start", RUN_A), ("end", None)]
+    assert events == [("start", RUN_A), ("end", None)]  # once
     assert current_run_id() is None
 
 
@@ -201,7 +243,7 @@ def test_the_run_ends_when_the_app_raises_and_the_error_carries_its_note() -> No
         assert caught.value.__notes__ == [f"run_id={RUN_A}"]
 
 
-def test_an_error_while_the_server_iterates_reaches_the_run_observers_at_close() -> None:
+def test_an_error_while_the_server_iterates_ends_the_run_with_it() -> None:
     ends: list[BaseException | None] = []
     add_run_observer(lambda run, context: ends.append)
 
@@ -219,21 +261,48 @@ def test_an_error_while_the_server_iterates_reaches_the_run_observers_at_close()
         start_response("200 OK", [])
         return Body()
 
-    body = RunIdMiddleware(app)({}, lambda *args: None)
+    body = RunIdMiddleware(app)({"HTTP_X_RUN_ID": RUN_A}, lambda *args: None)
     chunks = iter(body)
     assert next(chunks) == b"a"
-    with pytest.raises(ValueError, match="midway"):
+    with pytest.raises(ValueError, match="midway") as caught:
         next(chunks)
-    assert ends == []
+    assert ends == [caught.value]  # for a caller that never closes, too
     body.close()  # type: ignore[attr-defined]
     body.close()  # type: ignore[attr-defined]  # a second close does nothing
-    assert len(ends) == 1
-    assert isinstance(ends[0], ValueError)
+    assert ends == [caught.value]
     assert Body.closed == 1
+    assert current_run_id() is None
+    if sys.version_info >= (3, 11):
+        assert caught.value.__notes__ == [f"run_id={RUN_A}"]
+
+
+def test_a_failing_close_ends_the_run_with_its_error() -> None:
+    ends: list[BaseException | None] = []
+    add_run_observer(lambda run, context: ends.append)
+    closed_in: list[str | None] = []
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield b"x"
+            yield b"y"
+        finally:
+            closed_in.append(current())
+            raise OSError("close failed")
+
+    body = RunIdMiddleware(lambda environ, start_response: chunks())(
+        {"HTTP_X_RUN_ID": RUN_A}, lambda *a: None
+    )
+    assert next(iter(body)) == b"x"
+    with pytest.raises(OSError, match="close failed"):
+        body.close()  # type: ignore[attr-defined]
+    assert closed_in == [RUN_A]  # the app's close() runs in the run
+    assert len(ends) == 1
+    assert isinstance(ends[0], OSError)
     assert current_run_id() is None
 
 
-def test_a_failing_close_still_ends_the_run() -> None:
+def test_a_close_failing_after_the_body_was_exhausted_carries_the_run_it_ended() -> None:
+    """The run ended when its body ran out; the error of close() still names the run."""
     ends: list[BaseException | None] = []
     add_run_observer(lambda run, context: ends.append)
 
@@ -241,13 +310,17 @@ def test_a_failing_close_still_ends_the_run() -> None:
         def close(self) -> None:
             raise OSError("close failed")
 
-    body = RunIdMiddleware(lambda environ, start_response: Body([b"x"]))({}, lambda *a: None)
+    body = RunIdMiddleware(lambda environ, start_response: Body([b"x"]))(
+        {"HTTP_X_RUN_ID": RUN_A}, lambda *a: None
+    )
     assert list(body) == [b"x"]
-    with pytest.raises(OSError, match="close failed"):
+    assert ends == [None]
+    with pytest.raises(OSError, match="close failed") as caught:
         body.close()  # type: ignore[attr-defined]
-    assert len(ends) == 1
-    assert isinstance(ends[0], OSError)
+    assert ends == [None]
     assert current_run_id() is None
+    if sys.version_info >= (3, 11):
+        assert caught.value.__notes__ == [f"run_id={RUN_A}"]
 
 
 def test_requests_in_the_same_thread_never_share_a_run() -> None:
@@ -313,19 +386,26 @@ PLACEHOLDERS = ("0" * 8 + "-0000-0000-0000-" + "0" * 12, "f" * 8 + "-ffff-ffff-f
 
 
 def taken(raw: str) -> str | None:
-    """The id the specification takes from a header value (repeats joined by commas), or None."""
+    """The id the specification takes from a header value (repeats joined by commas), or None.
+
+    Spaces and tabs around each value are optional whitespace; empty list elements are skipped.
+    """
 
     def one(part: str) -> str | None:
+        part = part.strip(" \t")
         if re.fullmatch(r"[0-9a-fA-F]{32}", part):
             part = f"{part[:8]}-{part[8:12]}-{part[12:16]}-{part[16:20]}-{part[20:]}"
         elif not HEX_ID.fullmatch(part):
             return None
         return None if part.lower() in PLACEHOLDERS else part.lower()
 
-    if "," not in raw:
-        return one(raw)
-    values = {one(part.strip(" \t")) for part in raw.split(",")}
+    values = {one(part) for part in raw.split(",") if part.strip(" \t")}
     return values.pop() if len(values) == 1 else None
+
+
+def blank(raw: str) -> bool:
+    """Whether a header value counts as absent: empty, or blanks and commas alone."""
+    return not raw.strip(" \t,")
 
 
 # Arbitrary text, valid ids in every accepted spelling, and repeated headers.
@@ -334,6 +414,7 @@ header_values = st.one_of(
     st.text(st.characters(max_codepoint=255), max_size=80),
     st.sampled_from([RUN_A, RUN_B.upper(), RUN_C.replace("-", ""), f"{RUN_A}, {RUN_A}"]),
     st.sampled_from([f"{RUN_A},{RUN_B}", PLACEHOLDERS[0], "", " ", RUN_A + "0", "{" + RUN_A + "}"]),
+    st.sampled_from([f" {RUN_A}\t", f"{RUN_B}  ", f"\t{RUN_C}", f",{RUN_A},,", " , \t"]),
 )
 
 
@@ -369,6 +450,8 @@ def test_any_header_text_never_raises_and_only_a_canonical_id_goes_out(
     assert current_run_id() is None
     [(status, headers)] = started
     out = [v for k, v in headers if k.lower() == "x-run-id"]
+    if value is not None and blank(value):
+        value = None  # as if it had not come
     invalid = value is not None and taken(value) is None
     if on_invalid == "reject" and incoming != "ignore" and invalid:
         assert status.startswith("400 ")
@@ -474,24 +557,64 @@ def observe_runs(events: list[tuple[str, str]]) -> None:
     add_run_observer(observe)
 
 
-def test_a_test_client_response_keeps_its_run_until_closed_with_or_buffered_closes_it() -> None:
+def test_a_test_client_response_leaves_no_run_current_closed_or_not() -> None:
     """werkzeug's (and Flask's) test client closes the response only on close(), or buffered."""
     events: list[tuple[str, str]] = []
     observe_runs(events)
     client = Client(RunIdMiddleware(run_app))
     with client.get("/", headers={"X-Run-Id": RUN_A}) as response:
-        assert current() == RUN_A  # the server has not closed the response yet
-    assert current_run_id() is None
+        assert current_run_id() is None  # the app has returned: nothing of its run is here
+        assert response.get_data(as_text=True) == RUN_A
     assert events == [("start", RUN_A), ("end", RUN_A)]
     client.get("/", headers={"X-Run-Id": RUN_B}, buffered=True)  # closed before it returns
-    assert current_run_id() is None
     assert events[2:] == [("start", RUN_B), ("end", RUN_B)]
-    flask_client = flask_app().test_client()
-    with flask_client.get("/", headers={"X-Run-Id": RUN_C}) as response:
-        assert response.json is not None
-        assert response.json["current"] == RUN_C
+    never_closed = client.get("/", headers={"X-Run-Id": RUN_C})
     assert current_run_id() is None
-    assert events[4:] == [("start", RUN_C), ("end", RUN_C)]
+    assert never_closed.get_data(as_text=True) == RUN_C
+    assert events[4:] == [("start", RUN_C), ("end", RUN_C)]  # ended with its body
+    flask_client = flask_app().test_client()
+    never_closed = flask_client.get("/", headers={"X-Run-Id": RUN_A})
+    assert never_closed.json is not None
+    assert never_closed.json["current"] == RUN_A
+    assert current_run_id() is None
+    with RunContext(run_id=RunId(RUN_B)):
+        assert flask_client.get("/").json["current"] not in (None, RUN_A, RUN_B)
+        assert current() == RUN_B
+
+
+def test_the_registry_records_the_end_of_a_response_never_closed(tmp_path: Path) -> None:
+    install_registry_observer()
+    registry = SQLiteRunRegistry(tmp_path / "runs.db")
+    try:
+        client = Client(RunIdMiddleware(run_app, registry=registry))
+        response = client.get("/", headers={"X-Run-Id": RUN_A})
+        assert response.get_data(as_text=True) == RUN_A
+        record = registry.get(RUN_A)
+        assert record is not None
+        assert record.status == "ok"
+        assert record.ended_at is not None
+    finally:
+        registry.close()
+    assert current_run_id() is None
+
+
+def test_opentelemetry_baggage_of_a_request_stays_in_the_request() -> None:
+    """What run observers attach (OpenTelemetry's context) never outlives the app call."""
+    run_otel.install(span_processor=False)
+    try:
+        seen: list[object] = []
+
+        def app(environ: Any, start_response: Any) -> list[bytes]:
+            seen.append(baggage.get_baggage("agent_run.id"))
+            start_response("200 OK", [])
+            return [b""]
+
+        response = Client(RunIdMiddleware(app)).get("/", headers={"X-Run-Id": RUN_A})
+        assert seen == [RUN_A]
+        assert baggage.get_baggage("agent_run.id") is None
+        assert response.status_code == 200
+    finally:
+        run_otel.uninstall()
 
 
 class Recorder:
@@ -524,28 +647,29 @@ def test_a_request_never_nests_in_the_run_of_a_response_left_open() -> None:
 
 
 def test_responses_left_open_and_closed_in_any_order_leave_no_run_behind() -> None:
+    events: list[tuple[str, str]] = []
+    observe_runs(events)
     client = Client(RunIdMiddleware(run_app))
     first, second = client.get("/", headers={"X-Run-Id": RUN_A}), client.get("/")
-    assert second.get_data(as_text=True) == current() != RUN_A
+    assert current_run_id() is None
+    assert second.get_data(as_text=True) not in ("", RUN_A)
+    assert first.get_data(as_text=True) == RUN_A
     second.close()
-    assert current() == RUN_A  # what was current when the second request started
     first.close()
     assert current_run_id() is None
-    first, second = client.get("/", headers={"X-Run-Id": RUN_A}), client.get("/")
-    first.close()
-    assert current() == second.get_data(as_text=True)  # the ended run does not come back
-    second.close()
-    assert current_run_id() is None
+    assert sorted(events) == sorted(
+        [("start", RUN_A), ("end", RUN_A), ("start", second.text), ("end", second.text)]
+    )
 
 
-def test_a_response_closed_after_the_callers_run_ended_never_brings_that_run_back() -> None:
+def test_a_callers_run_is_current_again_as_soon_as_the_app_returns() -> None:
     client = Client(RunIdMiddleware(run_app))
     with RunContext(run_id=RunId(RUN_A)):
         with client.get("/") as response:
-            assert current() == response.get_data(as_text=True)
-        assert current() == RUN_A
+            assert current() == RUN_A
+            assert response.get_data(as_text=True) not in ("", RUN_A)
         response = client.get("/")
-    assert current() == response.get_data(as_text=True)  # still open: its run stays current
+        assert current() == RUN_A
     response.close()
     assert current_run_id() is None
 
@@ -693,10 +817,11 @@ def test_a_file_wrapper_that_takes_no_attribute_is_wrapped_and_still_closed() ->
     environ = {"HTTP_X_RUN_ID": RUN_A, "wsgi.file_wrapper": SlottedWrapper}
     body = RunIdMiddleware(app)(environ, lambda *args: None)
     assert body is not wrapper
-    assert list(body) == [b"a", b"b"]
+    assert next(iter(body)) == b"a"
     assert events == [("start", RUN_A)]
     body.close()  # type: ignore[attr-defined]
     assert events == [("start", RUN_A), ("end", RUN_A)]
+    assert list(body) == []  # closed: the rest is not read outside its run
 
 
 def test_only_the_apps_own_500_has_the_header_the_servers_500_names_the_run_in_its_log() -> None:
