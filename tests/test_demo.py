@@ -17,6 +17,8 @@ from types import ModuleType
 import httpx
 import pytest
 
+from tests._transcripts import console_blocks, normalized
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,7 +71,7 @@ def test_the_demo_finds_the_failing_run_across_three_services(tmp_path: Path) ->
     assert rows[3].endswith("ToolFailed: search failed with 503")
 
     shown = f"$ agent-run-id logs {run[:8]} --tree --json agent.jsonl llm.jsonl tool.jsonl\n"
-    lines = out.split(shown)[1].splitlines()[1:]
+    lines = out.split(shown)[1].split("\n\n")[0].splitlines()[1:]
     services = [line.split()[1] for line in lines]
     assert services == ["agent", "llm", "agent", "tool", "tool", "agent"]
     assert "carol" in lines[0]
@@ -83,6 +85,16 @@ def test_the_demo_finds_the_failing_run_across_three_services(tmp_path: Path) ->
     assert statuses == {"ok": 29, "error": 3}  # 8 requests x 4 runs; nothing left running
     for name in ("agent", "llm", "tool"):
         assert (tmp_path / f"{name}.stderr").read_text() == ""
+
+    # It says where its files stay, and the docs show what it printed (ids and times aside).
+    where = f"{tmp_path.resolve()}/"
+    assert out.endswith(
+        f"\nThe logs and the registry stay in {where}: cd {where} and try the commands above.\n"
+    )
+    as_make_demo_prints = out.replace(where, "demo-logs/")
+    for document in (ROOT / "README.md", ROOT / "docs" / "registry.md"):
+        (shown,) = [b for b in console_blocks(document) if b.startswith("1 of 8 runs failed.")]
+        assert normalized(shown) == normalized(as_make_demo_prints), document
 
 
 def _demo() -> ModuleType:
@@ -127,3 +139,18 @@ def test_a_burst_where_nothing_fails_ends_the_demo_with_a_clear_message(
     with pytest.raises(SystemExit, match="no request failed: the tool should fail for Reykjavik"):
         demo.main(tmp_path)
     assert capsys.readouterr().out == "0 of 8 runs failed.\n"
+
+
+def test_the_demo_keeps_its_files_in_a_folder_git_ignores_and_replaces_only_its_own(
+    tmp_path: Path,
+) -> None:
+    demo = _demo()
+    assert demo.FOLDER == ROOT / "demo-logs"
+    assert "/demo-logs/" in (ROOT / ".gitignore").read_text().splitlines()
+    own = ["agent.jsonl", "llm.stderr", "tool.jsonl", "runs.db", "runs.db-wal", "runs.db-shm"]
+    for name in [*own, "notes.txt"]:
+        (tmp_path / name).write_text("from an earlier run")
+    demo.fresh(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]
+    demo.fresh(tmp_path / "new" / "folder")  # made when missing
+    assert (tmp_path / "new" / "folder").is_dir()

@@ -8,6 +8,10 @@ id from its 500 response, its record and its tree in the run registry, and every
 and its child runs across the three services.
 
     python examples/demo/run.py [FOLDER]
+
+FOLDER (``demo-logs/`` at the top of the repository by default, which git ignores) keeps the
+three services' logs and the run registry afterwards, so the commands shown can be run again
+there, and others tried. Each run of the demo replaces the files it wrote there before.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import json
 import queue
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +29,9 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
+FOLDER = HERE.parent.parent / "demo-logs"
+# What the demo writes in its folder; removed first, so that each run starts afresh.
+WRITES = ("agent", "llm", "tool")
 STARTUP = 20.0  # seconds a service may take to print its port
 QUESTIONS = {
     "alice": "weather in Lisbon",
@@ -98,8 +104,18 @@ def command(folder: Path, *argv: str) -> str:
     return done.stdout
 
 
-def main(folder: Path) -> None:
+def fresh(folder: Path) -> None:
+    """Make ``folder``, and remove what an earlier demo wrote there (and nothing else)."""
     folder.mkdir(parents=True, exist_ok=True)
+    for name in WRITES:
+        (folder / f"{name}.jsonl").unlink(missing_ok=True)
+        (folder / f"{name}.stderr").unlink(missing_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        (folder / f"runs.db{suffix}").unlink(missing_ok=True)
+
+
+def main(folder: Path) -> None:
+    fresh(folder)
     with (
         service("llm", folder) as llm,
         service("tool", folder) as tool,
@@ -127,11 +143,17 @@ def main(folder: Path) -> None:
             f"  {record['timestamp'][11:23]}  {record['service']:<5}  {record['level']:<7}"
             f"run {record['run_id'][:8]}  {record['message']}"
         )
+    where = _shown(folder)
+    print(f"\nThe logs and the registry stay in {where}: cd {where} and try the commands above.")
+
+
+def _shown(folder: Path) -> str:
+    """Return ``folder`` as the user best types it: relative to where they are, when inside."""
+    try:
+        return f"{folder.resolve().relative_to(Path.cwd().resolve())}/"
+    except ValueError:
+        return f"{folder.resolve()}/"
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        main(Path(sys.argv[1]))
-    else:
-        with tempfile.TemporaryDirectory() as tmp:
-            main(Path(tmp))
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else FOLDER)
