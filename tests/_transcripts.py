@@ -2,7 +2,8 @@
 
 A transcript shows one real run; another run of the same commands differs only in its ids,
 times, durations, host and pid. ``normalized`` replaces those, keeping which id is which: the
-same id (full, or its first 8 characters) gets the same name everywhere in one text.
+same id (full, or its first 8 characters) gets the same name everywhere in one text, and so
+does an id shown only by its first 8 characters.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ _VARYING = [
 ]
 
 
-def console_blocks(path: Path) -> list[str]:
-    """Return the text of each ```console block of the Markdown file ``path``, in order."""
+def console_blocks(path: Path, language: str = "console") -> list[str]:
+    """Return the text of each ```console block (or ``language``) of ``path``, in order."""
     document = Document(path.read_text(), str(path))
-    lexer = FencedCodeBlockLexer(language="console")
+    lexer = FencedCodeBlockLexer(language=language)
     return [str(region.lexemes["source"]) for region in lexer(document)]
 
 
@@ -42,7 +43,9 @@ def normalized(text: str) -> str:
         names.setdefault(full, f"<id{len(names) + 1}>")
     text = _UUID.sub(lambda match: names[match.group()], text)
     shorts = {full[:8]: f"{name[:-1]}:8>" for full, name in names.items()}
-    text = _SHORT.sub(lambda match: shorts.get(match.group(), match.group()), text)
+    for short in _SHORT.findall(text):  # ids shown only short
+        shorts.setdefault(short, f"<short{len(shorts) + 1}>")
+    text = _SHORT.sub(lambda match: shorts[match.group()], text)
     for pattern, replacement in _VARYING:
         text = pattern.sub(replacement, text)
     return "\n".join(line.rstrip() for line in text.strip().splitlines())

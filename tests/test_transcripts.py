@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests._transcripts import ROOT, console_blocks, normalized
 
 
@@ -18,6 +20,8 @@ def test_the_normalized_form_keeps_which_id_is_which() -> None:
     assert normalized(text) == "<id1>  ok  <ms>\n  <id2>  error  <ms>\n$ show <id2:8> at <time>"
     swapped = f"{a}  ok  1.0ms\n  {b}  error  2.0ms\n$ show {a[:8]} at 2026-12-01 01:02:03\n"
     assert normalized(swapped) != normalized(text)
+    short = normalized("run abcdef12, then 12345678 under abcdef12")
+    assert short == "run <short1>, then <short2> under <short1>"
 
 
 def test_the_registry_example_prints_what_docs_registry_md_shows(tmp_path: Path) -> None:
@@ -31,3 +35,25 @@ def test_the_registry_example_prints_what_docs_registry_md_shows(tmp_path: Path)
     shown = [block for block in console_blocks(ROOT / "docs" / "registry.md") if "bob" in block]
     assert len(shown) == 1
     assert normalized(shown[0]) == normalized(done.stdout)
+
+
+@pytest.mark.parametrize(
+    ("example", "first_words"),
+    [
+        ("otel_two_services.py", "planner ran as run "),
+        ("celery_app.py", "agent run "),
+    ],
+)
+def test_the_beyond_examples_print_what_docs_beyond_md_shows(
+    example: str, first_words: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / example)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    blocks = console_blocks(ROOT / "docs" / "beyond.md", language="text")
+    (shown,) = [block for block in blocks if block.startswith(first_words)]
+    assert normalized(shown) == normalized(done.stdout)
