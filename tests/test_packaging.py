@@ -43,18 +43,40 @@ def test_the_sdist_carries_the_mit_license(sdist_names: set[str]) -> None:
 
 def test_the_sdist_carries_every_guide_the_readme_links(sdist_names: set[str]) -> None:
     readme = (ROOT / "README.md").read_text()
-    linked = set(re.findall(r"\]\((docs/[^)#]+)", readme))
+    linked = set(re.findall(r"\]\((docs/[^)#]+)", readme))  # relative on GitHub
     assert linked  # the README does link guides
     guides = {f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md")}
     assert linked <= guides
     assert guides <= sdist_names
 
 
-def test_the_wheel_names_the_license_in_its_metadata(tmp_path: Path) -> None:
-    wheel = _build("wheel", tmp_path)
-    with zipfile.ZipFile(wheel) as archive:
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], str]:
+    """Return the names in the wheel and its METADATA."""
+    built = _build("wheel", tmp_path_factory.mktemp("wheel"))
+    with zipfile.ZipFile(built) as archive:
         names = archive.namelist()
         (metadata,) = (name for name in names if name.endswith(".dist-info/METADATA"))
-        text = archive.read(metadata).decode()
-    assert "License-Expression: MIT" in text
+        return names, archive.read(metadata).decode()
+
+
+def test_the_wheel_names_the_license_in_its_metadata(wheel: tuple[list[str], str]) -> None:
+    names, metadata = wheel
+    assert "License-Expression: MIT" in metadata
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+
+
+def test_the_long_description_links_the_repository_files_absolutely(
+    wheel: tuple[list[str], str],
+) -> None:
+    _, metadata = wheel
+    description = metadata.split("\n\n", 1)[1]  # the README, after the headers
+    assert description.startswith("# agent-run-id\n")
+    links = re.findall(r"\]\(([^)]+)\)", description)
+    assert links
+    relative = [link for link in links if not link.startswith(("https://", "http://", "#"))]
+    assert relative == []
+    base = "https://github.com/MukundaKatta/agent-run-id/blob/main/"
+    for guide in ("docs/inbound.md", "docs/outbound.md", "docs/registry.md", "docs/beyond.md"):
+        assert f"]({base}{guide})" in description
+        assert (ROOT / guide).is_file()
