@@ -2,7 +2,9 @@
 
 Aims (issue 2): ``RunId.generate()`` at most 0.6x of ``str(uuid.uuid4())``; a record stamped by
 ``agent_run_id.logging.install()`` at most 300 ns over an unstamped one, side by side with
-asgi-correlation-id's ``CorrelationIdFilter``.
+asgi-correlation-id's ``CorrelationIdFilter`` (issue 12: at most what that filter costs). The
+stamp is a few hundred nanoseconds of a ~10 us record, less than the swing of the record's own
+median here: ``count_logging`` counts it in instructions (``make bench-count``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from asgi_correlation_id.context import correlation_id
 import agent_run_id.logging as run_logging
 from agent_run_id import RunContext, RunId
 
+from ._aims import aim, elsewhere
 from ._timing import compare, report
 
 
@@ -31,7 +34,7 @@ def bench_ids() -> None:
     )
     report("Minting an id", medians, baseline="str(uuid.uuid4())")
     ratio = medians["RunId.generate()"] / medians["str(uuid.uuid4())"]
-    print(f"  RunId.generate() / str(uuid.uuid4()) = {ratio:.2f} (aim: <= 0.60)")
+    aim("RunId.generate() over str(uuid.uuid4())", ratio, at_most=0.6, unit="x")
 
 
 def bench_context() -> None:
@@ -101,10 +104,7 @@ def bench_logging(rounds: int = 15) -> None:
     assert logging.getLogRecordFactory() is factory
     medians = {name: statistics.median(values) for name, values in samples.items()}
     report("A logged and formatted record", medians, baseline="plain record")
-    ours_over = (medians["install()"] - medians["plain record"]) * 1e9
-    peer_over = (medians["asgi-correlation-id CorrelationIdFilter"] - medians["plain record"]) * 1e9
-    print(f"  install() over a plain record: {ours_over:.0f} ns (aim: <= 300 ns)")
-    print(f"  CorrelationIdFilter over a plain record: {peer_over:.0f} ns")
+    elsewhere("install() over a plain record <= 300 ns, and <= CorrelationIdFilter's")
 
 
 def main() -> None:
