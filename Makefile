@@ -38,9 +38,12 @@ test: lint type pytest
 bench: $(VENV)/.dev-installed
 	$(PY) -m benchmarks
 
-# The ASGI middleware's cost in instructions (valgrind's callgrind): steady on a noisy machine.
+# Costs too small for a wall clock on a noisy machine, in instructions (valgrind's callgrind):
+# the ASGI middleware per request, a stamped log record, RunIdTransport per request.
 bench-count: $(VENV)/.dev-installed
 	$(PY) -m benchmarks.count_asgi
+	$(PY) -m benchmarks.count_logging
+	$(PY) -m benchmarks.count_httpx
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache .hypothesis
