@@ -17,9 +17,10 @@ from ._base import MIN_PREFIX, AmbiguousRunError, RunRegistry
 from ._observer import get_default, install, set_default
 from ._record import STATUSES, RunRecord, Status
 from ._schema import SCHEMA_VERSION, SchemaError
-from ._sqlite import SQLiteRunRegistry
+from ._sqlite import MAX_METADATA, SQLiteRunRegistry
 
 __all__ = [
+    "MAX_METADATA",
     "MIN_PREFIX",
     "SCHEMA_VERSION",
     "STATUSES",

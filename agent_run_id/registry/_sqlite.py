@@ -25,11 +25,15 @@ from ._record import RunRecord, Status, from_micros, to_micros
 from ._schema import COLUMNS, connect, file_id
 from ._writer import FINISH, START, Writer
 
-__all__ = ["SQLiteRunRegistry"]
+__all__ = ["MAX_METADATA", "SQLiteRunRegistry"]
 
 _HOST = socket.gethostname()
 _CANDIDATES = 10
 _MAX_TEXT = 4096
+#: The most metadata kept per run, in bytes of its JSON (ASCII: one byte a character).
+MAX_METADATA = 16_384
+_MAX_NAME = 256
+_MIN_PENDING_BYTES = 1024 * 1024
 
 
 class SQLiteRunRegistry(RunRegistry):
@@ -45,13 +49,19 @@ class SQLiteRunRegistry(RunRegistry):
 
     A database that cannot be written (locked beyond the timeout, read-only, disk full, deleted)
     never breaks a run: one warning is logged, and the failed writes are kept (up to
-    ``max_pending``) and retried with the next ones. The file and its folder are created on the
-    first write. Runs of a process that died stay ``"running"``; ``find(stale=True)`` lists them.
+    ``max_pending`` writes and ``max_pending_bytes`` bytes) and retried with the next ones. The
+    file and its folder are created on the first write. Runs of a process that died stay
+    ``"running"``; ``find(stale=True)`` lists them.
 
     Args:
         path: the database file.
         timeout: seconds to wait for another process's lock before a write fails.
         max_pending: how many failed writes to keep for retrying; the oldest go beyond it.
+        max_pending_bytes: the memory the writes waiting to be written may hold, in bytes
+            (64 MiB by default, at least 1 MiB): queued, or kept while the database fails.
+            Beyond it the oldest are dropped, counted, with one warning. A run's two writes
+            hold about 2 KB, and at most about 120 KB: its metadata is cut to 16,384 bytes of
+            JSON (``MAX_METADATA``), its user, task and error to 4,096 characters.
 
     Example::
 
@@ -66,6 +76,7 @@ class SQLiteRunRegistry(RunRegistry):
         *,
         timeout: float = 5.0,
         max_pending: int = 100_000,
+        max_pending_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or a path, got {type(path).__name__}")
@@ -78,12 +89,25 @@ class SQLiteRunRegistry(RunRegistry):
             raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
         if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 0:
             raise ValueError(f"max_pending must be an int >= 0, got {max_pending!r}")
+        if (
+            isinstance(max_pending_bytes, bool)
+            or not isinstance(max_pending_bytes, int)
+            or max_pending_bytes < _MIN_PENDING_BYTES
+        ):
+            raise ValueError(
+                f"max_pending_bytes must be an int >= {_MIN_PENDING_BYTES:,} (1 MiB), got "
+                f"{max_pending_bytes!r}: give the memory the writes waiting may hold, in bytes, "
+                "e.g. 64 * 1024 * 1024"
+            )
         super().__init__()
         self.path = Path(path)
         self.timeout = float(timeout)
         # The writer must not hold the registry: dropping the registry stops its thread.
         self._writer = Writer(
-            self.path, functools.partial(connect, self.path, self.timeout), max_pending
+            self.path,
+            functools.partial(connect, self.path, self.timeout),
+            max_pending,
+            max_pending_bytes,
         )
         weakref.finalize(self, self._writer.stop)
         # A thread's reader lives in its thread-local, so it is closed when the thread ends.
@@ -330,12 +354,31 @@ def _merge(first: tuple[Any, ...], later: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def _dump(metadata: Mapping[str, Any] | None) -> str:
+    """Return the metadata as JSON text of at most MAX_METADATA characters; never raise.
+
+    Metadata over the limit is replaced whole by a marker that gives its size (and keeps a
+    short ``name``): a cut JSON text would not parse, and the marker says what happened.
+    """
     if not metadata:
         return "{}"
     try:  # ensure_ascii (the default): a lone surrogate is written as an escape, storable
-        return json.dumps(dict(metadata), default=repr)
-    except (TypeError, ValueError):  # a cycle, or keys that are not strings
-        return json.dumps({"unrecorded": show_value(repr(metadata))})
+        text = json.dumps(dict(metadata), default=repr)
+    except Exception:  # a cycle, keys that are not strings, nesting too deep, a failing repr
+        try:
+            shown = show_value(repr(metadata))
+        except Exception:
+            shown = f"<unprintable {type(metadata).__name__}>"
+        text = json.dumps({"unrecorded": shown})
+    if len(text) <= MAX_METADATA:
+        return text
+    marker: dict[str, Any] = {"metadata_cut": {"json_bytes": len(text), "limit": MAX_METADATA}}
+    try:
+        name = metadata.get("name")
+    except Exception:
+        name = None
+    if isinstance(name, str) and len(name) <= _MAX_NAME:
+        marker["name"] = name
+    return json.dumps(marker)
 
 
 def _error(error: BaseException | None) -> str | None:

@@ -1,10 +1,15 @@
 """The SQLite registry's writer: one thread per registry, batches in one transaction each.
 
 Recording a run must cost the agent almost nothing and must never fail it, so ``start`` and
-``finish`` only put a row on a queue. A writer thread takes everything queued, writes it in one
-transaction, and on failure keeps the rows in a bounded buffer that is retried with the next
-batch: a database locked for a while by another process, or a disk full for a moment, loses
-nothing; a long outage loses the oldest rows beyond the bound, and memory stays bounded.
+``finish`` only put a row in the writer's buffer. A writer thread takes what is buffered, writes
+it in one transaction, and on failure keeps the rows and retries them with the next batch: a
+database locked for a while by another process, or a disk full for a moment, loses nothing.
+
+Memory stays bounded whatever happens to the database: the rows held (buffered, being written,
+kept for a retry) are counted in bytes, and past ``max_pending_bytes`` the oldest are dropped
+(counted, and logged once); while the database fails, no more than ``max_pending`` rows are
+kept either. While failing, the writer tries one row at a time, so the rows it holds outside the
+buffer (where they could not be dropped) are at most one.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import sqlite3
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from sys import getsizeof
 from typing import Any
 
 from ._schema import file_id
@@ -50,18 +56,33 @@ FINISH = (
     " duration = MAX(0.0, (excluded.ended_at - runs.started_at) / 1e6), error = excluded.error"
 )
 
+#: A write as the registry gives it: the statement and its parameters.
 Op = tuple[str, tuple[Any, ...]]
+# A write as the writer holds it: the statement, its parameters, its size in bytes, its number.
+Held = tuple[str, tuple[Any, ...], int, int]
 _MAX_BATCH = 10_000
-_STOP = object()
+# What holding one row costs besides its parameters and their values: the held tuple, its size
+# and number, and the buffer's slot. Counted once, not measured per row.
+_HELD_BYTES = getsizeof(("", (), 1 << 40, 1 << 40)) + 2 * getsizeof(1 << 40) + 8
+
+
+def held_bytes(params: tuple[Any, ...]) -> int:
+    """Return the bytes holding a row with these parameters costs (its strings counted whole).
+
+    A value the row shares with others (the host name, the statement) is counted too: the
+    count errs on the safe side.
+    """
+    return _HELD_BYTES + getsizeof(params) + sum(map(getsizeof, params))
 
 
 _writers: weakref.WeakSet[Writer] = weakref.WeakSet()
 
 
 def _after_fork() -> None:
-    # Another thread of the parent may have held a writer's lock at the fork.
+    # Another thread of the parent may have held a writer's locks at the fork.
     for writer in list(_writers):
         writer._lock = threading.Lock()
+        writer._held_lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -69,49 +90,97 @@ if hasattr(os, "register_at_fork"):
 
 
 class Writer:
-    """Write queued rows from one background thread; restart it after a fork."""
+    """Write buffered rows from one background thread; restart it after a fork."""
 
     def __init__(
-        self, path: Path, connect: Callable[[], sqlite3.Connection], max_pending: int
+        self,
+        path: Path,
+        connect: Callable[[], sqlite3.Connection],
+        max_pending: int,
+        max_pending_bytes: int,
     ) -> None:
         self._path = path
         self._connect = connect
         self._max_pending = max_pending
-        self._lock = threading.Lock()
-        self._pid = -1
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._retry: deque[Op] = deque()
+        self._max_bytes = max_pending_bytes
+        self._lock = threading.Lock()  # starting and stopping the thread
+        # Guards what follows. Re-entrant: a finalizer that ends a run may run inside put().
+        self._held_lock = threading.RLock()
+        self._pending: deque[Held] = deque()  # oldest first; a failed batch goes back in front
+        self._bytes = 0  # of the rows held: pending, and the batch being written
+        self._writing = 0  # rows in the batch being written
+        self._dropped_before = 0  # the drops counted when that batch was taken
+        self._seq = 0  # the number the next row gets
+        self._flushes: list[tuple[int, threading.Event]] = []
         self._dropped = 0
+        self._drop_logged = False
         self._failing = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pid = -1
+        self._rows_pid = os.getpid()  # the process whose rows the buffer holds
+        self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
         _writers.add(self)
 
     def put(self, op: Op) -> None:
-        """Queue one row for the writer thread, starting it in this process if needed."""
+        """Buffer one row for the writer thread, starting it in this process if needed."""
         if self._pid != os.getpid():
             self._start()
-        self._queue.put(op)
+        kind, params = op
+        size = held_bytes(params)
+        with self._held_lock:
+            self._pending.append((kind, params, size, self._seq))
+            self._seq += 1
+            self._bytes += size
+            # _over(), inlined: this is the agent's side, on every start and end of a run.
+            first_drop = (
+                self._bytes > self._max_bytes
+                or (self._failing and len(self._pending) > self._max_pending)
+            ) and self._shed()
+        if not self._wake.is_set():
+            self._wake.set()
+        if first_drop:
+            self._log_drop()
 
-    def flush(self) -> None:
-        """Wait until everything queued before this call has been written (or has failed)."""
-        if self._pid != os.getpid() or self._thread is None:
-            return
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every row put before this call is written (or its write has failed).
+
+        Return False when ``timeout`` seconds passed first (None: no limit).
+        """
+        thread = self._thread
+        if self._pid != os.getpid() or thread is None:
+            return True
         done = threading.Event()
-        self._queue.put(done)
-        while not done.wait(1.0):
-            if not self._thread.is_alive():  # pragma: no cover - the loop never dies
-                return
+        with self._held_lock:
+            self._flushes.append((self._seq, done))
+        self._wake.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
+            if done.wait(max(wait, 0.0)):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            if not thread.is_alive():  # pragma: no cover - the loop never dies
+                return False
+
+    def held(self) -> tuple[int, int, int]:
+        """Return the rows in the buffer, the rows being written, and the bytes of both."""
+        with self._held_lock:
+            return len(self._pending), self._writing, self._bytes
 
     def stop(self) -> None:
-        """Write what is queued, then end the writer thread and close its connection."""
+        """Write what is buffered, then end the writer thread and close its connection."""
         with self._lock:
             thread = self._thread if self._pid == os.getpid() else None
+            stop = self._stop
             self._thread = None
             self._pid = -1
         if thread is not None:
-            self._queue.put(_STOP)
+            stop.set()
+            self._wake.set()
             # A registry dropped by the writer thread itself is stopped from that thread.
             if thread is not threading.current_thread():  # pragma: no branch
                 thread.join()
@@ -121,79 +190,194 @@ class Writer:
             pid = os.getpid()
             if self._pid == pid:
                 return
-            # In a forked child the parent's queue, buffer and connection are the parent's.
-            self._queue = queue.SimpleQueue()
-            self._retry = deque()
-            self._conn = None
+            if self._rows_pid != pid:
+                # A forked child: the parent's rows, flushes and connection are the parent's.
+                self._rows_pid = pid
+                self._held_lock = threading.RLock()
+                self._pending = deque()
+                self._bytes = 0
+                self._flushes = []
+                self._conn = None
+            self._wake = threading.Event()
+            self._stop = threading.Event()
             self._thread = threading.Thread(
-                target=self._loop, name="agent-run-id registry writer", daemon=True
+                target=self._loop,
+                args=(self._stop,),
+                name="agent-run-id registry writer",
+                daemon=True,
             )
             self._thread.start()
             self._pid = pid
 
-    def _loop(self) -> None:
-        get = self._queue.get
-        get_nowait = self._queue.get_nowait
+    # -- the writer thread -----------------------------------------------------------------
+
+    def _loop(self, stop: threading.Event) -> None:
+        wake = self._wake
         while True:
-            ops: list[Op] = []
-            waiting: list[threading.Event] = []
-            stop = False
-            item = get()
-            while True:
-                if isinstance(item, tuple):
-                    ops.append(item)
-                elif item is _STOP:
-                    stop = True
-                    break
-                else:
-                    waiting.append(item)
-                # While failing, take all there is: the excess is dropped at once, so the queue
-                # cannot grow without bound behind a database that stays locked.
-                if len(ops) >= _MAX_BATCH and not self._failing:
-                    break
-                try:
-                    item = get_nowait()
-                except queue.Empty:
-                    break
-            if ops or self._retry:
-                try:
-                    self._write(ops)
-                except Exception:  # a bug here must not stop recording for good
-                    _log.exception("run registry %s: %d writes lost", self._path, len(ops))
-                    self._retry.clear()
-            for event in waiting:
-                event.set()
-            if stop:
+            wake.wait()
+            wake.clear()
+            stopping = stop.is_set()
+            self._drain()
+            if stopping:
                 self._close()
                 return
 
-    def _write(self, ops: list[Op]) -> None:
-        todo = [*self._retry, *ops] if self._retry else ops
+    def _drain(self) -> None:
+        """Write the held rows, a batch per transaction, until none is left or a write fails."""
+        while True:
+            with self._held_lock:
+                batch = self._take()
+                self._writing = len(batch)
+                self._dropped_before = self._dropped
+                # A flush that comes while this batch is tried waits for the next attempt.
+                asked = len(self._flushes)
+            if not batch:
+                self._answer(None)
+                return
+            try:
+                failed = not self._write(batch)
+            except Exception:  # a bug here must not stop recording for good
+                _log.exception("run registry %s: %d writes lost", self._path, len(batch))
+                self._release(batch)
+                failed = True
+            self._answer(asked if failed else None)
+            if failed:
+                return
+
+    def _take(self) -> list[Held]:
+        """Take the next batch from the buffer (with _held_lock held).
+
+        The rows being written cannot be dropped, so a batch is kept small beside the budget:
+        a quarter of it at most (always one row), and one row while the database fails.
+        """
+        pending = self._pending
+        if not pending:
+            return []
+        batch = [pending.popleft()]
+        if self._failing:
+            return batch
+        room = self._max_bytes // 4 - batch[0][2]
+        while pending and len(batch) < _MAX_BATCH and pending[0][2] <= room:
+            held = pending.popleft()
+            room -= held[2]
+            batch.append(held)
+        return batch
+
+    def _write(self, batch: list[Held]) -> bool:
+        """Write one batch; on a database failure put it back in the buffer and return False."""
         try:
             try:
-                self._transaction(todo, _execute)
+                self._transaction(batch, _execute)
             except (sqlite3.Error, OSError):
                 raise
             except Exception:
                 # A row the database driver refuses (a bug upstream: a text it cannot encode,
                 # a number too big): write the others one by one, never lose them with it.
-                self._transaction(todo, self._each)
+                self._transaction(batch, self._each)
         except (sqlite3.Error, OSError) as exc:
-            self._failed(todo, exc)
-        else:
-            if self._failing:
-                self._failing = False
-                _log.info(
-                    "run registry %s works again: %d queued writes done, %d dropped",
-                    self._path,
-                    len(self._retry),
-                    self._dropped,
-                )
-            self._retry.clear()
-            self._dropped = 0
+            self._failed(batch, exc)
+            return False
+        with self._held_lock:
+            recovered, self._failing = self._failing, False
+            waiting, dropped = len(self._pending), self._dropped
+        self._release(batch)
+        if recovered:
+            _log.info(
+                "run registry %s works again: writing the %d writes kept, %d were dropped",
+                self._path,
+                waiting + len(batch),
+                dropped,
+            )
+        return True
+
+    def _release(self, batch: list[Held]) -> None:
+        """Forget the rows of a batch written (or lost); end a drop episode once all is out."""
+        size = sum(held[2] for held in batch)
+        with self._held_lock:
+            self._bytes -= size
+            self._writing = 0
+            if not self._pending and not self._failing:
+                self._dropped = 0
+                self._drop_logged = False
+
+    def _failed(self, batch: list[Held], exc: BaseException) -> None:
+        self._close()  # the next attempt reopens: the file may have been fixed or recreated
+        with self._held_lock:
+            self._writing = 0
+            if self._dropped == self._dropped_before:
+                self._pending.extendleft(reversed(batch))
+            else:
+                # Newer rows were dropped while these, the oldest, were being tried: they go
+                # too, so that what is kept is always the newest.
+                self._bytes -= sum(held[2] for held in batch)
+                self._dropped += len(batch)
+            first_failure = not self._failing
+            self._failing = True
+            first_drop = self._over() and self._shed()
+        if first_failure:
+            _log.warning(
+                "run registry %s cannot be written (%s: %s); runs go on, and the writes are "
+                "kept (the newest %d writes at most, %d bytes at most) and retried with the "
+                "next ones",
+                self._path,
+                type(exc).__name__,
+                exc,
+                self._max_pending,
+                self._max_bytes,
+            )
+        if first_drop:
+            self._log_drop()
+
+    # Called with _held_lock held.
+    def _over(self) -> bool:
+        return self._bytes > self._max_bytes or (
+            self._failing and len(self._pending) > self._max_pending
+        )
+
+    def _shed(self) -> bool:
+        """Drop the oldest buffered rows until the bounds hold; True for an episode's first drop.
+
+        The batch being written is not in the buffer: while failing it is one row.
+        """
+        pending = self._pending
+        while pending and self._over():
+            self._bytes -= pending.popleft()[2]
+            self._dropped += 1
+        if self._drop_logged:
+            return False
+        self._drop_logged = True
+        return True
+
+    def _log_drop(self) -> None:
+        _log.warning(
+            "run registry %s: the writes waiting exceed max_pending_bytes=%d (or, while the "
+            "database fails, max_pending=%d): the oldest are dropped, and counted until "
+            "everything waiting is written",
+            self._path,
+            self._max_bytes,
+            self._max_pending,
+        )
+
+    def _answer(self, failed: int | None) -> None:
+        """Wake the flushes whose rows are all written.
+
+        After a failed attempt, ``failed`` gives how many flushes were asked before it began:
+        those are woken too (their writes have failed, for now).
+        """
+        with self._held_lock:
+            if not self._flushes:
+                return
+            if failed is not None:
+                ready, self._flushes = self._flushes[:failed], self._flushes[failed:]
+            else:
+                done_below = self._pending[0][3] if self._pending else self._seq
+                ready = [flush for flush in self._flushes if flush[0] <= done_below]
+                self._flushes = [flush for flush in self._flushes if flush[0] > done_below]
+        for _, event in ready:
+            event.set()
 
     def _transaction(
-        self, todo: list[Op], execute: Callable[[sqlite3.Connection, list[Op]], None]
+        self, todo: list[Held], execute: Callable[[sqlite3.Connection, list[Held]], None]
     ) -> None:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
@@ -205,10 +389,10 @@ class Writer:
                 conn.execute("ROLLBACK")
             raise
 
-    def _each(self, conn: sqlite3.Connection, todo: list[Op]) -> None:
-        """Run the ops one by one, dropping (with one warning) those the driver refuses."""
+    def _each(self, conn: sqlite3.Connection, todo: list[Held]) -> None:
+        """Run the rows one by one, dropping (with one warning) those the driver refuses."""
         bad: list[BaseException] = []
-        for kind, params in todo:
+        for kind, params, _, _ in todo:
             try:
                 conn.execute(kind, params)
             except (sqlite3.Error, OSError):
@@ -224,24 +408,6 @@ class Writer:
                 len(todo),
                 type(bad[0]).__name__,
                 bad[0],
-            )
-
-    def _failed(self, todo: list[Op], exc: BaseException) -> None:
-        self._close()  # the next attempt reopens: the file may have been fixed or recreated
-        excess = len(todo) - self._max_pending
-        if excess > 0:
-            self._dropped += excess
-            todo = todo[excess:]
-        self._retry = deque(todo)
-        if not self._failing:
-            self._failing = True
-            _log.warning(
-                "run registry %s cannot be written (%s: %s); runs go on, and the writes "
-                "are kept (up to %d) and retried with the next ones",
-                self._path,
-                type(exc).__name__,
-                exc,
-                self._max_pending,
             )
 
     def _connection(self) -> sqlite3.Connection:
@@ -260,8 +426,8 @@ class Writer:
                 conn.close()
 
 
-def _execute(conn: sqlite3.Connection, ops: list[Op]) -> None:
-    """Run the ops in order, each run of same-kind ops as one ``executemany``."""
+def _execute(conn: sqlite3.Connection, ops: list[Held]) -> None:
+    """Run the rows in order, each run of same-kind rows as one ``executemany``."""
     i = 0
     n = len(ops)
     while i < n:
