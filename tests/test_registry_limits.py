@@ -1,11 +1,14 @@
-"""The registry's bounds: metadata cut, and memory held in an outage."""
+"""The registry's bounds: metadata cut, memory held in an outage, and how long get() waits."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import sqlite3
+import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -232,3 +235,89 @@ def test_a_bad_max_pending_bytes_is_refused_with_the_fix(path: Path, bad: object
         SQLiteRunRegistry(path, max_pending_bytes=bad)  # type: ignore[arg-type]
     assert repr(bad) in str(info.value)
     assert "64 * 1024 * 1024" in str(info.value)
+
+
+# -- get() while writes wait -------------------------------------------------------------------
+
+
+def test_get_sees_its_own_queued_writes(path: Path) -> None:
+    registry = SQLiteRunRegistry(path)
+    run = RunId.generate()
+    registry.start(run, task="queued")
+    assert registry.get(run).status == "running"
+    registry.finish(run)
+    assert registry.get(run).status == "ok"  # no flush: get waited for it
+    registry.close()
+
+
+def test_get_behind_a_locked_database_returns_the_last_committed_state_in_time(
+    path: Path,
+) -> None:
+    registry = SQLiteRunRegistry(path, timeout=3.0)
+    committed = RunId.generate()
+    registry.start(committed, task="committed")
+    registry.flush()
+    with locked(path):
+        registry.finish(committed)  # queued: the writer waits 3 s for the lock
+        queued = RunId.generate()
+        registry.start(queued)
+        started = time.monotonic()
+        record = registry.get(committed, timeout=0.2)
+        took = time.monotonic() - started
+        assert record.status == "running"  # its end is not in the file yet
+        assert 0.2 <= took < 1.2, took
+        started = time.monotonic()
+        with pytest.raises(KeyError):
+            registry.get(queued, timeout=0.2)  # its start is not in the file yet
+        assert time.monotonic() - started < 1.2
+    assert registry.get(committed, timeout=None).status == "ok"
+    assert registry.get(queued, timeout=None).status == "running"
+    registry.close()
+
+
+def test_get_with_no_timeout_waits_for_the_writes(path: Path) -> None:
+    registry = SQLiteRunRegistry(path, timeout=5.0)
+    run = RunId.generate()
+    registry.start(run)
+    registry.flush()
+    locker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    locker.execute("BEGIN EXCLUSIVE")
+    registry.finish(run)
+    releaser = threading.Timer(0.3, lambda: (locker.execute("ROLLBACK"), locker.close()))
+    releaser.start()
+    try:
+        assert registry.get(run, timeout=None).status == "ok"
+    finally:
+        releaser.join()
+        registry.close()
+
+
+async def test_get_in_a_thread_leaves_the_event_loop_free(path: Path) -> None:
+    registry = SQLiteRunRegistry(path, timeout=3.0)
+    run = RunId.generate()
+    registry.start(run)
+    registry.flush()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    with locked(path):
+        registry.finish(run)
+        record = await asyncio.to_thread(registry.get, run.value, timeout=0.5)
+    ticker.cancel()
+    assert record.status == "running"
+    assert ticks >= 10  # the loop ran all along the 0.5 s wait
+    registry.close()
+
+
+@pytest.mark.parametrize("bad", [-1, float("nan"), "1", True])
+def test_a_bad_get_timeout_is_refused_with_the_fix(path: Path, bad: object) -> None:
+    registry = SQLiteRunRegistry(path)
+    with pytest.raises(ValueError, match=r"timeout must be a number of seconds >= 0 or None"):
+        registry.get(RunId.generate(), timeout=bad)  # type: ignore[arg-type]
+    registry.close()

@@ -130,8 +130,13 @@ class RunRegistry(ABC):
         """Record that ``run_id`` ended now: ``"ok"``, or ``"error"`` when ``error`` is given."""
 
     @abstractmethod
-    def get(self, run: RunId | str) -> RunRecord:
-        """Return the run given by a RunId, its full id, or a unique prefix of 8+ characters."""
+    def get(self, run: RunId | str, *, timeout: float | None = 1.0) -> RunRecord:
+        """Return the run given by a RunId, its full id, or a unique prefix of 8+ characters.
+
+        A buffering backend first waits for the writes queued before the call, ``timeout``
+        seconds at most (None: no limit), then reads what is stored. It blocks: from async
+        code, call it in a thread (``await asyncio.to_thread(registry.get, run_id)``).
+        """
 
     @abstractmethod
     def find(

@@ -43,9 +43,10 @@ class SQLiteRunRegistry(RunRegistry):
     registry object, in each process that records) writes them in batches, one transaction
     each; it ends at ``close()``, or when the registry is garbage-collected, after writing what
     is queued. Reads (``get``, ``find``, ``children``, ``tree``) first wait for the writes
-    queued before them, so a thread reads what it wrote. Each thread reads on its own
-    connection, closed when the thread ends. The file is in WAL mode with a busy timeout, so
-    processes sharing it wait for each other instead of failing.
+    queued before them, so a thread reads what it wrote (``get`` waits ``timeout`` seconds at
+    most). Each thread reads on its own connection, closed when the thread ends. The file is in
+    WAL mode with a busy timeout, so processes sharing it wait for each other instead of
+    failing.
 
     A database that cannot be written (locked beyond the timeout, read-only, disk full, deleted)
     never breaks a run: one warning is logged, and the failed writes are kept (up to
@@ -213,20 +214,41 @@ class SQLiteRunRegistry(RunRegistry):
 
     # -- reads -------------------------------------------------------------------------------
 
-    def get(self, run: RunId | str) -> RunRecord:
+    def get(self, run: RunId | str, *, timeout: float | None = 1.0) -> RunRecord:
         """Return the run given by a RunId, its full id, or a unique prefix of 8+ characters.
+
+        The writes queued before the call are waited for, ``timeout`` seconds at most (None:
+        as long as they take), so that a thread reads what it wrote. When they are not written
+        by then (the database is locked by another process, say), ``get`` does not raise for
+        it: it returns what the file holds, the last state committed, and a run whose start
+        is still queued is unknown (KeyError) like any other.
+
+        It blocks up to ``timeout`` seconds, and the read itself may wait for the database
+        too: from async code, call it in a thread, never on the event loop::
+
+            record = await asyncio.to_thread(registry.get, run_id)
 
         Raises KeyError for an unknown run, AmbiguousRunError (a LookupError) listing the
         candidates when a prefix matches several runs.
         """
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not timeout >= 0  # NaN too
+        ):
+            raise ValueError(
+                f"timeout must be a number of seconds >= 0 or None, got {show_value(timeout)}: "
+                "give how long to wait for the writes queued before the read (None: no limit)"
+            )
         key, is_prefix = parse_run(run)
         if not is_prefix:
-            rows = self._query(f"SELECT {COLUMNS} FROM runs WHERE run_id = ?", (key,))
+            rows = self._query(f"SELECT {COLUMNS} FROM runs WHERE run_id = ?", (key,), timeout)
         else:
             rows = self._query(
                 f"SELECT {COLUMNS} FROM runs WHERE run_id >= ? AND run_id < ? "
                 f"ORDER BY run_id LIMIT {_CANDIDATES + 1}",
                 (key, key + "g"),  # every id character sorts below "g"
+                timeout,
             )
         if not rows:
             raise KeyError(f"no run {key!r} in the registry {str(self.path)!r}")
@@ -302,8 +324,8 @@ class SQLiteRunRegistry(RunRegistry):
         key, is_prefix = parse_run(run)
         return self.get(key).run_id if is_prefix else key
 
-    def _query(self, sql: str, params: Any) -> list[Any]:
-        self._writer.flush()
+    def _query(self, sql: str, params: Any, timeout: float | None = None) -> list[Any]:
+        self._writer.flush(timeout)
         conn = self._reader()
         return conn.execute(sql, params).fetchall()
 
