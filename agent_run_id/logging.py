@@ -96,17 +96,31 @@ class RunIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Stamp the fields ``record`` does not have yet with the current run; keep it."""
-        attributes = record.__dict__
-        if "root_run_id" not in attributes:
+        # Attributes, not record.__dict__: reading __dict__ moves the record's attributes into a
+        # dict there and then, and every later read and write of the record is slower for it.
+        if not hasattr(record, "root_run_id"):
             frame = _current.get()
             if frame is None:
                 fields: tuple[str, ...] = (self._options.default,) * 4
             else:
                 fields = _run_fields(frame, self._options)
-            for name, value in zip(FIELDS, fields, strict=True):
-                attributes.setdefault(name, value)
+            if (
+                hasattr(record, "run_id")
+                or hasattr(record, "run_id_short")
+                or hasattr(record, "parent_run_id")
+            ):  # some given in extra=: those are kept
+                for name, value in zip(FIELDS, fields, strict=True):
+                    if not hasattr(record, name):
+                        setattr(record, name, value)
+            else:
+                (
+                    record.run_id,
+                    record.run_id_short,
+                    record.parent_run_id,
+                    record.root_run_id,
+                ) = fields
             if _providers.items:
-                _provide(attributes, only_missing=True)
+                _provide(record.__dict__, only_missing=True)
         return True
 
 

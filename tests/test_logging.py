@@ -498,3 +498,16 @@ def test_make_record_stamps_as_stamp_fields_does(state: str, inline_first: bool)
     assert made == expected
     assert ("root_run_id" in made) is (state != "off")
     assert ("trace_hint" in made) is (state == "provider")
+
+
+@pytest.mark.parametrize("given", ["run_id", "run_id_short", "parent_run_id"])
+def test_handler_filter_keeps_any_one_field_given_and_stamps_the_rest(given: str) -> None:
+    """A record with root_run_id is taken as stamped already; any other field given is kept."""
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+    setattr(record, given, "given")
+    with RunContext() as root, RunContext() as run:
+        assert RunIdFilter().filter(record)
+    value, root_value = run.run_id.value, root.run_id.value
+    stamps = dict(zip(run_logging.FIELDS, (value, value[:8], root_value, root_value), strict=True))
+    expected = {name: "given" if name == given else stamps[name] for name in run_logging.FIELDS}
+    assert {name: getattr(record, name) for name in run_logging.FIELDS} == expected
