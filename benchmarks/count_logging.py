@@ -11,9 +11,9 @@ unstamped record's.
 Aims: a record stamped by ``install()`` costs at most what one stamped by ``CorrelationIdFilter``
 does (ours/theirs <= 1.0), inside a run (an id set) and outside one (issue 12); and at most 300 ns
 over an unstamped record (issue 2). Nanoseconds are estimated from the counts at this machine's
-pace: the unstamped record's wall time (timed here, before counting) over
-its instructions, times a case's instructions over it. The record is ~10 us, long enough to time
-steadily; the few hundred nanoseconds of a stamp alone are not.
+pace: the unstamped record's wall time (timed here, before counting) over its instructions, times
+a case's instructions over it. The record is ~10 us, long enough to time steadily; the few hundred
+nanoseconds of a stamp alone are not.
 """
 
 from __future__ import annotations
