@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import ModuleType, TracebackType
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 from ._context import _RUN, _current
 from ._hosts import HostAllowList, allow_list
-from ._outbound import Added, apply, take_off
-from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
+from ._outbound import Added, OutboundHeaders, take_off
+from ._propagation import HEADER
 from ._run_id import RunId, show_value
 
-__all__ = ["AsyncTransportBase", "TransportBase", "instrument_client", "prepare"]
+__all__ = ["AsyncTransportBase", "Stamp", "TransportBase", "instrument_client"]
 
 # Where a request remembers the headers this library added; httpx hands a request's extensions
 # on to the request it builds for a redirect, so the next hop knows what to take off.
@@ -25,8 +25,8 @@ _MARK = "agent_run_id.added"
 ClientT = TypeVar("ClientT")
 SyncT = TypeVar("SyncT", bound="TransportBase")
 AsyncT = TypeVar("AsyncT", bound="AsyncTransportBase")
-_NAMES = (HEADER, PARENT_HEADER, ROOT_HEADER)
-
+# A header as httpx keeps it: (raw name, lowercase name, value), all bytes.
+Triple = tuple[bytes, bytes, bytes]
 
 _NOTHING: Added = ()
 # The statuses httpx follows. ``Response.has_redirect_location`` builds a tuple of enum members
@@ -34,67 +34,110 @@ _NOTHING: Added = ()
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
-def prepare(request: Any, policy: HostAllowList | None) -> Added:
-    """Give ``request`` the current run's headers (see ``_outbound``) just before it is sent.
-
-    Return the pairs added, which ``request.headers`` now holds.
-    """
-    extensions = request.extensions
-    before = extensions.get(_MARK)
-    if before is None:
-        # The first hop of a request: the hot path, kept to the fewest steps.
-        frame = _current.get()
-        if frame is None:
-            return _NOTHING
-        if policy is not None and not policy.allows(request.url.raw_host.decode("ascii")):
-            return _NOTHING
-        headers = request.headers
-        fast = _FAST.get(type(headers))
-        if fast is None:
-            fast = _probe(type(headers))
-        added = _add(headers, frame[_RUN]) if fast else apply(headers, True)
-        if not added:
-            return _NOTHING
-    else:
-        allowed = policy is None or policy.allows(request.url.raw_host.decode("ascii"))
-        added = apply(request.headers, allowed, before)
-    # A new dict, so an extensions mapping the caller shares between requests is not marked.
-    request.extensions = {**extensions, _MARK: added}
-    return added
-
-
-# httpx and httpx2 keep headers in ``Headers._list`` as (raw name, lowercase name, value) byte
-# triples. Reading and appending to it directly costs a fraction of ``in`` and ``[]=``, which
-# re-encode and scan on each call; each Headers class is probed once, and one that does not
-# keep that layout goes through the public mapping API instead.
-_FAST: dict[type, bool] = {}
-# Each run header name as httpx keeps it: (raw name, lowercase name).
-_ENCODED = {name: (name.encode("ascii"), name.lower().encode("ascii")) for name in _NAMES}
-_LOWER = frozenset(lower for _, lower in _ENCODED.values())
-
-
+# httpx and httpx2 keep headers in ``Headers._list`` as byte triples. Reading and extending it
+# directly costs a fraction of ``in`` and ``[]=``, which re-encode and scan on each call; the
+# package's Headers class is probed once, and headers of another class, or of one that does not
+# keep that layout, go through the public mapping API instead.
 def _probe(cls: type) -> bool:
     try:
         probe = cls({"X-Probe": "1"})
         fast = probe._list == [(b"X-Probe", b"x-probe", b"1")] and type(probe._list) is list
         probe._list.append((b"X-Added", b"x-added", b"2"))
-        fast = fast and probe.get("x-added") == "2"
+        return bool(fast and probe.get("x-added") == "2")
     except Exception:
-        fast = False
-    _FAST[cls] = fast
-    return fast
+        return False
 
 
-def _add(headers: Any, run_id: RunId) -> Added:
-    """Add the run to a Headers' byte triples, following the rule of ``_outbound.apply``."""
-    items: list[tuple[bytes, bytes, bytes]] = headers._list
-    if not _LOWER.isdisjoint([item[1] for item in items]):
-        return apply(headers, True)  # the caller set one of the names: apply adds nothing
-    pairs = run_headers(run_id)
-    for name, value in pairs:
-        raw, lower = _ENCODED[name]
-        items.append((raw, lower, value.encode("ascii")))
-    return pairs
+class Stamp:
+    """What one transport or client hook adds to each request, by the rule of ``_outbound``.
+
+    Holds the host policy, the header names, and the last run's headers ready to append.
+    """
+
+    __slots__ = ("_last", "fast_type", "lower", "outbound", "policy")
+
+    def __init__(
+        self, policy: HostAllowList | None, outbound: OutboundHeaders, headers_type: type
+    ) -> None:
+        self.policy = policy
+        self.outbound = outbound
+        #: The lowercase names, as bytes: one of them in a request makes it the caller's.
+        self.lower = frozenset(name.encode("ascii") for name in outbound.lower)
+        #: The Headers class whose byte triples are read and extended directly, or None. (Any:
+        #: mypy would take a header object checked against it for a plain object.)
+        self.fast_type: Any = headers_type if _probe(headers_type) else None
+        # The last run, its pairs and their triples, as one tuple read and replaced whole: a run
+        # sends many requests in a row, and threads sharing the transport see a consistent set.
+        self._last: tuple[RunId | None, Added, tuple[Triple, ...]] = (None, _NOTHING, ())
+
+    def prepare(self, request: Any) -> Added:
+        """Give ``request`` the current run's headers just before it is sent.
+
+        Return the pairs added, which ``request.headers`` now holds. TransportBase.handle_request
+        has a copy of this method inlined; ``tests/test_httpx.py`` holds the two to the same
+        answers.
+        """
+        extensions = request.extensions
+        if _MARK in extensions:
+            return self.again(request, extensions[_MARK])
+        # The first hop of a request: the hot path, kept to the fewest steps.
+        frame = _current.get()
+        if frame is None:
+            return _NOTHING
+        policy = self.policy
+        if policy is not None and not policy.allows(request.url.raw_host.decode("ascii")):
+            return _NOTHING
+        headers = request.headers
+        if type(headers) is not self.fast_type:
+            return self.slow(request, headers)
+        items: list[Triple] = headers._list
+        lower = self.lower
+        for item in items:
+            if item[1] in lower:
+                return _NOTHING  # the caller set one of the names: the request is theirs
+        last = self._last
+        if last[0] is not frame[_RUN]:
+            last = self._last = self.encode(frame[_RUN])
+        items.extend(last[2])
+        # A new dict, so an extensions mapping the caller shares between requests is not marked.
+        marked = dict(extensions)
+        marked[_MARK] = last[1]
+        request.extensions = marked
+        return last[1]
+
+    def again(self, request: Any, before: Added) -> Added:
+        """Prepare a later hop of a request that already went out: take off ``before`` first."""
+        policy = self.policy
+        allowed = policy is None or policy.allows(request.url.raw_host.decode("ascii"))
+        added = self.outbound.apply(request.headers, allowed, before)
+        request.extensions = {**request.extensions, _MARK: added}
+        return added
+
+    def slow(self, request: Any, headers: Any) -> Added:
+        """Prepare a first hop through the public mapping API of ``headers``."""
+        added = self.outbound.apply(headers, True)
+        if added:
+            request.extensions = {**request.extensions, _MARK: added}
+        return added
+
+    def encode(self, run_id: RunId) -> tuple[RunId, Added, tuple[Triple, ...]]:
+        """Return ``run_id`` with its header pairs and the byte triples that carry them."""
+        pairs = self.outbound.pairs(run_id)
+        triples = tuple(
+            (name.encode("ascii"), name.lower().encode("ascii"), value.encode("ascii"))
+            for name, value in pairs
+        )
+        return run_id, pairs, triples
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Stamp):
+            return self.policy == other.policy and self.outbound == other.outbound
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"hosts={self.policy!r}, header_name={self.outbound!r}"
 
 
 def _check_transport(cls: type, transport: object, base: type, kind: str) -> None:
@@ -108,6 +151,32 @@ def _check_transport(cls: type, transport: object, base: type, kind: str) -> Non
     )
 
 
+def _stamp(
+    module: ModuleType, owner: str, hosts: Iterable[str] | None, header_name: object
+) -> Stamp:
+    """Return the checked options of a transport or hook; ``owner`` names it in messages."""
+    return Stamp(allow_list(hosts), OutboundHeaders(header_name, owner), module.Headers)
+
+
+def _owner(transport: object) -> str:
+    return f"{type(transport).__module__}.{type(transport).__qualname__}"
+
+
+def _wrong_client(self: TransportBase | AsyncTransportBase, *args: object) -> NoReturn:
+    """Refuse the other kind of client's call, naming the transport that client needs."""
+    module = self._module.__name__
+    ours, theirs, right = (
+        ("RunIdTransport", "AsyncClient", "AsyncRunIdTransport")
+        if isinstance(self, TransportBase)
+        else ("AsyncRunIdTransport", "Client", "RunIdTransport")
+    )
+    raise TypeError(
+        f"an agent_run_id.{module}.{ours} was given to an {module}.{theirs}, which needs a "
+        f"transport of the other kind: pass transport=agent_run_id.{module}.{right}(...) to an "
+        f"{module}.{theirs}"
+    )
+
+
 class TransportBase:
     """Send each request through the wrapped transport with the current run's headers."""
 
@@ -118,13 +187,14 @@ class TransportBase:
         transport: Any = None,
         *,
         hosts: Iterable[str] | None = None,
+        header_name: str = HEADER,
     ) -> None:
         module = self._module
         if transport is None:
             transport = module.HTTPTransport()
         _check_transport(type(self), transport, module.BaseTransport, "HTTPTransport")
         self._transport = transport
-        self._policy = allow_list(hosts)
+        self._stamp = _stamp(module, _owner(self), hosts, header_name)
 
     @property
     def transport(self) -> Any:
@@ -133,7 +203,36 @@ class TransportBase:
 
     def handle_request(self, request: Any) -> Any:
         """Add the run current now to ``request`` and send it with the wrapped transport."""
-        added = prepare(request, self._policy)
+        # Stamp.prepare inlined, the one path benchmarks/count_httpx.py counts; a test in
+        # tests/test_httpx.py holds the copy to the same answers as the original.
+        stamp = self._stamp
+        extensions = request.extensions
+        frame = _current.get()
+        if _MARK in extensions:
+            added = stamp.again(request, extensions[_MARK])
+        elif frame is None or (
+            stamp.policy is not None
+            and not stamp.policy.allows(request.url.raw_host.decode("ascii"))
+        ):
+            added = _NOTHING
+        elif type(request.headers) is not stamp.fast_type:
+            added = stamp.slow(request, request.headers)
+        else:
+            items: list[Triple] = request.headers._list
+            lower = stamp.lower
+            for item in items:
+                if item[1] in lower:
+                    added = _NOTHING  # the caller set one of the names: the request is theirs
+                    break
+            else:
+                last = stamp._last
+                if last[0] is not frame[_RUN]:
+                    last = stamp._last = stamp.encode(frame[_RUN])
+                items.extend(last[2])
+                added = last[1]
+                marked = dict(extensions)
+                marked[_MARK] = added
+                request.extensions = marked
         response = self._transport.handle_request(request)
         # httpx builds a redirect's next hop from this request's headers once we return, and
         # the next hop may leave through a transport of the client that is not wrapped (a
@@ -158,8 +257,12 @@ class TransportBase:
     ) -> None:
         self._transport.__exit__(exc_type, exc_value, traceback)
 
+    # What an AsyncClient calls first (entering it, a request, closing it) raises a TypeError
+    # that names the async transport, not an AttributeError at the first request.
+    handle_async_request = __aenter__ = aclose = _wrong_client
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._transport!r}, hosts={self._policy!r})"
+        return f"{type(self).__name__}({self._transport!r}, {self._stamp!r})"
 
 
 class AsyncTransportBase:
@@ -172,13 +275,14 @@ class AsyncTransportBase:
         transport: Any = None,
         *,
         hosts: Iterable[str] | None = None,
+        header_name: str = HEADER,
     ) -> None:
         module = self._module
         if transport is None:
             transport = module.AsyncHTTPTransport()
         _check_transport(type(self), transport, module.AsyncBaseTransport, "AsyncHTTPTransport")
         self._transport = transport
-        self._policy = allow_list(hosts)
+        self._stamp = _stamp(module, _owner(self), hosts, header_name)
 
     @property
     def transport(self) -> Any:
@@ -187,7 +291,7 @@ class AsyncTransportBase:
 
     async def handle_async_request(self, request: Any) -> Any:
         """Add the run current now to ``request`` and send it with the wrapped transport."""
-        added = prepare(request, self._policy)
+        added = self._stamp.prepare(request)
         response = await self._transport.handle_async_request(request)
         # See TransportBase.handle_request.
         if added and response.status_code in _REDIRECTS and response.has_redirect_location:
@@ -210,20 +314,23 @@ class AsyncTransportBase:
     ) -> None:
         await self._transport.__aexit__(exc_type, exc_value, traceback)
 
+    # See TransportBase: what a sync Client calls first raises a TypeError naming RunIdTransport.
+    handle_request = __enter__ = close = _wrong_client
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._transport!r}, hosts={self._policy!r})"
+        return f"{type(self).__name__}({self._transport!r}, {self._stamp!r})"
 
 
 class _Hook:
     """A request event hook of a sync client: the current run's headers on every request."""
 
-    __slots__ = ("policy",)
+    __slots__ = ("stamp",)
 
-    def __init__(self, policy: HostAllowList | None) -> None:
-        self.policy = policy
+    def __init__(self, stamp: Stamp) -> None:
+        self.stamp = stamp
 
     def __call__(self, request: Any) -> None:
-        prepare(request, self.policy)
+        self.stamp.prepare(request)
 
 
 class _AsyncHook(_Hook):
@@ -232,32 +339,34 @@ class _AsyncHook(_Hook):
     __slots__ = ()
 
     async def __call__(self, request: Any) -> None:  # type: ignore[override]
-        prepare(request, self.policy)
+        self.stamp.prepare(request)
 
 
-def instrument_client(module: ModuleType, client: ClientT, hosts: Iterable[str] | None) -> ClientT:
+def instrument_client(
+    module: ModuleType, client: ClientT, hosts: Iterable[str] | None, header_name: object
+) -> ClientT:
     """Add the run to every request ``client`` sends, through a request event hook."""
+    name = module.__name__
     if isinstance(client, module.AsyncClient):
         hook_type: type[_Hook] = _AsyncHook
     elif isinstance(client, module.Client):
         hook_type = _Hook
     else:
-        name = module.__name__
         raise TypeError(
             f"client must be a {name}.Client or {name}.AsyncClient, got "
             f"{type(client).__module__}.{type(client).__qualname__}: use agent_run_id.{name} "
             f"only with {name} clients"
         )
-    policy = allow_list(hosts)
+    stamp = _stamp(module, f"agent_run_id.{name}.instrument", hosts, header_name)
     event_hooks = client.event_hooks
     for hook in event_hooks["request"]:
         if isinstance(hook, _Hook):
-            if hook.policy == policy:
+            if hook.stamp == stamp:
                 return client
             raise ValueError(
-                f"client is already instrumented with hosts={hook.policy!r}, not "
-                f"hosts={policy!r}: instrument each client once"
+                f"client is already instrumented with {hook.stamp!r}, not {stamp!r}: "
+                "instrument each client once"
             )
     # Last among the request hooks: a header that the user's own hooks set is the caller's.
-    client.event_hooks = {**event_hooks, "request": [*event_hooks["request"], hook_type(policy)]}
+    client.event_hooks = {**event_hooks, "request": [*event_hooks["request"], hook_type(stamp)]}
     return client

@@ -24,7 +24,8 @@ except ImportError as exc:
 
 from ._context import _current
 from ._hosts import HostAllowList, allow_list
-from ._outbound import Added, apply
+from ._outbound import Added, OutboundHeaders
+from ._propagation import HEADER
 
 __all__ = ["trace_config"]
 
@@ -45,12 +46,13 @@ def _redirect_host(params: aiohttp.TraceRequestRedirectParams) -> str | None:
 
 
 class _Callbacks:
-    """The trace callbacks of one :func:`trace_config`, sharing its host policy."""
+    """The trace callbacks of one :func:`trace_config`, sharing its host policy and names."""
 
-    __slots__ = ("policy",)
+    __slots__ = ("outbound", "policy")
 
-    def __init__(self, policy: HostAllowList | None) -> None:
+    def __init__(self, policy: HostAllowList | None, outbound: OutboundHeaders) -> None:
         self.policy = policy
+        self.outbound = outbound
 
     def _allows(self, host: str | None) -> bool:
         return host is not None and (self.policy is None or self.policy.allows(host))
@@ -65,7 +67,7 @@ class _Callbacks:
         # the headers object is the one the request (and its redirects) is sent with.
         if _current.get() is None:
             return
-        added = apply(params.headers, self._allows(params.url.raw_host))
+        added = self.outbound.apply(params.headers, self._allows(params.url.raw_host))
         setattr(context, _ADDED, added)
 
     async def on_request_redirect(
@@ -79,22 +81,26 @@ class _Callbacks:
         before: Added = getattr(context, _ADDED, ())
         if not before and _current.get() is None:
             return
-        added = apply(params.headers, self._allows(_redirect_host(params)), before)
+        added = self.outbound.apply(params.headers, self._allows(_redirect_host(params)), before)
         setattr(context, _ADDED, added)
 
 
-def trace_config(*, hosts: Iterable[str] | None = None) -> aiohttp.TraceConfig:
+def trace_config(
+    *, hosts: Iterable[str] | None = None, header_name: str = HEADER
+) -> aiohttp.TraceConfig:
     """Return an ``aiohttp.TraceConfig`` that adds the current run to each request.
 
-    Adds ``X-Run-Id`` (and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child run) when a request
-    starts inside a run; outside any run, and when the request already has ``X-Run-Id`` (the
-    caller's or the session's default), nothing is added. On a redirect to a host outside
-    ``hosts`` the headers it added are taken off. One session may serve many concurrent runs:
-    each request carries the run of the task that makes it.
+    Adds ``X-Run-Id`` (or ``header_name``; and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child
+    run) when a request starts inside a run; outside any run, and when the request already has
+    one of these headers (the caller's or the session's default), nothing is added. On a
+    redirect to a host outside ``hosts`` the headers it added are taken off. One session may
+    serve many concurrent runs: each request carries the run of the task that makes it.
 
     Args:
         hosts: host names and ``*.suffix`` patterns that may get the run; None (the default)
             sends it to every host.
+        header_name: the header the run id goes under, ``X-Run-Id`` by default; give the one
+            your services read (``X-Request-ID``). The lineage headers keep their names.
 
     Example::
 
@@ -103,7 +109,8 @@ def trace_config(*, hosts: Iterable[str] | None = None) -> aiohttp.TraceConfig:
 
     Security: without ``hosts=``, every host the session reaches learns the run id and lineage.
     """
-    callbacks = _Callbacks(allow_list(hosts))
+    outbound = OutboundHeaders(header_name, "agent_run_id.aiohttp.trace_config")
+    callbacks = _Callbacks(allow_list(hosts), outbound)
     config = aiohttp.TraceConfig()
     config.on_request_start.append(callbacks.on_request_start)
     config.on_request_redirect.append(callbacks.on_request_redirect)

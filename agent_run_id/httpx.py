@@ -23,6 +23,7 @@ except ImportError as exc:
     raise missing_extra("httpx", "httpx", "httpx") from exc
 
 from ._httpx_common import AsyncTransportBase, TransportBase, instrument_client
+from ._propagation import HEADER
 
 __all__ = ["AsyncRunIdTransport", "RunIdTransport", "instrument"]
 
@@ -32,22 +33,26 @@ ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
 class RunIdTransport(TransportBase, httpx.BaseTransport):
     """Wrap an httpx transport so each request carries the run current when it is sent.
 
-    Adds ``X-Run-Id`` (and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child run) to each
-    request made inside a run; outside any run, and when the request already has ``X-Run-Id``
-    (the caller's), nothing is added. When a response redirects, the headers it added are
-    taken off the request before httpx builds the next hop from it, and added again only when
-    that hop comes back through this transport to an allowed host (so a hop through a
-    ``mounts=`` transport that is not wrapped carries none). ``close()`` and the context manager
-    reach the wrapped transport. A client's ``proxy=`` and ``mounts=`` get transports of their
-    own, which this one does not wrap (and given ``transport=``, httpx ignores proxies from the
-    environment): wrap the proxied transport, ``RunIdTransport(httpx.HTTPTransport(proxy=...))``,
-    or use :func:`instrument`.
+    Adds ``X-Run-Id`` (or ``header_name``; and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child
+    run) to each request made inside a run; outside any run, and when the request already has one of
+    these headers (the caller's), nothing is added. It is for a sync ``httpx.Client``: an
+    ``AsyncClient`` needs :class:`AsyncRunIdTransport`, and raises TypeError saying so when entered
+    or at its first request. When a response redirects, the headers it added are taken off the
+    request before httpx builds the next hop from it, and added again only when that hop comes back
+    through this transport to an allowed host (so a hop through a ``mounts=`` transport that is not
+    wrapped carries none). ``close()`` and the context manager reach the wrapped transport. A
+    client's ``proxy=`` and ``mounts=`` get transports of their own, which this one does not wrap
+    (and given ``transport=``, httpx ignores proxies from the environment): wrap the proxied
+    transport, ``RunIdTransport(httpx.HTTPTransport(proxy=...))``, or use :func:`instrument`.
 
     Args:
         transport: the transport to send through; a new ``httpx.HTTPTransport()`` by default
             (give your own to set retries, limits, TLS or a proxy).
         hosts: host names and ``*.suffix`` patterns that may get the run; None (the default)
             sends it to every host.
+        header_name: the header the run id goes under, ``X-Run-Id`` by default; give the one
+            your services read (``X-Request-ID``), as the inbound middleware's ``header_name``.
+            The lineage headers keep their names.
 
     Example::
 
@@ -64,15 +69,17 @@ class RunIdTransport(TransportBase, httpx.BaseTransport):
 class AsyncRunIdTransport(AsyncTransportBase, httpx.AsyncBaseTransport):
     """Wrap an async httpx transport so each request carries the run current when it is sent.
 
-    The async twin of :class:`RunIdTransport`, for ``httpx.AsyncClient``; ``aclose()`` and
-    ``async with`` reach the wrapped transport. One client may serve many concurrent runs: each
-    request carries the run of the task that sends it.
+    The async twin of :class:`RunIdTransport`, for ``httpx.AsyncClient`` (a sync ``Client`` given
+    it raises TypeError naming :class:`RunIdTransport`); ``aclose()`` and ``async with`` reach the
+    wrapped transport. One client may serve many concurrent runs: each request carries the run
+    of the task that sends it.
 
     Args:
         transport: the transport to send through; a new ``httpx.AsyncHTTPTransport()`` by
             default.
         hosts: host names and ``*.suffix`` patterns that may get the run; None sends it to
             every host.
+        header_name: the header the run id goes under, ``X-Run-Id`` by default.
 
     Example::
 
@@ -85,13 +92,16 @@ class AsyncRunIdTransport(AsyncTransportBase, httpx.AsyncBaseTransport):
     _module: ClassVar[ModuleType] = httpx
 
 
-def instrument(client: ClientT, *, hosts: Iterable[str] | None = None) -> ClientT:
+def instrument(
+    client: ClientT, *, hosts: Iterable[str] | None = None, header_name: str = HEADER
+) -> ClientT:
     """Make an existing ``httpx.Client`` or ``AsyncClient`` send the current run; return it.
 
     For a client made elsewhere, whose transport you cannot pass. Adds a request event hook (the
     last one), so every transport of the client is covered, mounts and proxies included.
-    Calling it again with the same ``hosts`` does nothing; with other hosts it raises
-    ValueError. Replacing ``client.event_hooks`` afterwards removes the hook.
+    Calling it again with the same options does nothing; with other ones it raises
+    ValueError. Replacing ``client.event_hooks`` afterwards removes the hook. ``hosts`` and
+    ``header_name`` work as in :class:`RunIdTransport`.
 
     Example::
 
@@ -99,4 +109,4 @@ def instrument(client: ClientT, *, hosts: Iterable[str] | None = None) -> Client
 
     Security: without ``hosts=``, every host the client reaches learns the run id and lineage.
     """
-    return instrument_client(httpx, client, hosts)
+    return instrument_client(httpx, client, hosts, header_name)

@@ -27,7 +27,8 @@ except ImportError as exc:
 
 from ._context import _current
 from ._hosts import HostAllowList, allow_list
-from ._outbound import Added, apply, take_off
+from ._outbound import Added, OutboundHeaders, take_off
+from ._propagation import HEADER
 
 __all__ = ["RunIdAdapter", "instrument"]
 
@@ -53,8 +54,10 @@ class _RunHeaders(CaseInsensitiveDict[str]):
         return duplicate
 
 
-def _prepare(request: requests.PreparedRequest, policy: HostAllowList | None) -> Added:
-    """Give ``request`` the current run's headers; return the pairs added."""
+def _prepare(
+    request: requests.PreparedRequest, policy: HostAllowList | None, outbound: OutboundHeaders
+) -> Added:
+    """Give ``request`` the current run's headers under ``outbound``'s names; return them."""
     headers = request.headers
     before = headers.added if isinstance(headers, _RunHeaders) else ()
     if not before and _current.get() is None:
@@ -62,7 +65,7 @@ def _prepare(request: requests.PreparedRequest, policy: HostAllowList | None) ->
     url = request.url
     host = urlsplit(url).hostname if isinstance(url, str) else None
     allowed = policy is None or (host is not None and policy.allows(host))
-    added = apply(headers, allowed, before)
+    added = outbound.apply(headers, allowed, before)
     if added or before:
         if not isinstance(headers, _RunHeaders):
             headers = request.headers = _RunHeaders(headers)
@@ -70,9 +73,9 @@ def _prepare(request: requests.PreparedRequest, policy: HostAllowList | None) ->
     return added
 
 
-def _send(send: Any, policy: HostAllowList | None, request: Any, args: Any, kwargs: Any) -> Any:
+def _send(send: Any, adapter: Any, request: Any, args: Any, kwargs: Any) -> Any:
     """Send ``request`` with ``send`` after adding the run, as both adapters do."""
-    added = _prepare(request, policy)
+    added = _prepare(request, adapter._policy, adapter._outbound)
     response = send(request, *args, **kwargs)
     # Session.resolve_redirects builds the next hop from a copy of this very request, and that
     # hop may leave through an adapter that is not this library's: take ours off now. If it
@@ -85,16 +88,18 @@ def _send(send: Any, policy: HostAllowList | None, request: Any, args: Any, kwar
 class RunIdAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` that adds the run current when each request is sent.
 
-    Adds ``X-Run-Id`` (and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child run) inside a run;
-    outside any run, and when the request already has ``X-Run-Id`` (the caller's), nothing is
-    added. Takes every ``HTTPAdapter`` argument (``max_retries``, pool sizes). When a response
-    redirects, the headers it added are taken off before requests builds the next hop, which
-    leaves through the adapter of its new URL: mount this one on both ``http://`` and
-    ``https://`` so that every hop to an allowed host gets the run again.
+    Adds ``X-Run-Id`` (or ``header_name``; and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child
+    run) inside a run; outside any run, and when the request already has one of these headers
+    (the caller's), nothing is added. Takes every ``HTTPAdapter`` argument (``max_retries``,
+    pool sizes). When a response redirects, the headers it added are taken off before requests
+    builds the next hop, which leaves through the adapter of its new URL: mount this one on both
+    ``http://`` and ``https://`` so that every hop to an allowed host gets the run again.
 
     Args:
         hosts: host names and ``*.suffix`` patterns that may get the run; None (the default)
             sends it to every host.
+        header_name: the header the run id goes under, ``X-Run-Id`` by default; give the one
+            your services read (``X-Request-ID``). The lineage headers keep their names.
 
     Example::
 
@@ -105,19 +110,26 @@ class RunIdAdapter(HTTPAdapter):
     """
 
     # What HTTPAdapter pickles; the policy goes along. requests declares it as a plain list.
-    __attrs__ = [*HTTPAdapter.__attrs__, "_policy"]  # noqa: RUF012
+    __attrs__ = [*HTTPAdapter.__attrs__, "_policy", "_outbound"]  # noqa: RUF012
 
-    def __init__(self, *args: Any, hosts: Iterable[str] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        hosts: Iterable[str] | None = None,
+        header_name: str = HEADER,
+        **kwargs: Any,
+    ) -> None:
         self._policy = allow_list(hosts)
+        self._outbound = OutboundHeaders(header_name, "agent_run_id.requests.RunIdAdapter")
         super().__init__(*args, **kwargs)
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         """Add the run current now to ``request`` and send it."""
-        return _send(super().send, self._policy, request, args, kwargs)
+        return _send(super().send, self, request, args, kwargs)
 
 
 # The wrapper's own state; every other attribute, read or written, is the wrapped adapter's.
-_OWN_STATE = frozenset({"adapter", "_policy"})
+_OWN_STATE = frozenset({"adapter", "_policy", "_outbound"})
 _OWN = _OWN_STATE | {"send", "close"}
 
 
@@ -129,13 +141,16 @@ class _WrappedAdapter(BaseAdapter):
     adapter changes the one that sends.
     """
 
-    def __init__(self, adapter: BaseAdapter, policy: HostAllowList | None) -> None:
+    def __init__(
+        self, adapter: BaseAdapter, policy: HostAllowList | None, outbound: OutboundHeaders
+    ) -> None:
         # No BaseAdapter or HTTPAdapter __init__: the wrapper holds no settings of its own.
         object.__setattr__(self, "adapter", adapter)
         object.__setattr__(self, "_policy", policy)
+        object.__setattr__(self, "_outbound", outbound)
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
-        return _send(self.adapter.send, self._policy, request, args, kwargs)
+        return _send(self.adapter.send, self, request, args, kwargs)
 
     def close(self) -> None:
         self.adapter.close()
@@ -154,27 +169,31 @@ class _WrappedAdapter(BaseAdapter):
 
     # HTTPAdapter pickles its settings by name; the wrapper pickles what it wraps instead.
     def __getstate__(self) -> dict[str, Any]:
-        return {"adapter": self.adapter, "_policy": self._policy}
+        return {"adapter": self.adapter, "_policy": self._policy, "_outbound": self._outbound}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():
             object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
-        return f"<agent_run_id {self.adapter!r} hosts={self._policy!r}>"
+        options = f"hosts={self._policy!r}, header_name={self._outbound!r}"
+        return f"<agent_run_id {self.adapter!r} {options}>"
 
 
 class _WrappedHTTPAdapter(_WrappedAdapter, HTTPAdapter):
     """A wrapped ``HTTPAdapter``: still an ``HTTPAdapter`` to ``isinstance`` checks."""
 
 
-def instrument(session: SessionT, *, hosts: Iterable[str] | None = None) -> SessionT:
+def instrument(
+    session: SessionT, *, hosts: Iterable[str] | None = None, header_name: str = HEADER
+) -> SessionT:
     """Make ``session`` send the current run with every request; return the session.
 
     Each adapter mounted now keeps its settings and gains the run; ``http://`` and ``https://``
     get a :class:`RunIdAdapter` if nothing is mounted there. Calling it again with the same
-    ``hosts`` does nothing; with other hosts it raises ValueError. Adapters mounted afterwards
-    are not covered: mount :class:`RunIdAdapter` for those.
+    options does nothing; with other ones it raises ValueError. Adapters mounted afterwards
+    are not covered: mount :class:`RunIdAdapter` for those. ``hosts`` and ``header_name`` work
+    as in :class:`RunIdAdapter`.
 
     Example::
 
@@ -188,17 +207,19 @@ def instrument(session: SessionT, *, hosts: Iterable[str] | None = None) -> Sess
             "pass the session your code sends with"
         )
     policy = allow_list(hosts)
+    outbound = OutboundHeaders(header_name, "agent_run_id.requests.instrument")
     for prefix, adapter in list(session.adapters.items()):
         if isinstance(adapter, (RunIdAdapter, _WrappedAdapter)):
-            if adapter._policy != policy:
+            if adapter._policy != policy or adapter._outbound != outbound:
                 raise ValueError(
                     f"the adapter for {prefix!r} already sends the run with "
-                    f"hosts={adapter._policy!r}, not hosts={policy!r}: instrument a session once"
+                    f"hosts={adapter._policy!r}, header_name={adapter._outbound!r}, not "
+                    f"hosts={policy!r}, header_name={outbound!r}: instrument a session once"
                 )
             continue
         wrapper = _WrappedHTTPAdapter if isinstance(adapter, HTTPAdapter) else _WrappedAdapter
-        session.adapters[prefix] = wrapper(adapter, policy)
+        session.adapters[prefix] = wrapper(adapter, policy, outbound)
     for prefix in ("https://", "http://"):
         if prefix not in session.adapters:
-            session.mount(prefix, RunIdAdapter(hosts=policy))
+            session.mount(prefix, RunIdAdapter(hosts=policy, header_name=outbound.header))
     return session

@@ -31,9 +31,12 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class LocalServer:
-    """A uvicorn server in a thread, bound to a free port on 127.0.0.1 before it starts."""
+    """A uvicorn server in a thread, bound to a free port on 127.0.0.1 before it starts.
 
-    def __init__(self) -> None:
+    It serves ``app`` when given one, else its own echo app (the paths above).
+    """
+
+    def __init__(self, app: Any = None) -> None:
         self.seen: list[tuple[str, str | None, dict[str, str | None]]] = []
         self._flaky: set[str] = set()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -43,7 +46,7 @@ class LocalServer:
         # No log_config, log_level or access_log=False: each would change the process-wide
         # logging setup (uvicorn's loggers) that other tests rely on.
         config = uvicorn.Config(
-            self.app,
+            self.app if app is None else app,
             log_config=None,
             lifespan="off",
             interface="asgi3",
@@ -107,6 +110,20 @@ class LocalServer:
             await _json(send, _message(run["x-run-id"]))
         else:
             await _json(send, echo)
+
+
+async def echo_all(scope: dict[str, Any], receive: Any, send: Send) -> None:
+    """An ASGI app that answers with every request header, by lower-case name, as JSON.
+
+    ``/redirect?to=URL`` redirects there (302) instead. For ``LocalServer(echo_all)``.
+    """
+    query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    if scope["path"] == "/redirect":
+        await _respond(send, 302, b"", [(b"location", query["to"].encode())])
+        return
+    await _json(
+        send, {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    )
 
 
 async def _respond(

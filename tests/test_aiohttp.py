@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,7 +14,7 @@ from yarl import URL
 
 from agent_run_id import RunContext, RunId
 from agent_run_id.aiohttp import _redirect_host, trace_config
-from tests._outbound_helpers import RUN_HEADERS, LocalServer, server
+from tests._outbound_helpers import RUN_HEADERS, LocalServer, echo_all, server
 
 __all__ = ["server"]
 
@@ -210,3 +210,63 @@ async def test_each_try_of_a_retry_loop_carries_the_run(
         == [{"x-run-id": CHILD.value, "x-parent-run-id": ROOT.value, "x-root-run-id": ROOT.value}]
         * 2
     )
+
+
+# header_name: the run id under another name (issue 12, item 8).
+
+
+@pytest.fixture(scope="module")
+def headers_server() -> Iterator[LocalServer]:
+    """A real server that answers with every header it got."""
+    local = LocalServer(echo_all)
+    try:
+        yield local
+    finally:
+        local.close()
+
+
+async def run_headers_of(response: aiohttp.ClientResponse) -> dict[str, str]:
+    response.raise_for_status()
+    got = await response.json()
+    return {k: v for k, v in got.items() if k in ("x-request-id", *RUN_HEADERS)}
+
+
+async def test_header_name_sends_the_run_under_that_name_and_the_callers_rule_reads_it(
+    headers_server: LocalServer,
+) -> None:
+    url = f"{headers_server.url}/"
+    config = trace_config(header_name="X-Request-ID")
+    async with aiohttp.ClientSession(trace_configs=[config]) as session, RunContext(CHILD):
+        async with session.get(url) as response:
+            ours = await run_headers_of(response)
+        async with session.get(url, headers={"x-request-id": "mine"}) as response:
+            mine = await run_headers_of(response)
+        async with session.get(url, headers={"X-Run-Id": "other"}) as response:
+            other = await run_headers_of(response)
+    lineage = {"x-parent-run-id": ROOT.value, "x-root-run-id": ROOT.value}
+    assert ours == {"x-request-id": CHILD.value, **lineage}
+    assert mine == {"x-request-id": "mine"}
+    assert other == {"x-request-id": CHILD.value, "x-run-id": "other", **lineage}
+
+
+async def test_with_header_name_a_redirect_outside_the_hosts_loses_it(
+    headers_server: LocalServer,
+) -> None:
+    config = trace_config(hosts=("127.0.0.1",), header_name="X-Request-ID")
+    away = f"{headers_server.other_url}/"
+    redirect = f"{headers_server.url}/redirect"
+    async with (
+        aiohttp.ClientSession(trace_configs=[config]) as session,
+        RunContext(ROOT),
+        session.get(redirect, params={"to": away}) as response,
+    ):
+        assert str(response.url) == away
+        assert await run_headers_of(response) == {}
+        async with session.get(redirect, params={"to": f"{headers_server.url}/"}) as response:
+            assert await run_headers_of(response) == {"x-request-id": ROOT.value}
+
+
+@pytest.mark.parametrize("bad", ["X Request", "", None, "X-Root-Run-Id"])
+def test_a_bad_header_name_is_refused_naming_the_option(bad: Any) -> None:
+    with pytest.raises(ValueError, match=r"^agent_run_id\.aiohttp\.trace_config: header_name "):
+        trace_config(header_name=bad)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +14,7 @@ import pytest
 
 import agent_run_id
 from agent_run_id import RunContext, RunId
+from agent_run_id._outbound import take_off
 from tests._outbound_helpers import RUN_HEADERS, LocalServer, server
 
 __all__ = ["server"]
@@ -659,8 +661,9 @@ def test_headers_without_the_known_layout_go_through_the_mapping_api(
     from agent_run_id import _httpx_common
 
     assert _httpx_common._probe(dict) is False
-    monkeypatch.setitem(_httpx_common._FAST, kit.http.Headers, False)
     client = sync_client(kit)
+    assert client._transport._stamp.fast_type is kit.http.Headers
+    monkeypatch.setattr(client._transport._stamp, "fast_type", None)
     with RunContext(CHILD):
         ours = client.get("https://a.example/").json()
         got = client.get("https://a.example/", headers={"X-Root-Run-Id": "mine"}).json()
@@ -672,3 +675,306 @@ def test_headers_without_the_known_layout_go_through_the_mapping_api(
     }
     assert got == {"x-run-id": None, "x-parent-run-id": None, "x-root-run-id": "mine"}
     assert mine == {"x-run-id": "mine", "x-parent-run-id": None, "x-root-run-id": None}
+
+
+# header_name: the run id under another name (issue 12, item 8).
+
+REQUEST_ID = "X-Request-ID"
+NAMED = ("x-request-id", *RUN_HEADERS)
+
+
+def named_handler(http: ModuleType) -> Any:
+    """A MockTransport handler that answers with X-Request-ID and the run headers it got."""
+
+    def handle(request: Any) -> Any:
+        got = {name: request.headers.get(name) for name in NAMED}
+        if request.url.path == "/redirect":
+            return http.Response(302, headers={"Location": request.url.params["to"]}, json=got)
+        return http.Response(200, json=got)
+
+    return handle
+
+
+def named_clients(kit: SimpleNamespace, **options: Any) -> tuple[Any, Any, Any]:
+    """A sync client, an async client and an instrumented async client, each with ``options``."""
+    mock = kit.http.MockTransport(named_handler(kit.http))
+    return (
+        kit.http.Client(transport=kit.ours.RunIdTransport(mock, **options)),
+        kit.http.AsyncClient(transport=kit.ours.AsyncRunIdTransport(mock, **options)),
+        kit.ours.instrument(kit.http.AsyncClient(transport=mock), **options),
+    )
+
+
+async def test_header_name_sends_the_run_under_that_name_and_the_lineage_as_it_is(
+    kit: SimpleNamespace,
+) -> None:
+    sync, aclient, instrumented = named_clients(kit, header_name=REQUEST_ID)
+    expected = {
+        "x-request-id": CHILD.value,
+        "x-run-id": None,
+        "x-parent-run-id": ROOT.value,
+        "x-root-run-id": ROOT.value,
+    }
+    async with aclient, instrumented, RunContext(CHILD):
+        got = [sync.get("https://a.example/").json()]
+        for client in (aclient, instrumented):
+            got.append((await client.get("https://a.example/")).json())
+    assert got == [expected] * 3
+    with RunContext(ROOT):
+        root = sync.get("https://a.example/").json()
+    assert root == {**dict.fromkeys(NAMED), "x-request-id": ROOT.value}
+    assert sync.get("https://a.example/").json() == dict.fromkeys(NAMED)
+
+
+async def test_with_header_name_the_callers_rule_reads_that_name_not_x_run_id(
+    kit: SimpleNamespace,
+) -> None:
+    """The caller's X-Request-ID makes the request theirs; their X-Run-Id is just a header."""
+    sync, aclient, instrumented = named_clients(kit, header_name="x-request-id")
+    async with aclient, instrumented, RunContext(ROOT):
+        for client in (sync, aclient, instrumented):
+            sent = [
+                client.get("https://a.example/", headers={"X-REQUEST-ID": "mine"}),
+                client.get("https://a.example/", headers={"X-Run-Id": "other"}),
+                client.get("https://a.example/", headers={"X-Root-Run-Id": "mine"}),
+            ]
+            mine, other, root = [r if client is sync else await r for r in sent]
+            assert mine.json() == {**dict.fromkeys(NAMED), "x-request-id": "mine"}
+            assert other.json() == {
+                **dict.fromkeys(NAMED),
+                "x-request-id": ROOT.value,
+                "x-run-id": "other",
+            }
+            assert root.json() == {**dict.fromkeys(NAMED), "x-root-run-id": "mine"}
+
+
+def test_with_header_name_a_redirect_outside_the_hosts_loses_it(kit: SimpleNamespace) -> None:
+    sync, _, _ = named_clients(kit, header_name=REQUEST_ID, hosts=("a.example",))
+    with RunContext(CHILD):
+        response = sync.get(
+            "https://a.example/redirect", params={"to": "https://b.example/"}, follow_redirects=True
+        )
+        back = sync.get(
+            "https://a.example/redirect", params={"to": "https://a.example/"}, follow_redirects=True
+        )
+    assert response.history[0].json()["x-request-id"] == CHILD.value
+    assert response.json() == dict.fromkeys(NAMED)
+    assert [r.json()["x-request-id"] for r in [*back.history, back]] == [CHILD.value] * 2
+    # The name goes on the wire as given: what the server sees is the caller's spelling.
+    assert (b"X-Request-ID", CHILD.value.encode()) in back.request.headers.raw
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("X Request", r"header_name 'X Request' is not an HTTP header name: pass letters"),
+        ("", r"header_name '' is not an HTTP header name"),
+        (b"X-Run-Id", r"header_name b'X-Run-Id' is not an HTTP header name"),
+        (None, r"header_name None is not an HTTP header name"),
+        ("x-parent-run-id", r"header_name 'x-parent-run-id' is a lineage header"),
+        ("X-Root-Run-Id", r"header_name 'X-Root-Run-Id' is a lineage header"),
+    ],
+)
+def test_a_bad_header_name_is_refused_naming_the_option_and_the_fix(
+    kit: SimpleNamespace, bad: Any, message: str
+) -> None:
+    name = kit.http.__name__
+    for owner, make in (
+        (f"agent_run_id.{name}.RunIdTransport", kit.ours.RunIdTransport),
+        (f"agent_run_id.{name}.AsyncRunIdTransport", kit.ours.AsyncRunIdTransport),
+        (
+            f"agent_run_id.{name}.instrument",
+            lambda **o: kit.ours.instrument(kit.http.Client(), **o),
+        ),
+    ):
+        with pytest.raises(ValueError, match=rf"^{owner}: {message}"):
+            make(header_name=bad)
+
+
+def test_instrument_again_with_the_same_header_name_in_any_case_does_nothing(
+    kit: SimpleNamespace,
+) -> None:
+    client = kit.http.Client(transport=kit.http.MockTransport(named_handler(kit.http)))
+    kit.ours.instrument(client, header_name=REQUEST_ID)
+    kit.ours.instrument(client, header_name="x-request-id")
+    assert len(client.event_hooks["request"]) == 1
+    with pytest.raises(
+        ValueError,
+        match=r"already instrumented with hosts=None, header_name='X-Request-ID', not "
+        r"hosts=None, header_name='X-Run-Id': instrument each client once",
+    ):
+        kit.ours.instrument(client)
+    assert "header_name='X-Request-ID'" in repr(
+        kit.ours.RunIdTransport(client._transport, header_name=REQUEST_ID)
+    )
+
+
+# The end-to-end chain: service A takes X-Request-ID in and passes it on to service B.
+
+
+def test_a_service_chain_on_x_request_id_keeps_one_run_end_to_end(kit: SimpleNamespace) -> None:
+    """Real servers: A (RunIdMiddleware on X-Request-ID) calls B through RunIdTransport."""
+    from agent_run_id.asgi import RunIdMiddleware
+
+    seen_by_b: list[dict[str, str]] = []
+
+    async def service_b(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen_by_b.append({k.decode().lower(): v.decode() for k, v in scope["headers"]})
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    b = LocalServer(service_b)
+    to_b = kit.http.Client(
+        base_url=b.url,
+        transport=kit.ours.RunIdTransport(header_name=REQUEST_ID),
+        timeout=TIMEOUT,
+    )
+
+    async def handler(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # A sync client in a worker thread, which gets a copy of the request's context.
+        status = (await asyncio.to_thread(to_b.get, "/work")).status_code
+        body = agent_run_id.current_run_id().value.encode()  # type: ignore[union-attr]
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body if status == 204 else b"?"})
+
+    a = LocalServer(RunIdMiddleware(handler, header_name=REQUEST_ID))
+    try:
+        with kit.http.Client(base_url=a.url, timeout=TIMEOUT) as caller:
+            given = caller.get("/", headers={REQUEST_ID: ROOT.value})
+            minted = caller.get("/")
+    finally:
+        to_b.close()
+        a.close()
+        b.close()
+    assert given.text == ROOT.value
+    assert given.headers[REQUEST_ID] == ROOT.value
+    assert minted.text == minted.headers[REQUEST_ID] != ROOT.value
+    assert [seen.get("x-request-id") for seen in seen_by_b] == [ROOT.value, minted.text]
+    assert [name for seen in seen_by_b for name in seen if name in RUN_HEADERS] == []
+
+
+# A transport of the wrong kind for its client (issue 12, item 16).
+
+
+async def test_a_sync_transport_in_an_async_client_raises_type_error_naming_the_async_one(
+    kit: SimpleNamespace,
+) -> None:
+    name = kit.http.__name__
+    message = (
+        rf"an agent_run_id\.{name}\.RunIdTransport was given to an {name}\.AsyncClient, which "
+        rf"needs a transport of the other kind: pass "
+        rf"transport=agent_run_id\.{name}\.AsyncRunIdTransport\(\.\.\.\) to an {name}\.AsyncClient"
+    )
+    mock = kit.http.MockTransport(echo_handler(kit.http))
+    client = kit.http.AsyncClient(transport=kit.ours.RunIdTransport(mock))
+    with pytest.raises(TypeError, match=message):
+        await client.get("https://a.example/")
+    with pytest.raises(TypeError, match=message):
+        async with kit.http.AsyncClient(transport=kit.ours.RunIdTransport(mock)):
+            pass  # pragma: no cover - entering raises
+    with pytest.raises(TypeError, match=message):
+        await client.aclose()
+
+
+def test_an_async_transport_in_a_sync_client_raises_type_error_naming_the_sync_one(
+    kit: SimpleNamespace,
+) -> None:
+    name = kit.http.__name__
+    message = (
+        rf"an agent_run_id\.{name}\.AsyncRunIdTransport was given to an {name}\.Client, which "
+        rf"needs a transport of the other kind: pass "
+        rf"transport=agent_run_id\.{name}\.RunIdTransport\(\.\.\.\) to an {name}\.Client"
+    )
+    mock = kit.http.MockTransport(echo_handler(kit.http))
+    client = kit.http.Client(transport=kit.ours.AsyncRunIdTransport(mock))
+    with RunContext(ROOT), pytest.raises(TypeError, match=message):
+        client.get("https://a.example/")
+    with (
+        pytest.raises(TypeError, match=message),
+        kit.http.Client(transport=kit.ours.AsyncRunIdTransport(mock)),
+    ):
+        pass  # pragma: no cover - entering raises
+    with pytest.raises(TypeError, match=message):
+        client.close()
+
+
+# The copy of Stamp.prepare inlined in RunIdTransport.handle_request.
+
+
+class Keep:
+    """A transport that keeps each request it is given and answers as told."""
+
+    def __init__(self, http: ModuleType, status: int) -> None:
+        self.http, self.status, self.requests = http, status, []
+
+    def handle_request(self, request: Any) -> Any:
+        self.requests.append(request)
+        headers = {"Location": "https://c.example/"} if self.status == 302 else {}
+        return self.http.Response(self.status, headers=headers)
+
+
+LATER_HOP = {"agent_run_id.added": ((REQUEST_ID, CHILD.value),)}
+# (what, run current, request headers, extensions, URL host, keep the package's Headers class)
+PREPARE_CASES = [
+    ("no run", None, {}, None, "a.example", True),
+    ("root run", ROOT, {}, None, "a.example", True),
+    ("child run", CHILD, {}, None, "a.example", True),
+    ("extensions of the caller", ROOT, {}, {"timeout": None}, "a.example", True),
+    ("caller's id", CHILD, {"X-Request-ID": "mine"}, None, "a.example", True),
+    ("caller's X-Run-Id", CHILD, {"X-Run-Id": "other"}, None, "a.example", True),
+    ("caller's parent", CHILD, {"x-parent-run-id": "mine"}, None, "a.example", True),
+    ("host not allowed", ROOT, {}, None, "b.example", True),
+    ("a later hop", ROOT, {}, LATER_HOP, "a.example", True),
+    ("a later hop, changed", ROOT, {REQUEST_ID: "theirs"}, LATER_HOP, "a.example", True),
+    ("another Headers class", CHILD, {}, None, "a.example", False),
+]
+
+
+@pytest.mark.parametrize("status", [200, 302])
+@pytest.mark.parametrize("hosts", [None, ("a.example",)])
+@pytest.mark.parametrize("case", PREPARE_CASES, ids=[case[0] for case in PREPARE_CASES])
+def test_the_copy_inlined_in_handle_request_does_what_stamp_prepare_does(
+    kit: SimpleNamespace, case: tuple[Any, ...], hosts: Any, status: int
+) -> None:
+    """Each branch, twice in a row (the last run's headers are kept): the same in both ways."""
+    _, run, headers, extensions, host, package_headers = case
+    snapshot = None if extensions is None else dict(extensions)
+    answers = []
+    for inlined in (True, False):
+        keep = type("K", (Keep, kit.http.BaseTransport), {})(kit.http, status)
+        transport = kit.ours.RunIdTransport(keep, hosts=hosts, header_name=REQUEST_ID)
+        got = []
+        for _ in range(2):
+            request = kit.http.Request(
+                "GET", f"https://{host}/", headers=headers, extensions=extensions
+            )
+            if not package_headers:
+                request.headers = type("Other", (kit.http.Headers,), {})(headers)
+            with RunContext(run) if run else contextlib.nullcontext():
+                if inlined:
+                    response = transport.handle_request(request)
+                else:  # what handle_request does, with the original
+                    added = transport._stamp.prepare(request)
+                    response = keep.handle_request(request)
+                    if added and status == 302:
+                        take_off(request.headers, added)
+            got.append((response.status_code, request.headers.raw, dict(request.extensions)))
+        answers.append(got)
+    assert answers[0] == answers[1]
+    assert extensions == snapshot  # the caller's mapping is never marked
+
+
+def test_header_names_compare_ignoring_case_and_only_with_header_names(
+    kit: SimpleNamespace,
+) -> None:
+    from agent_run_id._outbound import OutboundHeaders
+
+    named = OutboundHeaders("X-Request-ID", "owner")
+    assert named == OutboundHeaders("x-request-id", "owner")
+    assert hash(named) == hash(OutboundHeaders("x-REQUEST-id", "owner"))
+    assert named != OutboundHeaders("X-Run-Id", "owner")
+    assert named != "X-Request-ID"
+    stamp = kit.ours.RunIdTransport(header_name="X-Request-ID")._stamp
+    assert stamp == kit.ours.RunIdTransport(header_name="x-request-id")._stamp
+    assert stamp != kit.ours.RunIdTransport(header_name="X-Request-ID", hosts=("a.b",))._stamp
+    assert stamp != named

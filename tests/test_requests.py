@@ -14,7 +14,7 @@ from urllib3.util.retry import Retry
 
 from agent_run_id import RunContext, RunId
 from agent_run_id.requests import RunIdAdapter, instrument
-from tests._outbound_helpers import RUN_HEADERS, LocalServer, server
+from tests._outbound_helpers import RUN_HEADERS, LocalServer, echo_all, server
 
 __all__ = ["server"]
 
@@ -370,3 +370,91 @@ def test_a_wrapped_adapter_missing_its_adapter_raises_attribute_error() -> None:
     bare = _WrappedAdapter.__new__(_WrappedAdapter)
     with pytest.raises(AttributeError):
         _ = bare.max_retries
+
+
+# header_name: the run id under another name (issue 12, item 8).
+
+
+@pytest.fixture(scope="module")
+def headers_server() -> Iterator[LocalServer]:
+    """A real server that answers with every header it got."""
+    local = LocalServer(echo_all)
+    try:
+        yield local
+    finally:
+        local.close()
+
+
+def run_headers_of(response: requests.Response) -> dict[str, str]:
+    response.raise_for_status()
+    got = response.json()
+    return {k: v for k, v in got.items() if k in ("x-request-id", *RUN_HEADERS)}
+
+
+def test_header_name_sends_the_run_under_that_name_on_both_adapters(
+    headers_server: LocalServer,
+) -> None:
+    url = f"{headers_server.url}/"
+    mounted = requests.Session()
+    mounted.mount("http://", RunIdAdapter(header_name="X-Request-ID"))
+    wrapped = instrument(requests.Session(), header_name="X-Request-ID")
+    with mounted, wrapped, RunContext(CHILD):
+        for session in (mounted, wrapped):
+            assert run_headers_of(session.get(url)) == {
+                "x-request-id": CHILD.value,
+                "x-parent-run-id": ROOT.value,
+                "x-root-run-id": ROOT.value,
+            }
+            mine = session.get(url, headers={"x-request-id": "mine"})
+            assert run_headers_of(mine) == {"x-request-id": "mine"}
+            other = session.get(url, headers={"X-Run-Id": "other"})
+            assert run_headers_of(other) == {
+                **FULL_CHILD,
+                "x-run-id": "other",
+                "x-request-id": CHILD.value,
+            }
+
+
+def test_with_header_name_a_redirect_outside_the_hosts_loses_it(
+    headers_server: LocalServer,
+) -> None:
+    away = f"{headers_server.other_url}/"
+    with (
+        instrument(requests.Session(), hosts=("127.0.0.1",), header_name="X-Request-ID") as session,
+        RunContext(ROOT),
+    ):
+        response = session.get(f"{headers_server.url}/redirect", params={"to": away})
+        back = session.get(f"{headers_server.url}/redirect", params={"to": headers_server.url})
+    assert run_headers_of(back) == {"x-request-id": ROOT.value}
+    assert response.url == away
+    assert run_headers_of(response) == {}
+    assert response.history[0].request.headers.get("X-Request-ID") is None  # taken off
+
+
+def test_instrument_again_with_another_header_name_is_refused() -> None:
+    session = instrument(requests.Session(), header_name="X-Request-ID")
+    assert instrument(session, header_name="x-request-id") is session
+    with pytest.raises(
+        ValueError,
+        match=r"already sends the run with hosts=None, header_name='X-Request-ID', not "
+        r"hosts=None, header_name='X-Run-Id': instrument a session once",
+    ):
+        instrument(session)
+    assert "header_name='X-Request-ID'" in repr(session.get_adapter("https://a.example/"))
+
+
+@pytest.mark.parametrize("bad", ["X Request", "", None, "X-Parent-Run-Id"])
+def test_a_bad_header_name_is_refused_naming_the_option(bad: Any) -> None:
+    with pytest.raises(ValueError, match=r"^agent_run_id\.requests\.RunIdAdapter: header_name "):
+        RunIdAdapter(header_name=bad)
+    with pytest.raises(ValueError, match=r"^agent_run_id\.requests\.instrument: header_name "):
+        instrument(requests.Session(), header_name=bad)
+
+
+def test_the_adapters_pickle_with_their_header_name() -> None:
+    adapter = pickle.loads(pickle.dumps(RunIdAdapter(header_name="X-Request-ID")))
+    session = pickle.loads(pickle.dumps(instrument(requests.Session(), header_name="X-Req")))
+    wrapped: Any = session.get_adapter("https://a.example/")
+    assert adapter._outbound.header == "X-Request-ID"
+    assert wrapped._outbound.header == "X-Req"
+    assert wrapped._outbound.names == ("X-Req", "X-Parent-Run-Id", "X-Root-Run-Id")
