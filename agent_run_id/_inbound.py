@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from typing import Any, Literal, cast
 
 from . import _propagation
-from ._propagation import HEADER, parse_wire_id, run_from_fallbacks, run_from_wire
+from ._propagation import check_header_name, parse_wire_id, run_from_fallbacks, run_from_wire
 from ._run_id import RunId, show_value
 
 __all__ = ["InboundPolicy", "Incoming", "IncomingOption"]
@@ -26,8 +25,6 @@ IncomingOption = Incoming | Callable[[Any], str]
 
 _MODES = ("continue", "child", "ignore")
 _ON_INVALID = ("replace", "reject")
-# RFC 9110 token characters: what a header field name may be made of.
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 _log = logging.getLogger("agent_run_id.inbound")
 
@@ -94,11 +91,7 @@ class InboundPolicy:
         owner: str,
         header_getter: Callable[[Any], Callable[[str], str | None]],
     ) -> None:
-        if not isinstance(header_name, str) or not _TOKEN.fullmatch(header_name):
-            raise ValueError(
-                f"{owner}: header_name {show_value(header_name)} is not an HTTP header name: "
-                f"pass letters, digits and hyphens, such as {HEADER!r}"
-            )
+        name = check_header_name(header_name, owner)
         self.mode: str | None = None
         self.choose: Callable[[Any], str] | None = None
         if isinstance(incoming, str):
@@ -125,7 +118,7 @@ class InboundPolicy:
             raise TypeError(
                 f"{owner}: response_header must be True or False, got {show_value(response_header)}"
             )
-        self.header_name = header_name
+        self.header_name = name
         self.header_getter = header_getter
         self.reject = on_invalid == "reject"
         self.response_header = response_header
