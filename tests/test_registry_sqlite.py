@@ -409,7 +409,7 @@ def test_a_row_the_driver_refuses_is_dropped_alone_keeping_the_backlog(
 ) -> None:
     """A row that fails its batch in an unexpected way is dropped; the others, queued behind
     a locked database too, are all written."""
-    from agent_run_id.registry import _writer
+    from agent_run_id.registry import _rows
 
     registry = SQLiteRunRegistry(path, timeout=0.01)
     before = _runs(registry, 1)
@@ -420,7 +420,7 @@ def test_a_row_the_driver_refuses_is_dropped_alone_keeping_the_backlog(
         assert sum(registry._writer.held()[:2]) == 40
         bad = RunId.generate()
         row = (bad.value, None, bad.value, "running", 0, None, None, None, "\udcff")
-        registry._writer.put((_writer.START, (*row, None, "host", 1, "{}")))
+        registry._writer.put((_rows.START, (*row, None, "host", 1, "{}")))
         registry.flush()
     finally:
         locker.execute("ROLLBACK")

@@ -29,32 +29,9 @@ from typing import Any
 
 from ._schema import file_id
 
-__all__ = ["FINISH", "START", "Writer"]
+__all__ = ["Writer"]
 
 _log = logging.getLogger("agent_run_id.registry")
-
-# A start of a run already in the file (entered again, or continued by another service or process)
-# never clobbers it: the earliest start and the first user, task and metadata given are kept
-# (later ones only fill what is missing); the run is running again until the next end is written.
-# A finish adds the end to the row, or writes the whole row when the start never reached this
-# file (the file was deleted or replaced in between).
-START = (
-    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE"
-    " SET parent_id = COALESCE(runs.parent_id, excluded.parent_id),"
-    " root_id = CASE WHEN runs.parent_id IS NULL THEN excluded.root_id ELSE runs.root_id END,"
-    " status = excluded.status, started_at = MIN(runs.started_at, excluded.started_at),"
-    " ended_at = NULL, duration = NULL,"
-    " user_id = COALESCE(runs.user_id, excluded.user_id),"
-    " task = COALESCE(runs.task, excluded.task), error = NULL,"
-    " host = CASE WHEN runs.status = 'running' THEN runs.host ELSE excluded.host END,"
-    " pid = CASE WHEN runs.status = 'running' THEN runs.pid ELSE excluded.pid END,"
-    " metadata = CASE WHEN runs.metadata = '{}' THEN excluded.metadata ELSE runs.metadata END"
-)
-FINISH = (
-    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE"
-    " SET status = excluded.status, ended_at = excluded.ended_at,"
-    " duration = MAX(0.0, (excluded.ended_at - runs.started_at) / 1e6), error = excluded.error"
-)
 
 #: A write as the registry gives it: the statement and its parameters.
 Op = tuple[str, tuple[Any, ...]]

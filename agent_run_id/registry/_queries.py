@@ -1,0 +1,80 @@
+"""The statements that read runs back from the ``runs`` table, and the test for a stale run."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from typing import Any
+
+from ._record import to_micros
+from ._rows import HOST
+from ._schema import COLUMNS
+
+__all__ = ["BY_ID", "BY_PREFIX", "CANDIDATES", "CHILDREN", "TREE", "alive", "find_query"]
+
+#: The most candidates an ambiguous prefix lists.
+CANDIDATES = 10
+
+#: The run with the id given.
+BY_ID = f"SELECT {COLUMNS} FROM runs WHERE run_id = ?"
+#: The runs whose id is at least the prefix given and below the bound given (the prefix and
+#: "g": every id character sorts below "g"), one more than an ambiguous prefix lists.
+BY_PREFIX = (
+    f"SELECT {COLUMNS} FROM runs WHERE run_id >= ? AND run_id < ? "
+    f"ORDER BY run_id LIMIT {CANDIDATES + 1}"
+)
+#: The runs whose parent is the run given, in start order.
+CHILDREN = f"SELECT {COLUMNS} FROM runs WHERE parent_id = ? ORDER BY started_at, run_id"
+#: The run given and all its descendants, in no order.
+TREE = (
+    "WITH RECURSIVE tree (id) AS (SELECT ? UNION "
+    "SELECT runs.run_id FROM runs JOIN tree ON runs.parent_id = tree.id) "
+    f"SELECT {COLUMNS} FROM runs WHERE run_id IN tree"
+)
+
+
+def find_query(
+    status: str | None,
+    user_id: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    stale: bool,
+) -> tuple[str, list[Any]]:
+    """Return the statement (without a limit) and its parameters for ``find``'s filters.
+
+    Newest first. With ``stale``, the runs still running that were started on this host: the
+    caller keeps those whose process is gone (``alive``).
+    """
+    where: list[str] = []
+    params: list[Any] = []
+    for clause, value in (
+        ("status = ?", "running" if stale else status),
+        ("user_id = ?", user_id),
+        ("started_at >= ?", None if since is None else to_micros(since)),
+        ("started_at < ?", None if until is None else to_micros(until)),
+        ("host = ?", HOST if stale else None),
+    ):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    sql = f"SELECT {COLUMNS} FROM runs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY started_at DESC, run_id DESC"
+    return sql, params
+
+
+def alive(pid: object) -> bool:
+    """Return whether process ``pid`` of this host exists (True when that cannot be told)."""
+    if sys.platform == "win32":
+        return True
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, run by another user
+        return True
+    return True
