@@ -305,12 +305,12 @@ def test_rows_of_the_wrong_type_are_refused_before_they_are_queued(
 def test_a_bug_in_the_writer_is_logged_and_recording_goes_on(
     registry: SQLiteRunRegistry, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from agent_run_id.registry import _writer
+    from agent_run_id.registry import _backlog, _writer
 
     real = _writer.Writer._write
     calls = []
 
-    def broken_once(self: _writer.Writer, ops: list[_writer.Held]) -> bool:
+    def broken_once(self: _writer.Writer, ops: list[_backlog.Held]) -> bool:
         calls.append(len(ops))
         if len(calls) == 1:
             raise RuntimeError("a bug")
@@ -327,18 +327,18 @@ def test_a_bug_in_the_writer_is_logged_and_recording_goes_on(
 def test_an_unexpected_batch_error_writes_the_rows_one_by_one(
     registry: SQLiteRunRegistry, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from agent_run_id.registry import _writer
+    from agent_run_id.registry import _backlog, _batch
 
-    real = _writer._execute
+    real = _batch._execute
     calls = []
 
-    def broken_once(conn: sqlite3.Connection, ops: list[_writer.Held]) -> None:
+    def broken_once(conn: sqlite3.Connection, ops: list[_backlog.Held]) -> None:
         calls.append(len(ops))
         if len(calls) == 1:
             raise RuntimeError("a bug")
         real(conn, ops)
 
-    monkeypatch.setattr(_writer, "_execute", broken_once)
+    monkeypatch.setattr(_batch, "_execute", broken_once)
     ids = _runs(registry, 3)
     assert [registry.get(run).status for run in ids] == ["ok"] * 3
     assert calls[0] >= 1
@@ -348,19 +348,19 @@ def test_an_unexpected_batch_error_writes_the_rows_one_by_one(
 def test_a_database_error_while_writing_row_by_row_keeps_every_row(
     registry: SQLiteRunRegistry, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from agent_run_id.registry import _writer
+    from agent_run_id.registry import _backlog, _batch
 
     class Failing:
         def execute(self, *args: object) -> None:
             raise sqlite3.OperationalError("disk I/O error")
 
-    def broken(conn: sqlite3.Connection, ops: list[_writer.Held]) -> None:
+    def broken(conn: sqlite3.Connection, ops: list[_backlog.Held]) -> None:
         raise RuntimeError("a bug")
 
-    real_each = _writer.Writer._each
-    monkeypatch.setattr(_writer, "_execute", broken)
+    real_each = _batch.BatchWriter._each
+    monkeypatch.setattr(_batch, "_execute", broken)
     monkeypatch.setattr(
-        _writer.Writer, "_each", lambda self, conn, todo: real_each(self, Failing(), todo)
+        _batch.BatchWriter, "_each", lambda self, conn, todo: real_each(self, Failing(), todo)
     )
     ids = _runs(registry, 2)
     assert sum(registry._writer.held()[:2]) == 4  # every row kept, none dropped
@@ -443,9 +443,9 @@ def test_a_row_the_driver_refuses_is_dropped_alone_keeping_the_backlog(
 def test_while_failing_the_writer_keeps_at_most_max_pending_writes(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent_run_id.registry import _writer
+    from agent_run_id.registry import _backlog
 
-    monkeypatch.setattr(_writer, "_MAX_BATCH", 1)
+    monkeypatch.setattr(_backlog, "_MAX_BATCH", 1)
     registry = SQLiteRunRegistry(path, timeout=0.01, max_pending=3)
     _runs(registry, 1)
     locker = sqlite3.connect(path, isolation_level=None)
