@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, NoReturn, TypeVar
 
-from ._context import _RUN, _current
+from ._context import current_run_id
 from ._hosts import HostAllowList, allow_list
 from ._outbound import Added, OutboundHeaders, take_off
 from ._propagation import HEADER
@@ -81,8 +81,8 @@ class Stamp:
         if _MARK in extensions:
             return self.again(request, extensions[_MARK])
         # The first hop of a request: the hot path, kept to the fewest steps.
-        frame = _current.get()
-        if frame is None:
+        run_id = current_run_id()
+        if run_id is None:
             return _NOTHING
         policy = self.policy
         if policy is not None and not policy.allows(request.url.raw_host.decode("ascii")):
@@ -96,8 +96,8 @@ class Stamp:
             if item[1] in lower:
                 return _NOTHING  # the caller set one of the names: the request is theirs
         last = self._last
-        if last[0] is not frame[_RUN]:
-            last = self._last = self.encode(frame[_RUN])
+        if last[0] is not run_id:
+            last = self._last = self.encode(run_id)
         items.extend(last[2])
         # A new dict, so an extensions mapping the caller shares between requests is not marked.
         marked = dict(extensions)
@@ -207,10 +207,10 @@ class TransportBase:
         # tests/test_httpx.py holds the copy to the same answers as the original.
         stamp = self._stamp
         extensions = request.extensions
-        frame = _current.get()
+        run_id = current_run_id()
         if _MARK in extensions:
             added = stamp.again(request, extensions[_MARK])
-        elif frame is None or (
+        elif run_id is None or (
             stamp.policy is not None
             and not stamp.policy.allows(request.url.raw_host.decode("ascii"))
         ):
@@ -226,8 +226,8 @@ class TransportBase:
                     break
             else:
                 last = stamp._last
-                if last[0] is not frame[_RUN]:
-                    last = stamp._last = stamp.encode(frame[_RUN])
+                if last[0] is not run_id:
+                    last = stamp._last = stamp.encode(run_id)
                 items.extend(last[2])
                 added = last[1]
                 marked = dict(extensions)

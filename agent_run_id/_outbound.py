@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
-from ._context import _RUN, _current
+from ._context import current_run_id
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, check_header_name, run_headers
 from ._run_id import RunId
 
@@ -76,14 +76,14 @@ class OutboundHeaders:
         take_off(headers, before)
         if not allowed:
             return _NOTHING
-        frame = _current.get()
-        if frame is None:
+        run_id = current_run_id()
+        if run_id is None:
             return _NOTHING
         # One name the caller set makes the request's lineage theirs: any header added would mix.
         header, parent, root = self.names
         if header in headers or parent in headers or root in headers:
             return _NOTHING
-        pairs = self.pairs(frame[_RUN])
+        pairs = self.pairs(run_id)
         for name, value in pairs:
             headers[name] = value
         return pairs

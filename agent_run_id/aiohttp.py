@@ -22,7 +22,7 @@ except ImportError as exc:
 
     raise missing_extra("aiohttp", "aiohttp", "aiohttp") from exc
 
-from ._context import _current
+from ._context import current_run_id
 from ._hosts import HostAllowList, allow_list
 from ._outbound import Added, OutboundHeaders
 from ._propagation import HEADER
@@ -65,7 +65,7 @@ class _Callbacks:
     ) -> None:
         # aiohttp awaits this in the task that makes the request, so the run is the caller's;
         # the headers object is the one the request (and its redirects) is sent with.
-        if _current.get() is None:
+        if current_run_id() is None:
             return
         added = self.outbound.apply(params.headers, self._allows(params.url.raw_host))
         setattr(context, _ADDED, added)
@@ -79,7 +79,7 @@ class _Callbacks:
         # aiohttp sends the next hop with the same headers: take ours off, add them again only
         # when the new host may get them.
         before: Added = getattr(context, _ADDED, ())
-        if not before and _current.get() is None:
+        if not before and current_run_id() is None:
             return
         added = self.outbound.apply(params.headers, self._allows(_redirect_host(params)), before)
         setattr(context, _ADDED, added)

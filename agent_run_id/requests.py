@@ -25,7 +25,7 @@ except ImportError as exc:
 
     raise missing_extra("requests", "requests", "requests") from exc
 
-from ._context import _current
+from ._context import current_run_id
 from ._hosts import HostAllowList, allow_list
 from ._outbound import Added, OutboundHeaders, take_off
 from ._propagation import HEADER
@@ -60,7 +60,7 @@ def _prepare(
     """Give ``request`` the current run's headers under ``outbound``'s names; return them."""
     headers = request.headers
     before = headers.added if isinstance(headers, _RunHeaders) else ()
-    if not before and _current.get() is None:
+    if not before and current_run_id() is None:
         return ()
     url = request.url
     host = urlsplit(url).hostname if isinstance(url, str) else None
