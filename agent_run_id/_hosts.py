@@ -14,7 +14,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator
 
-from ._run_id import show_value
+from ._show import show_value
 
 __all__ = ["HostAllowList", "allow_list"]
 
@@ -174,7 +174,7 @@ class HostAllowList:
 
 
 def allow_list(hosts: Iterable[str] | None) -> HostAllowList | None:
-    """Return the policy for a ``hosts=`` option: None (every host) stays None."""
+    """Return the HostAllowList for a ``hosts=`` option: None (every host) stays None."""
     if hosts is None or isinstance(hosts, HostAllowList):
         return hosts
     return HostAllowList(hosts)

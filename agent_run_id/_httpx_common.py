@@ -51,15 +51,16 @@ def _probe(cls: type) -> bool:
 class Stamp:
     """What one transport or client hook adds to each request, by the rule of ``_outbound``.
 
-    Holds the host policy, the header names, and the last run's headers ready to append.
+    Holds the hosts that may get the run, the header names, and the last run's headers ready to
+    append.
     """
 
-    __slots__ = ("_last", "fast_type", "lower", "outbound", "policy")
+    __slots__ = ("_last", "fast_type", "hosts", "lower", "outbound")
 
     def __init__(
-        self, policy: HostAllowList | None, outbound: OutboundHeaders, headers_type: type
+        self, hosts: HostAllowList | None, outbound: OutboundHeaders, headers_type: type
     ) -> None:
-        self.policy = policy
+        self.hosts = hosts
         self.outbound = outbound
         #: The lowercase names, as bytes: one of them in a request makes it the caller's.
         self.lower = frozenset(name.encode("ascii") for name in outbound.lower)
@@ -84,8 +85,8 @@ class Stamp:
         run_id = current_run_id()
         if run_id is None:
             return _NOTHING
-        policy = self.policy
-        if policy is not None and not policy.allows(request.url.raw_host.decode("ascii")):
+        hosts = self.hosts
+        if hosts is not None and not hosts.allows(request.url.raw_host.decode("ascii")):
             return _NOTHING
         headers = request.headers
         if type(headers) is not self.fast_type:
@@ -107,8 +108,8 @@ class Stamp:
 
     def again(self, request: Any, before: Added) -> Added:
         """Prepare a later hop of a request that already went out: take off ``before`` first."""
-        policy = self.policy
-        allowed = policy is None or policy.allows(request.url.raw_host.decode("ascii"))
+        hosts = self.hosts
+        allowed = hosts is None or hosts.allows(request.url.raw_host.decode("ascii"))
         added = self.outbound.apply(request.headers, allowed, before)
         request.extensions = {**request.extensions, _MARK: added}
         return added
@@ -131,13 +132,13 @@ class Stamp:
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Stamp):
-            return self.policy == other.policy and self.outbound == other.outbound
+            return self.hosts == other.hosts and self.outbound == other.outbound
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"hosts={self.policy!r}, header_name={self.outbound!r}"
+        return f"hosts={self.hosts!r}, header_name={self.outbound!r}"
 
 
 def _check_transport(cls: type, transport: object, base: type, kind: str) -> None:
@@ -211,8 +212,7 @@ class TransportBase:
         if _MARK in extensions:
             added = stamp.again(request, extensions[_MARK])
         elif run_id is None or (
-            stamp.policy is not None
-            and not stamp.policy.allows(request.url.raw_host.decode("ascii"))
+            stamp.hosts is not None and not stamp.hosts.allows(request.url.raw_host.decode("ascii"))
         ):
             added = _NOTHING
         elif type(request.headers) is not stamp.fast_type:

@@ -46,16 +46,16 @@ def _redirect_host(params: aiohttp.TraceRequestRedirectParams) -> str | None:
 
 
 class _Callbacks:
-    """The trace callbacks of one :func:`trace_config`, sharing its host policy and names."""
+    """The trace callbacks of one :func:`trace_config`, sharing its allowed hosts and names."""
 
-    __slots__ = ("outbound", "policy")
+    __slots__ = ("hosts", "outbound")
 
-    def __init__(self, policy: HostAllowList | None, outbound: OutboundHeaders) -> None:
-        self.policy = policy
+    def __init__(self, hosts: HostAllowList | None, outbound: OutboundHeaders) -> None:
+        self.hosts = hosts
         self.outbound = outbound
 
     def _allows(self, host: str | None) -> bool:
-        return host is not None and (self.policy is None or self.policy.allows(host))
+        return host is not None and (self.hosts is None or self.hosts.allows(host))
 
     async def on_request_start(
         self,

@@ -55,7 +55,7 @@ class _RunHeaders(CaseInsensitiveDict[str]):
 
 
 def _prepare(
-    request: requests.PreparedRequest, policy: HostAllowList | None, outbound: OutboundHeaders
+    request: requests.PreparedRequest, hosts: HostAllowList | None, outbound: OutboundHeaders
 ) -> Added:
     """Give ``request`` the current run's headers under ``outbound``'s names; return them."""
     headers = request.headers
@@ -64,7 +64,7 @@ def _prepare(
         return ()
     url = request.url
     host = urlsplit(url).hostname if isinstance(url, str) else None
-    allowed = policy is None or (host is not None and policy.allows(host))
+    allowed = hosts is None or (host is not None and hosts.allows(host))
     added = outbound.apply(headers, allowed, before)
     if added or before:
         if not isinstance(headers, _RunHeaders):
@@ -75,7 +75,7 @@ def _prepare(
 
 def _send(send: Any, adapter: Any, request: Any, args: Any, kwargs: Any) -> Any:
     """Send ``request`` with ``send`` after adding the run, as both adapters do."""
-    added = _prepare(request, adapter._policy, adapter._outbound)
+    added = _prepare(request, adapter._hosts, adapter._outbound)
     response = send(request, *args, **kwargs)
     # Session.resolve_redirects builds the next hop from a copy of this very request, and that
     # hop may leave through an adapter that is not this library's: take ours off now. If it
@@ -109,8 +109,8 @@ class RunIdAdapter(HTTPAdapter):
     Security: without ``hosts=``, every host the session reaches learns the run id and lineage.
     """
 
-    # What HTTPAdapter pickles; the policy goes along. requests declares it as a plain list.
-    __attrs__ = [*HTTPAdapter.__attrs__, "_policy", "_outbound"]  # noqa: RUF012
+    # What HTTPAdapter pickles; the allowed hosts go along. requests declares it as a plain list.
+    __attrs__ = [*HTTPAdapter.__attrs__, "_hosts", "_outbound"]  # noqa: RUF012
 
     def __init__(
         self,
@@ -119,7 +119,7 @@ class RunIdAdapter(HTTPAdapter):
         header_name: str = HEADER,
         **kwargs: Any,
     ) -> None:
-        self._policy = allow_list(hosts)
+        self._hosts = allow_list(hosts)
         self._outbound = OutboundHeaders(header_name, "agent_run_id.requests.RunIdAdapter")
         super().__init__(*args, **kwargs)
 
@@ -129,7 +129,7 @@ class RunIdAdapter(HTTPAdapter):
 
 
 # The wrapper's own state; every other attribute, read or written, is the wrapped adapter's.
-_OWN_STATE = frozenset({"adapter", "_policy", "_outbound"})
+_OWN_STATE = frozenset({"adapter", "_hosts", "_outbound"})
 _OWN = _OWN_STATE | {"send", "close"}
 
 
@@ -142,11 +142,11 @@ class _WrappedAdapter(BaseAdapter):
     """
 
     def __init__(
-        self, adapter: BaseAdapter, policy: HostAllowList | None, outbound: OutboundHeaders
+        self, adapter: BaseAdapter, hosts: HostAllowList | None, outbound: OutboundHeaders
     ) -> None:
         # No BaseAdapter or HTTPAdapter __init__: the wrapper holds no settings of its own.
         object.__setattr__(self, "adapter", adapter)
-        object.__setattr__(self, "_policy", policy)
+        object.__setattr__(self, "_hosts", hosts)
         object.__setattr__(self, "_outbound", outbound)
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
@@ -169,14 +169,14 @@ class _WrappedAdapter(BaseAdapter):
 
     # HTTPAdapter pickles its settings by name; the wrapper pickles what it wraps instead.
     def __getstate__(self) -> dict[str, Any]:
-        return {"adapter": self.adapter, "_policy": self._policy, "_outbound": self._outbound}
+        return {"adapter": self.adapter, "_hosts": self._hosts, "_outbound": self._outbound}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():
             object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
-        options = f"hosts={self._policy!r}, header_name={self._outbound!r}"
+        options = f"hosts={self._hosts!r}, header_name={self._outbound!r}"
         return f"<agent_run_id {self.adapter!r} {options}>"
 
 
@@ -206,20 +206,20 @@ def instrument(
             f"session must be a requests.Session, got {type(session).__qualname__}: "
             "pass the session your code sends with"
         )
-    policy = allow_list(hosts)
+    host_list = allow_list(hosts)
     outbound = OutboundHeaders(header_name, "agent_run_id.requests.instrument")
     for prefix, adapter in list(session.adapters.items()):
         if isinstance(adapter, (RunIdAdapter, _WrappedAdapter)):
-            if adapter._policy != policy or adapter._outbound != outbound:
+            if adapter._hosts != host_list or adapter._outbound != outbound:
                 raise ValueError(
                     f"the adapter for {prefix!r} already sends the run with "
-                    f"hosts={adapter._policy!r}, header_name={adapter._outbound!r}, not "
-                    f"hosts={policy!r}, header_name={outbound!r}: instrument a session once"
+                    f"hosts={adapter._hosts!r}, header_name={adapter._outbound!r}, not "
+                    f"hosts={host_list!r}, header_name={outbound!r}: instrument a session once"
                 )
             continue
         wrapper = _WrappedHTTPAdapter if isinstance(adapter, HTTPAdapter) else _WrappedAdapter
-        session.adapters[prefix] = wrapper(adapter, policy, outbound)
+        session.adapters[prefix] = wrapper(adapter, host_list, outbound)
     for prefix in ("https://", "http://"):
         if prefix not in session.adapters:
-            session.mount(prefix, RunIdAdapter(hosts=policy, header_name=outbound.header))
+            session.mount(prefix, RunIdAdapter(hosts=host_list, header_name=outbound.header))
     return session

@@ -263,10 +263,10 @@ def test_an_instrumented_session_pickles_with_its_wrapped_adapters() -> None:
     assert isinstance(copy.adapter, HTTPAdapter)
     assert copy.adapter is not original.adapter
     assert copy._pool_maxsize == 3
-    assert copy._policy == original._policy
-    copy._policy = None  # the wrapper's own state stays its own
-    assert vars(copy)["_policy"] is None
-    assert not hasattr(copy.adapter, "_policy")
+    assert copy._hosts == original._hosts
+    copy._hosts = None  # the wrapper's own state stays its own
+    assert vars(copy)["_hosts"] is None
+    assert not hasattr(copy.adapter, "_hosts")
 
 
 def test_a_run_id_adapter_takes_http_adapter_options(server: LocalServer) -> None:
@@ -360,7 +360,7 @@ def test_closing_the_session_closes_the_wrapped_adapters() -> None:
 def test_a_run_id_adapter_pickles_with_its_hosts() -> None:
     adapter = RunIdAdapter(pool_maxsize=3, hosts=("a.example",))
     copy = pickle.loads(pickle.dumps(adapter))
-    assert copy._policy == adapter._policy
+    assert copy._hosts == adapter._hosts
     assert copy._pool_maxsize == 3
 
 
