@@ -6,14 +6,8 @@ with ``headers()`` or ``environ()``. Integrations live in their own modules
 own extra, and are never imported from here.
 """
 
-from ._context import (
-    RunContext,
-    RunFinisher,
-    RunObserver,
-    add_run_observer,
-    current_run_id,
-    remove_run_observer,
-)
+from ._context import RunContext, current_run_id
+from ._hooks import RunFinisher, RunObserver, add_run_observer, remove_run_observer
 from ._propagation import (
     HEADER,
     PARENT_HEADER,

@@ -1,83 +1,88 @@
-"""The current run: a ContextVar, the RunContext that sets it, and the run observers."""
+"""The current run: a ContextVar holding the run's frame, and the RunContext that sets it.
+
+This module owns the frame. Only it and the measured hot paths (``asgi``, ``wsgi``, ``logging``)
+read or build frames; everything else reads the run with :func:`current_run_id` or one of the
+named helpers below (``tests/test_structure.py`` holds that list).
+"""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import re
-import threading
-import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from contextvars import ContextVar
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar, Token
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, TypeAlias, TypeVar, cast
+from typing import Any, Final, TypeAlias, cast
 
-from ._hooks import Hooks
+from . import _recording
+from ._hooks import RunFinisher, finish_run, observers, report
+from ._notes import note_run
+from ._recording import check_registry, record_start
 from ._run_id import RunId
+from ._types import Registry
 
 __all__ = [
+    "FINISHERS",
+    "LOG_FIELDS",
+    "OWNER",
+    "PREVIOUS",
+    "RUN",
+    "TOKEN",
+    "Captured",
+    "Frame",
     "RunContext",
-    "RunFinisher",
-    "RunObserver",
-    "add_run_observer",
+    "activate",
+    "capture",
+    "current",
     "current_run_id",
-    "remove_run_observer",
+    "deactivate",
+    "is_outermost",
+    "new_frame",
+    "take_finishers",
 ]
 
-_log = logging.getLogger("agent_run_id")
-
-#: Called when a run ends, with the exception that escaped it (None when it ended normally).
-RunFinisher = Callable[[BaseException | None], object]
-#: Called when a run starts, with the run and its RunContext; may return a RunFinisher.
-RunObserver = Callable[[RunId, "RunContext"], RunFinisher | None]
-
-_NOTE_PREFIX = "run_id="
-# Our note exactly: a user's own note that merely starts with "run_id=" is not ours.
-_OUR_NOTE = re.compile(r"run_id=[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # The metadata of a run given none: one shared, read-only mapping.
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
-
 
 #: One entry into a RunContext: what the ContextVar holds while the run is current. A list, not
 #: an object with slots: CPython takes a short list off a free list, several times quicker than
 #: making an object and setting its slots, and the ASGI middleware makes one per request. Read at
 #: the positions below, and told apart by identity alone (``is``): lists compare by value.
-_Frame: TypeAlias = list[Any]
-_RUN: Final = 0  # the RunId
-_OWNER: Final = 1  # the RunContext entered (a middleware's own, never entered, for its frames)
-_PREVIOUS: Final = 2  # the frame current before this one, or None
-_FINISHERS: Final = 3  # list[tuple[RunObserver, RunFinisher]], once an observer returns one
-_TOKEN: Final = 4  # the ContextVar token of the entry (None when its setter resets it itself)
-_LOG_FIELDS: Final = 5  # the log record fields of the run, worked out once by agent_run_id.logging
+Frame: TypeAlias = list[Any]
+RUN: Final = 0  # the RunId
+OWNER: Final = 1  # the RunContext entered (a middleware's own, never entered, for its frames)
+PREVIOUS: Final = 2  # the frame current before this one, or None
+FINISHERS: Final = 3  # list[tuple[culprit, RunFinisher]]: what ends the run for its observers
+TOKEN: Final = 4  # the ContextVar token of the entry (None when its setter resets it itself)
+LOG_FIELDS: Final = 5  # the log record fields of the run, worked out once by agent_run_id.logging
+
+#: What :func:`capture` returns: the run current at that moment (its frame), or None.
+Captured: TypeAlias = "Frame | None"
 
 
-def _new_frame(run_id: RunId, owner: RunContext, previous: _Frame | None) -> _Frame:
+def new_frame(run_id: RunId, owner: RunContext, previous: Frame | None) -> Frame:
     """Return a frame of ``run_id`` with no finishers, token or log fields yet."""
     return [run_id, owner, previous, None, None, None]
 
 
-_current: ContextVar[_Frame | None] = ContextVar("agent_run_id.current", default=None)
+current: ContextVar[Frame | None] = ContextVar("agent_run_id.current", default=None)
 
 
 def current_run_id() -> RunId | None:
     """Return the run current in this thread or task, or None outside any run."""
-    frame = _current.get()
+    frame = current.get()
     if frame is None:
         return None
-    run: RunId = frame[_RUN]
+    run: RunId = frame[RUN]
     return run
 
 
-def check_registry(registry: object) -> None:
-    """Raise TypeError unless ``registry`` is None or a run registry.
+def is_outermost() -> bool:
+    """Return whether the current run was entered with no run current (a request's, a task's).
 
-    Checked by shape (a ``start`` method): the core never imports the registry module.
+    For run observers, which run as the run is entered: False for a run nested in another, and
+    outside any run.
     """
-    if registry is not None and not callable(getattr(registry, "start", None)):
-        raise TypeError(
-            f"registry must be a RunRegistry or None, got {type(registry).__name__}: "
-            "pass agent_run_id.registry.SQLiteRunRegistry(path), for example"
-        )
+    frame = current.get()
+    return frame is not None and frame[PREVIOUS] is None
 
 
 class RunContext:
@@ -96,7 +101,8 @@ class RunContext:
         task: a short summary of the task, for observers.
         metadata: any other JSON-able facts about the run, for observers.
         registry: where to record the run (a ``agent_run_id.registry.RunRegistry``); None
-            records it in the process-wide default registry, if one is set.
+            records it where its enclosing run is recorded, else in the process-wide default
+            registry, if one is set.
 
     Example::
 
@@ -112,7 +118,7 @@ class RunContext:
         user_id: str | None = None,
         task: str | None = None,
         metadata: Mapping[str, Any] | None = None,
-        registry: Any = None,
+        registry: Registry | None = None,
     ) -> None:
         if run_id is not None and not isinstance(run_id, RunId):
             raise TypeError(
@@ -132,12 +138,12 @@ class RunContext:
         self._run_id = run_id
         self._last: RunId | None = run_id
         # Its entries not left yet, in the order entered, by id(): one step to add or drop.
-        self._open: dict[int, _Frame] = {}
+        self._open: dict[int, Frame] = {}
         self.name = name
         self.user_id = user_id
         self.task = task
         self.metadata: Mapping[str, Any] = _NO_METADATA if metadata is None else dict(metadata)
-        self.registry: Any = registry
+        self.registry: Registry | None = registry
 
     @property
     def run_id(self) -> RunId:
@@ -146,7 +152,7 @@ class RunContext:
             return self._run_id
         frame = self._own_frame()
         if frame is not None:
-            run: RunId = frame[_RUN]
+            run: RunId = frame[RUN]
             return run
         if self._last is None:
             raise RuntimeError(
@@ -156,25 +162,25 @@ class RunContext:
         return self._last
 
     def __enter__(self) -> RunContext:
-        previous = _current.get()
+        previous = current.get()
         run_id = self._run_id
         if run_id is None:
-            run_id = RunId.generate(None if previous is None else previous[_RUN])
+            run_id = RunId.generate(None if previous is None else previous[RUN])
             self._last = run_id
-        frame = _new_frame(run_id, self, previous)
-        frame[_TOKEN] = _current.set(frame)
+        frame = new_frame(run_id, self, previous)
+        frame[TOKEN] = current.set(frame)
         self._open[id(frame)] = frame
-        observers = _observers.items
-        if observers:
+        registry = _registry_in_effect(frame)
+        if registry is not None or observers.items:
             try:
-                _start(frame, observers)
+                _start(frame, registry)
             except BaseException as exc:
                 # An observer raised KeyboardInterrupt or SystemExit: __exit__ will never run, so
                 # undo the entry here and end the run for the observers that saw it start.
-                _current.reset(frame[_TOKEN])
+                current.reset(frame[TOKEN])
                 _drop(self._open, frame)
-                if frame[_FINISHERS] is not None:
-                    _finish(frame[_FINISHERS], exc)
+                if frame[FINISHERS] is not None:
+                    finish_run(frame[FINISHERS], exc)
                 raise
         return self
 
@@ -184,8 +190,8 @@ class RunContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        frame = _current.get()
-        if frame is None or frame[_OWNER] is not self:  # not left in the order entered: look
+        frame = current.get()
+        if frame is None or frame[OWNER] is not self:  # not left in the order entered: look
             frame = self._own_frame()
         if frame is None:
             if not self._open:
@@ -195,16 +201,16 @@ class RunContext:
             frame = next(reversed(self._open.values()))
         else:
             try:
-                _current.reset(frame[_TOKEN])
+                current.reset(frame[TOKEN])
             except ValueError:
                 # Left in a copy of the context it was entered in (an async generator closed by
                 # another task): the token belongs to the original, so restore the value instead.
-                _current.set(frame[_PREVIOUS])
+                current.set(frame[PREVIOUS])
         _drop(self._open, frame)
         if exc is not None:
-            _add_note(exc, frame[_RUN])
-        if frame[_FINISHERS] is not None:
-            _finish(frame[_FINISHERS], exc)
+            note_run(exc, frame[RUN])
+        if frame[FINISHERS] is not None:
+            finish_run(frame[FINISHERS], exc)
 
     async def __aenter__(self) -> RunContext:
         return self.__enter__()
@@ -217,10 +223,10 @@ class RunContext:
     ) -> None:
         self.__exit__(exc_type, exc, tb)
 
-    def _own_frame(self) -> _Frame | None:
-        frame = _current.get()
-        while frame is not None and frame[_OWNER] is not self:
-            frame = frame[_PREVIOUS]
+    def _own_frame(self) -> Frame | None:
+        frame = current.get()
+        while frame is not None and frame[OWNER] is not self:
+            frame = frame[PREVIOUS]
         return frame
 
     def __repr__(self) -> str:
@@ -228,150 +234,41 @@ class RunContext:
         return f"RunContext(run_id={run!r})"
 
 
-def _drop(frames: dict[int, _Frame], frame: _Frame) -> None:
+def _drop(frames: dict[int, Frame], frame: Frame) -> None:
     """Remove the entry ``frame`` from a RunContext's open ones; leaving it twice is an error."""
     if frames.pop(id(frame), None) is not frame:
         raise RuntimeError("RunContext left twice: this entry of it was left already")
 
 
-def _still_open(frame: _Frame) -> bool:
-    """Return whether the entry ``frame`` has not been left yet.
-
-    A frame with no token was set by a middleware that resets it itself, without entering its
-    RunContext: it is open for as long as anything holds it.
-    """
-    return frame[_TOKEN] is None or frame[_OWNER]._open.get(id(frame)) is frame
-
-
-def _add_note(exc: BaseException, run_id: RunId) -> None:
-    """Note the innermost run on an exception once, whatever runs it crosses on its way out.
-
-    An exception that already carries a ``run_id=<id>`` note keeps it: the same raise crossing
-    outer runs must keep naming the innermost. Only a note of exactly that shape counts: a note
-    of the user's that starts with ``run_id=`` does not stop ours. (An exception instance cached
-    and raised again in a later run therefore keeps naming the first run; telling the two apart
-    needs the traceback, which this must not keep alive.)
-    """
-    add_note = getattr(exc, "add_note", None)  # PEP 678, Python 3.11+
-    if add_note is None or not isinstance(exc, Exception):
-        return
-    notes = getattr(exc, "__notes__", ())
-    if any(isinstance(note, str) and _OUR_NOTE.fullmatch(note) for note in notes):
-        return
-    try:
-        add_note(f"{_NOTE_PREFIX}{run_id.value}")
-    except Exception:
-        # An exception class that refuses new attributes (a frozen dataclass) refuses the note
-        # too; the user's exception must go on as it is, not be replaced by that error.
-        return
+def _registry_in_effect(frame: Frame | None) -> Registry | None:
+    """Return the registry given to the frame's run or the nearest enclosing one, or the default."""
+    while frame is not None:
+        registry: Registry | None = frame[OWNER].registry
+        if registry is not None:
+            return registry
+        frame = frame[PREVIOUS]
+    return _recording.default
 
 
-# Observers are kept in a tuple replaced as a whole under a lock, so entering a run reads them
-# without taking the lock.
-_observers: Hooks[RunObserver] = Hooks()
-
-
-class _Reported:
-    """The observers whose first failure has been logged: one flag per registered observer.
-
-    Held weakly where the observer allows it (a bound method is compared by its function and
-    its instance, as registration compares it), by identity otherwise; an observer's flag goes
-    when it is removed, so an observer registered later never inherits it.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._weak: weakref.WeakSet[object] = weakref.WeakSet()
-        self._strong: list[object] = []  # not weakly referable, or not hashable
-
-    def first(self, culprit: object) -> bool:
-        """Flag ``culprit`` and return whether this is its first failure."""
-        with self._lock:
-            try:
-                if culprit in self._weak:
-                    return False
-                self._weak.add(culprit)
-            except TypeError:
-                if any(seen is culprit for seen in self._strong):
-                    return False
-                self._strong.append(culprit)
-            return True
-
-    def discard(self, culprit: object) -> None:
-        """Forget ``culprit``'s flag; a no-op when it has none."""
-        with self._lock:
-            with contextlib.suppress(TypeError):  # not weakly referable, or not hashable
-                self._weak.discard(culprit)
-            self._strong = [seen for seen in self._strong if seen is not culprit]
-
-    def clear(self) -> None:
-        """Forget every flag."""
-        with self._lock:
-            self._weak.clear()
-            self._strong.clear()
-
-
-_reported = _Reported()
-
-
-def add_run_observer(observer: RunObserver) -> None:
-    """Call ``observer(run_id, context)`` each time a run is entered, in any thread or task.
-
-    The observer may return a finisher, called with the exception that escaped the run (or None)
-    when the run is left. This is how integrations (the run registry, OpenTelemetry, Sentry) hook
-    into runs. Adding the same observer twice registers it once. An observer or finisher that
-    raises never breaks the run: its first failure is logged as a warning on the
-    ``agent_run_id`` logger with its traceback, later ones at debug level.
-    """
-    if not callable(cast(object, observer)):
-        raise TypeError(f"observer must be callable, got {type(observer).__name__}")
-    _observers.add(observer)
-
-
-def remove_run_observer(observer: RunObserver) -> None:
-    """Stop calling ``observer``; runs already entered still call their finishers.
-
-    Its failures are forgotten: added again, its next failure is logged as a warning again.
-    """
-    _observers.remove(observer)
-    _reported.discard(observer)
-
-
-def _start(frame: _Frame, observers: tuple[RunObserver, ...]) -> None:
-    run_id, context = frame[_RUN], frame[_OWNER]
-    for observer in observers:
+def _start(frame: Frame, registry: Registry | None) -> None:
+    """Record the run's start in ``registry`` and tell the observers; keep what ends it."""
+    run_id, context = frame[RUN], frame[OWNER]
+    # Kept in the frame as they come: an observer that raises KeyboardInterrupt leaves those
+    # before it to be finished by RunContext.__enter__.
+    finishers: list[tuple[object, RunFinisher]] = []
+    frame[FINISHERS] = finishers
+    if registry is not None:
+        finish = record_start(registry, run_id, context)
+        if finish is not None:
+            finishers.append((registry, finish))
+    for observer in observers.items:
         try:
             finish = observer(run_id, context)
         except Exception:
-            _report(observer, "when the run started")
+            report(observer, "run observer %r failed when the run started")
         else:
             if finish is not None:
-                if frame[_FINISHERS] is None:
-                    frame[_FINISHERS] = []
-                frame[_FINISHERS].append((observer, finish))
-
-
-def _finish(finishers: list[tuple[RunObserver, RunFinisher]], exc: BaseException | None) -> None:
-    for observer, finish in reversed(finishers):
-        try:
-            finish(exc)
-        except Exception:
-            _report(observer, "when the run ended")
-
-
-def _report(culprit: object, when: str) -> None:
-    first = _reported.first(culprit)
-    _log.log(
-        logging.WARNING if first else logging.DEBUG,
-        "run observer %r failed %s; the run goes on%s",
-        culprit,
-        when,
-        "" if first else " (repeated failure)",
-        exc_info=True,
-    )
-
-
-T = TypeVar("T")
+                finishers.append((observer, finish))
 
 
 def take_finishers(context: RunContext) -> Callable[[BaseException | None], None]:
@@ -381,55 +278,28 @@ def take_finishers(context: RunContext) -> Callable[[BaseException | None], None
     function ends the run for its observers, with the exception that ended it (or None). The
     first call ends it; later calls do nothing.
     """
-    frame = cast(_Frame, context._own_frame())  # called inside the block: there is one
-    taken: list[list[tuple[RunObserver, RunFinisher]] | None] = [frame[_FINISHERS]]
-    frame[_FINISHERS] = None
+    frame = cast(Frame, context._own_frame())  # called inside the block: there is one
+    taken: list[list[tuple[object, RunFinisher]] | None] = [frame[FINISHERS]]
+    frame[FINISHERS] = None
 
     def end(exc: BaseException | None) -> None:
         finishers, taken[0] = taken[0], None
         if finishers is not None:
-            _finish(finishers, exc)
+            finish_run(finishers, exc)
 
     return end
 
 
-def _carry_over(context: RunContext, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
-    """Return a coroutine that awaits ``awaitable`` in ``context``'s run, which ends with it.
-
-    For a sync function that returns an awaitable inside its run: called inside the block,
-    before it is left. The run's finishers move to the coroutine, so leaving the block only
-    restores the previous run, and observers see the run end when the await ends, with the
-    exception that escaped it. The run's id is noted on that exception as on leaving a block.
-    """
-    frame = cast(_Frame, context._own_frame())  # called inside the block: there is one
-    return _await_to_the_end(frame, take_finishers(context), awaitable)
+def capture() -> Captured:
+    """Return the run current now, to make current again elsewhere with :func:`activate`."""
+    return current.get()
 
 
-async def _await_to_the_end(
-    frame: _Frame, end: Callable[[BaseException | None], None], awaitable: Awaitable[T]
-) -> T:
-    escaped: BaseException | None = None
-    token = _current.set(frame)
-    try:
-        return await awaitable
-    except BaseException as exc:
-        escaped = exc
-        _add_note(exc, frame[_RUN])
-        raise
-    finally:
-        _current.reset(token)
-        end(escaped)
+def activate(captured: Captured) -> Token[Frame | None]:
+    """Make the run of :func:`capture` current here; undo it with :func:`deactivate`."""
+    return current.set(captured)
 
 
-def _captured_run() -> _Frame | None:
-    """Return the run current now, to make current again later with :func:`_await_in`."""
-    return _current.get()
-
-
-async def _await_in(frame: _Frame | None, awaitable: Awaitable[T]) -> T:
-    """Await ``awaitable`` with the run ``frame`` current, restoring the run after."""
-    token = _current.set(frame)
-    try:
-        return await awaitable
-    finally:
-        _current.reset(token)
+def deactivate(token: Token[Frame | None]) -> None:
+    """Make current again what was current before :func:`activate` gave ``token``."""
+    current.reset(token)

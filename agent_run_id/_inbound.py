@@ -12,9 +12,10 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal, cast
 
-from . import _propagation
-from ._propagation import check_header_name, parse_wire_id, run_from_fallbacks, run_from_wire
-from ._run_id import RunId, show_value
+from ._hooks import fallbacks, run_from_fallbacks
+from ._propagation import check_header_name, run_from_wire, single_value
+from ._run_id import RunId
+from ._show import show_value
 
 __all__ = ["InboundPolicy", "Incoming", "IncomingOption"]
 
@@ -27,32 +28,6 @@ _MODES = ("continue", "child", "ignore")
 _ON_INVALID = ("replace", "reject")
 
 _log = logging.getLogger("agent_run_id.inbound")
-
-
-def _one(raw: bytes | str | None) -> bytes | str | None:
-    """Return the single value of a header that may have come repeated (joined with commas).
-
-    Repeated headers count only when every one of them holds the same valid id; otherwise the
-    result is None, which no caller takes for a run id. Empty elements are skipped, as HTTP
-    lists are read (RFC 9110, section 5.6.1). The cost is linear in the length, whatever the
-    number of repeats, and the scan stops at the first value that does not agree.
-    """
-    if raw is None:
-        return None
-    text = raw if isinstance(raw, str) else bytes(raw).decode("latin-1")
-    if "," not in text:
-        return raw
-    found = None
-    last = ""  # the copy read before, blank at first: a copy the same as it needs no reading
-    for part in text.split(","):
-        if part == last or not part.strip(" \t"):
-            continue
-        last = part
-        value = parse_wire_id(part)
-        if value is None or (found is not None and value != found):
-            return None
-        found = value
-    return found
 
 
 def _absent(raw: bytes | str) -> bool:
@@ -153,9 +128,9 @@ class InboundPolicy:
             if parent is None and root is None:
                 run = run_from_wire(raw)
                 if run is None:  # only a rare repeated header is worth a second look
-                    run = run_from_wire(_one(raw))
+                    run = run_from_wire(single_value(raw))
             else:
-                run = run_from_wire(_one(raw), _one(parent), _one(root))
+                run = run_from_wire(single_value(raw), single_value(parent), single_value(root))
             if run is not None:
                 return run if mode == "continue" else run.child()
             if self.reject:
@@ -166,7 +141,7 @@ class InboundPolicy:
                 return None
         # The fallbacks (OpenTelemetry baggage) are asked only when the header gave no run.
         found = None
-        if _propagation._fallbacks.items:
+        if fallbacks.items:
             found = run_from_fallbacks(self.header_getter(request))
         if found is None:
             run = RunId.generate()

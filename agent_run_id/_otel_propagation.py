@@ -14,11 +14,10 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.propagators import textmap
 
-from ._context import _RUN, _current
-from ._inbound import _one
+from ._context import current_run_id
 from ._otel_runs import run_in_baggage
-from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, _fields, run_from_wire
-from ._run_id import RunId
+from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_from_wire, single_value
+from ._run_id import RunId, lineage_fields
 
 __all__ = ["RunIdPropagator", "run_from_baggage_header", "run_from_context"]
 
@@ -69,11 +68,12 @@ class RunIdPropagator(textmap.TextMapPropagator):
         setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
     ) -> None:
         """Write the run's headers into ``carrier``; nothing outside any run."""
-        frame = _current.get()
-        run: RunId | None = frame[_RUN] if frame is not None else run_from_context(context)
+        run = current_run_id()
+        if run is None:
+            run = run_from_context(context)
         if run is None or _holds_ours(carrier):
             return
-        for name, value in _fields(run, *_NAMES).items():
+        for name, value in lineage_fields(run, _NAMES).items():
             setter.set(carrier, name, value)
 
     def extract(
@@ -123,7 +123,7 @@ def _single(carrier: Any, getter: textmap.Getter[Any], name: str) -> str | None:
     if not values:
         return None
     # A repeated header counts only when every copy holds the same id: the inbound rule.
-    one = _one(",".join(values))
+    one = single_value(",".join(values))
     return one if isinstance(one, str) else None
 
 

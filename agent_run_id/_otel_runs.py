@@ -15,11 +15,20 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ._context import _PREVIOUS, RunContext, RunFinisher, _current
+from ._context import RunContext, is_outermost
+from ._hooks import RunFinisher
 from ._propagation import run_from_wire
-from ._run_id import RunId
+from ._run_id import RunId, lineage_fields
 
-__all__ = ["KEYS", "RunObserver", "attributes", "run_in_baggage", "trace_fields"]
+__all__ = [
+    "KEYS",
+    "OtelObserver",
+    "attributes",
+    "run_in_baggage",
+    "stamp_entry_span",
+    "trace_fields",
+    "with_run_baggage",
+]
 
 #: Our names, as span attributes and as baggage keys: the run, its parent, its root.
 KEYS = ("agent_run.id", "agent_run.parent_id", "agent_run.root_id")
@@ -83,10 +92,7 @@ def _pair(key: str, value: object) -> str:
 
 def attributes(run: RunId) -> dict[str, str]:
     """Return the span attributes of ``run``."""
-    fields = {KEYS[0]: run.value, KEYS[2]: run.root.value}
-    if run.parent is not None:
-        fields[KEYS[1]] = run.parent.value
-    return fields
+    return lineage_fields(run, KEYS, own_root=True)
 
 
 # The spans that start before the run of the request or message they handle is entered.
@@ -105,8 +111,7 @@ def stamp_entry_span(run: RunId) -> None:
     A span attribute cannot be removed: when the arrived run had a parent and the request runs
     as a new root run (``incoming="ignore"``), ``agent_run.parent_id`` becomes ``""``.
     """
-    frame = _current.get()
-    if frame is None or frame[_PREVIOUS] is not None:
+    if not is_outermost():
         return
     span = trace.get_current_span()
     if getattr(span, "kind", None) not in _ENTRY_KINDS or not span.is_recording():
@@ -117,7 +122,7 @@ def stamp_entry_span(run: RunId) -> None:
     span.set_attributes(fields)
 
 
-class RunObserver:
+class OtelObserver:
     """A run observer: at each run's start, stamp the entry span and attach baggage and span."""
 
     def __init__(self, *, baggage: bool, tracer: trace.Tracer | None, stamp: bool) -> None:

@@ -7,30 +7,30 @@ helpers below all take the names and the validation rule from here.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from ._context import current_run_id
-from ._hooks import Hooks
-from ._run_id import ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID, ENV_RUN_ID, RunId, _restore, show_value
-from ._uuid import _PLACEHOLDERS, parse_wire_id
+from ._run_id import (
+    ENV_PARENT_RUN_ID,
+    ENV_ROOT_RUN_ID,
+    ENV_RUN_ID,
+    RunId,
+    lineage_fields,
+    make_run_id,
+)
+from ._show import show_value
+from ._uuid import parse_wire_id
 
 __all__ = [
-    "ENV_PARENT_RUN_ID",
-    "ENV_ROOT_RUN_ID",
-    "ENV_RUN_ID",
     "HEADER",
+    "NAMES",
     "PARENT_HEADER",
     "ROOT_HEADER",
-    "IncomingFallback",
-    "add_incoming_fallback",
     "check_header_name",
     "environ",
     "headers",
-    "parse_wire_id",
-    "remove_incoming_fallback",
-    "run_from_fallbacks",
     "run_from_wire",
     "run_headers",
+    "single_value",
 ]
 
 #: The header that carries the run id.
@@ -39,6 +39,8 @@ HEADER = "X-Run-Id"
 PARENT_HEADER = "X-Parent-Run-Id"
 #: The header that carries the id of the first run of the tree, when the run has a parent.
 ROOT_HEADER = "X-Root-Run-Id"
+#: The three, in the order of :func:`~agent_run_id._run_id.lineage_fields`.
+NAMES = (HEADER, PARENT_HEADER, ROOT_HEADER)
 
 # RFC 9110 token characters: what a header field name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -58,18 +60,6 @@ def check_header_name(header_name: object, owner: str) -> str:
     return header_name
 
 
-# The quick check of a canonical id, which parse_wire_id keeps as it is (ASGI's common path):
-#     raw.translate(_CANONICAL_TABLE) == _CANONICAL_SHAPE and raw != _NIL and raw != _MAX
-# (compared, not looked up in a set: a server that breaks the spec with a bytearray must not fail)
-# bytes.translate maps lower-case hex digits to "0", "-" to itself and any other byte to "x", so
-# only a lowercase 8-4-4-4-12 id translates to _CANONICAL_SHAPE.
-_CANONICAL_SHAPE = b"00000000-0000-0000-0000-000000000000"
-_CANONICAL_TABLE = bytes(
-    48 if byte in b"0123456789abcdef" else 45 if byte == 45 else 120 for byte in range(256)
-)
-_NIL, _MAX = sorted(value.encode("ascii") for value in _PLACEHOLDERS)
-
-
 def run_from_wire(
     run: bytes | str | None,
     parent: bytes | str | None = None,
@@ -85,7 +75,7 @@ def run_from_wire(
         return None
     if parent is None and root is None:
         # The common case of a request that carries the run id alone; value is canonical.
-        return _restore(value, None, None)
+        return make_run_id(value, None, None)
     root_value = parse_wire_id(root)
     if root_value == value:
         root_value = None
@@ -96,41 +86,31 @@ def run_from_wire(
     return RunId(value, parent=parent_id, root=root_value)
 
 
-#: Finds a run in an incoming request that has no valid ``X-Run-Id`` header (for example in
-#: OpenTelemetry baggage). Called with a function that returns a request header by its lower-case
-#: name (None when absent); returns the run, or None.
-IncomingFallback = Callable[[Callable[[str], str | None]], RunId | None]
+def single_value(raw: bytes | str | None) -> bytes | str | None:
+    """Return the single value of a header that may have come repeated (joined with commas).
 
-_fallbacks: Hooks[IncomingFallback] = Hooks()
-
-
-def add_incoming_fallback(fallback: IncomingFallback) -> None:
-    """Let the inbound middleware ask ``fallback`` for a run when the header carries none.
-
-    For integrations (``agent_run_id.otel`` reads the run from incoming baggage); adding the same
-    fallback twice adds it once. The header always wins over a fallback.
+    The repeated-header rule of every inbound path: repeats count only when every one of them
+    holds the same valid id; otherwise the result is None, which no caller takes for a run id.
+    Empty elements are skipped, as HTTP lists are read (RFC 9110, section 5.6.1). The cost is
+    linear in the length, whatever the number of repeats, and the scan stops at the first value
+    that does not agree.
     """
-    _fallbacks.add(fallback)
-
-
-def remove_incoming_fallback(fallback: IncomingFallback) -> None:
-    """Stop asking ``fallback``; a no-op when it was not added."""
-    _fallbacks.remove(fallback)
-
-
-def run_from_fallbacks(get_header: Callable[[str], str | None]) -> RunId | None:
-    """Return the run the first fallback finds in a request with no valid run header, or None.
-
-    A fallback that raises is skipped: incoming data must never fail a request.
-    """
-    for fallback in _fallbacks.items:
-        try:
-            run_id = fallback(get_header)
-        except Exception:
+    if raw is None:
+        return None
+    text = raw if isinstance(raw, str) else bytes(raw).decode("latin-1")
+    if "," not in text:
+        return raw
+    found = None
+    last = ""  # the copy read before, blank at first: a copy the same as it needs no reading
+    for part in text.split(","):
+        if part == last or not part.strip(" \t"):
             continue
-        if run_id is not None:
-            return run_id
-    return None
+        last = part
+        value = parse_wire_id(part)
+        if value is None or (found is not None and value != found):
+            return None
+        found = value
+    return found
 
 
 def headers() -> dict[str, str]:
@@ -142,7 +122,7 @@ def headers() -> dict[str, str]:
     run_id = current_run_id()
     if run_id is None:
         return {}
-    return _fields(run_id, HEADER, PARENT_HEADER, ROOT_HEADER)
+    return lineage_fields(run_id, NAMES)
 
 
 def environ() -> dict[str, str]:
@@ -163,7 +143,7 @@ def environ() -> dict[str, str]:
     return {
         ENV_PARENT_RUN_ID: "",
         ENV_ROOT_RUN_ID: "",
-        **_fields(run_id, ENV_RUN_ID, ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID),
+        **lineage_fields(run_id, (ENV_RUN_ID, ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID)),
     }
 
 
@@ -174,13 +154,4 @@ def run_headers(run_id: RunId, header: str = HEADER) -> tuple[tuple[str, str], .
     outbound wrapper: the id under ``header`` (an outbound ``header_name=``), ``X-Parent-Run-Id``
     when the parent is known, ``X-Root-Run-Id`` when the run is not its own root.
     """
-    return tuple(_fields(run_id, header, PARENT_HEADER, ROOT_HEADER).items())
-
-
-def _fields(run_id: RunId, run: str, parent: str, root: str) -> dict[str, str]:
-    fields = {run: run_id.value}
-    if run_id.parent is not None:
-        fields[parent] = run_id.parent.value
-    if run_id.root is not run_id:
-        fields[root] = run_id.root.value
-    return fields
+    return tuple(lineage_fields(run_id, (header, PARENT_HEADER, ROOT_HEADER)).items())

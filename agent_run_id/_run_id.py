@@ -18,7 +18,9 @@ __all__ = [
     "ENV_RUN_ID",
     "ENV_VERSION",
     "RunId",
-    "show_value",
+    "lineage_fields",
+    "make_run_id",
+    "new_default_id",
 ]
 
 #: The environment variables that carry a run to a subprocess (see ``agent_run_id.environ``).
@@ -46,7 +48,7 @@ def _default_generator(environ: Mapping[str, str]) -> Callable[[], str]:
 
 # Read once at import: generate() then costs nothing extra, and the version cannot change under
 # a running process. Set the variable before the process starts.
-_generate_default = _default_generator(os.environ)
+new_default_id = _default_generator(os.environ)
 
 
 class RunId:
@@ -74,13 +76,13 @@ class RunId:
     _parent: RunId | None
     _root: RunId | None
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         value: str,
         *,
         parent: RunId | str | None = None,
         root: RunId | str | None = None,
-    ) -> None:
+    ) -> RunId:
         canonical = parse(value, "RunId value")
         parent_id = _coerce(parent, "parent")
         root_id = _coerce(root, "root")
@@ -90,7 +92,7 @@ class RunId:
             root_id = None  # the run is its own root: stored as None, like a root made here
         if root_id is None and parent_id is not None:
             root_id = parent_id.root
-        _init(self, canonical, parent_id, root_id)
+        return make_run_id(canonical, parent_id, root_id, cls)
 
     @classmethod
     def generate(cls, parent: RunId | None = None, *, version: int | None = None) -> RunId:
@@ -102,22 +104,19 @@ class RunId:
         library is imported) decides; it defaults to 4.
         """
         if version is None:
-            value = _generate_default()
+            value = new_default_id()
         elif version == 4 or version == 7:
             value = _GENERATORS[version]()
         else:
             raise ValueError(f"version must be 4 or 7 (or None for the default), got {version!r}")
-        run_id = object.__new__(cls)
         if parent is None:
-            _init(run_id, value, None, None)
-        elif isinstance(parent, RunId):
-            _init(run_id, value, parent, parent.root)
-        else:
-            raise TypeError(
-                f"parent must be a RunId or None, got {type(parent).__name__}: "
-                "use RunId.from_string(text) for an id held as text"
-            )
-        return run_id
+            return make_run_id(value, None, None, cls)
+        if isinstance(parent, RunId):
+            return make_run_id(value, parent, parent.root, cls)
+        raise TypeError(
+            f"parent must be a RunId or None, got {type(parent).__name__}: "
+            "use RunId.from_string(text) for an id held as text"
+        )
 
     @classmethod
     def from_string(cls, s: str) -> RunId:
@@ -127,9 +126,7 @@ class RunId:
         optionally in braces or after ``urn:uuid:`` (lowercase, as ``uuid.UUID`` takes it), and
         in ASCII only. Anything else raises ValueError.
         """
-        run_id = object.__new__(cls)
-        _init(run_id, parse(s, "run id"), None, None)
-        return run_id
+        return make_run_id(parse(s, "run id"), None, None, cls)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RunId | None:
@@ -208,28 +205,45 @@ class RunId:
         return hash(self._value)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_restore, (self._value, self._parent, self._root))
+        return (make_run_id, (self._value, self._parent, self._root))
 
 
-def _init(run_id: RunId, value: str, parent: RunId | None, root: RunId | None) -> None:
+def make_run_id(
+    value: str, parent: RunId | None, root: RunId | None, cls: type[RunId] = RunId
+) -> RunId:
+    """Return the RunId of a canonical ``value`` and its lineage, unchecked.
+
+    The one place a RunId's fields are written, for values already checked: by ``RunId()`` and
+    its other constructors, the wire rule, unpickling. ``root`` is None for a run that is its own
+    root. (The ASGI middleware writes the same three stores inline on its hot path;
+    tests/test_core_fast_paths.py holds that copy to this one.)
+    """
     # Immutable by contract: the public attributes are read-only properties and __slots__ admits
     # no others. A __setattr__ that refuses every write would make each RunId three times as slow
     # to build (it then has to be filled through object.__setattr__), and ids are minted per call.
-    run_id._value = value
-    run_id._parent = parent
-    run_id._root = root
-
-
-def _restore(value: str, parent: RunId | None, root: RunId | None) -> RunId:
-    """Return the RunId of a canonical ``value`` and its lineage, unchecked (``_init`` inlined).
-
-    For values already known to be canonical: the wire rule's and unpickling.
-    """
-    run_id = object.__new__(RunId)
+    run_id = object.__new__(cls)
     run_id._value = value
     run_id._parent = parent
     run_id._root = root
     return run_id
+
+
+def lineage_fields(
+    run_id: RunId, names: tuple[str, str, str], *, own_root: bool = False
+) -> dict[str, str]:
+    """Return the run's id and lineage under ``names`` (for the run, its parent, its root).
+
+    The one source of a run's fields, whatever names and container each integration uses: the
+    id always; the parent's when it has one; the root's when the run is not its own root, or
+    always with ``own_root=True`` (logs and spans, where a query by root finds the root too).
+    """
+    run, parent, root = names
+    fields = {run: run_id._value}
+    if run_id._parent is not None:
+        fields[parent] = run_id._parent._value
+    if own_root or run_id._root is not None:
+        fields[root] = run_id.root._value
+    return fields
 
 
 def _wire_variable(env: Mapping[str, str], name: str) -> str | None:

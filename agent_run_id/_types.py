@@ -1,15 +1,19 @@
-"""The ASGI and WSGI shapes the middleware speaks, spelled out so it imports no framework."""
+"""The shapes the core speaks: ASGI and WSGI (so it imports no framework), and a run registry."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ._run_id import RunId
 
 __all__ = [
     "ASGIApp",
     "Environ",
     "Message",
     "Receive",
+    "Registry",
     "Scope",
     "Send",
     "StartResponse",
@@ -27,3 +31,24 @@ Environ = dict[str, Any]
 # this is not spelled with a fixed parameter list.
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+class Registry(Protocol):
+    """What the core calls to record a run: ``agent_run_id.registry.RunRegistry`` is one.
+
+    Both calls must return quickly and never raise into the run (the SQLite registry queues the
+    write for a thread of its own).
+    """
+
+    def start(
+        self,
+        run_id: RunId,
+        *,
+        user_id: str | None = ...,
+        task: str | None = ...,
+        metadata: Mapping[str, Any] | None = ...,
+    ) -> None:
+        """Record that ``run_id`` started, with what its RunContext knows of it."""
+
+    def finish(self, run_id: RunId, *, error: BaseException | None = ...) -> None:
+        """Record that ``run_id`` ended, with the exception that escaped it (None: it did not)."""

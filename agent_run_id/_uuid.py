@@ -12,28 +12,59 @@ import time
 
 from ._show import show_value
 
-__all__ = ["EXAMPLE", "canonical", "new_v4", "new_v7", "parse", "parse_wire_id"]
+__all__ = [
+    "CANONICAL_PATTERN",
+    "CANONICAL_SHAPE",
+    "CANONICAL_TABLE",
+    "EXAMPLE",
+    "MAX",
+    "NIL",
+    "canonical",
+    "new_v4",
+    "new_v7",
+    "parse",
+    "parse_wire_id",
+]
+
+
+def _hyphenated(digit: str) -> str:
+    """Return the pattern of ``8-4-4-4-12`` digits of the class ``digit``: the one shape."""
+    return "-".join(f"{digit}{{{count}}}" for count in (8, 4, 4, 4, 12))
+
+
+#: A UUID in canonical form (lowercase ``8-4-4-4-12``), as a regular expression.
+CANONICAL_PATTERN = _hyphenated("[0-9a-f]")
 
 # The textual forms of a UUID that ``uuid.UUID`` documents: canonical 8-4-4-4-12, 32 hex digits,
 # either one in braces or after ``urn:uuid:``, the hex digits in any case. The prefix is lowercase
 # only, as ``uuid.UUID`` takes it (it refuses ``URN:UUID:``). ``uuid.UUID`` itself is laxer than its
 # documentation (it takes non-ASCII digits, underscores, a ``0x`` prefix, hyphens anywhere), so the
 # grammar is spelled out here instead of delegating to it. ``[0-9a-fA-F]`` is ASCII only.
+_HYPHENATED = _hyphenated("[0-9a-fA-F]")
 _HEX32 = r"[0-9a-fA-F]{32}"
-_HYPHENATED = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _BODY = rf"(?:{_HYPHENATED}|{_HEX32})"
 _UUID_TEXT = re.compile(rf"(?:{_BODY}|\{{{_BODY}\}}|urn:uuid:{_BODY})")
-_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_CANONICAL = re.compile(CANONICAL_PATTERN)
 
 # On the wire (headers, environment variables) only the two plain forms are taken: 8-4-4-4-12 or
 # 32 hex digits, ASCII, any case. Braces and urn: prefixes are for humans typing ids.
-_WIRE = re.compile(
-    rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}"
-)
+_WIRE = re.compile(f"{_HYPHENATED}|{_HEX32}".encode("ascii"))
 # The nil and max UUIDs (RFC 9562): placeholders, never a run's id.
 _PLACEHOLDERS = frozenset(
     ("00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff")
 )
+
+# The quick check of a canonical id as bytes, which parse_wire_id keeps as it is (the ASGI
+# middleware's common path, written out there):
+#     raw.translate(CANONICAL_TABLE) == CANONICAL_SHAPE and raw != NIL and raw != MAX
+# (compared, not looked up in a set: a server that breaks the spec with a bytearray must not fail)
+# bytes.translate maps lower-case hex digits to "0", "-" to itself and any other byte to "x", so
+# only a lowercase 8-4-4-4-12 id translates to CANONICAL_SHAPE.
+CANONICAL_SHAPE = b"00000000-0000-0000-0000-000000000000"
+CANONICAL_TABLE = bytes(
+    48 if byte in b"0123456789abcdef" else 45 if byte == 45 else 120 for byte in range(256)
+)
+NIL, MAX = sorted(value.encode("ascii") for value in _PLACEHOLDERS)
 
 #: A UUID to show in error messages.
 EXAMPLE = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"

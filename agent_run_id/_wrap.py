@@ -5,10 +5,19 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ._context import RunContext, _await_in, _captured_run, _carry_over
+from ._context import (
+    Captured,
+    RunContext,
+    activate,
+    capture,
+    current_run_id,
+    deactivate,
+    take_finishers,
+)
+from ._notes import note_run
 
 __all__ = ["in_current_run", "new_run"]
 
@@ -129,7 +138,7 @@ def in_current_run(fn: Callable[P, R]) -> Callable[P, R]:
     if not callable(cast(object, fn)):
         raise TypeError(f"in_current_run takes a callable, got {type(fn).__name__}")
     captured = contextvars.copy_context()
-    run = _captured_run()
+    run = capture()
 
     if _is_async(fn):
         call = cast(Callable[..., Awaitable[Any]], fn)
@@ -154,3 +163,44 @@ def _is_async(func: object) -> bool:
     """Whether calling ``func`` makes a coroutine: an ``async def``, or an async ``__call__``."""
     # type(func).__call__, not func.__call__: calling an object looks the method up on its type.
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
+
+
+T = TypeVar("T")
+
+
+def _carry_over(context: RunContext, awaitable: Awaitable[T]) -> Coroutine[Any, Any, T]:
+    """Return a coroutine that awaits ``awaitable`` in ``context``'s run, which ends with it.
+
+    For a sync function that returns an awaitable inside its run: called inside the block,
+    before it is left. The run's end moves to the coroutine, so leaving the block only restores
+    the previous run, and observers see the run end when the await ends, with the exception
+    that escaped it. The run's id is noted on that exception as on leaving a block.
+    """
+    return _await_to_the_end(capture(), take_finishers(context), awaitable)
+
+
+async def _await_to_the_end(
+    run: Captured, end: Callable[[BaseException | None], None], awaitable: Awaitable[T]
+) -> T:
+    escaped: BaseException | None = None
+    token = activate(run)
+    try:
+        return await awaitable
+    except BaseException as exc:
+        escaped = exc
+        run_id = current_run_id()
+        if run_id is not None:
+            note_run(exc, run_id)
+        raise
+    finally:
+        deactivate(token)
+        end(escaped)
+
+
+async def _await_in(run: Captured, awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` with the captured run current, restoring the previous run after."""
+    token = activate(run)
+    try:
+        return await awaitable
+    finally:
+        deactivate(token)

@@ -10,21 +10,16 @@ from collections.abc import Callable, Coroutine
 from types import MethodType
 from typing import Any
 
-from . import _propagation, _run_id
-from ._context import RunContext, _add_note, _current, _observers, check_registry
+from . import _recording, _run_id
+from ._context import RunContext, current
+from ._hooks import fallbacks, observers
 from ._inbound import InboundPolicy, IncomingOption
-from ._propagation import (
-    _CANONICAL_SHAPE,
-    _CANONICAL_TABLE,
-    _MAX,
-    _NIL,
-    HEADER,
-    PARENT_HEADER,
-    ROOT_HEADER,
-    run_headers,
-)
+from ._notes import note_run
+from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
+from ._recording import check_registry
 from ._run_id import RunId
-from ._types import ASGIApp, Message, Receive, Scope, Send
+from ._types import ASGIApp, Message, Receive, Registry, Scope, Send
+from ._uuid import CANONICAL_SHAPE, CANONICAL_TABLE, MAX, NIL
 
 __all__ = ["RunIdMiddleware"]
 
@@ -153,7 +148,7 @@ class RunIdMiddleware:
         incoming: IncomingOption = "continue",
         on_invalid: str = "replace",
         response_header: bool = True,
-        registry: Any = None,
+        registry: Registry | None = None,
     ) -> None:
         check_registry(registry)
         self.app = app
@@ -216,10 +211,11 @@ class RunIdMiddleware:
             # The common requests, decided here without the policy's general path: a root run
             # continued from a canonical id, or a new run when no id came (and no fallback
             # such as OpenTelemetry baggage may supply one).
-            # Each RunId is made as _run_id._restore makes it, inlined: a call less per request.
-            if raw is None and not _propagation._fallbacks.items:
+            # Each RunId is made as _run_id.make_run_id makes it, inlined: a call less per
+            # request (tests/test_core_fast_paths.py holds the copies to the original).
+            if raw is None and not fallbacks.items:
                 run = _new(RunId)
-                run._value = text = _run_id._generate_default()  # as RunId.generate() does
+                run._value = text = _run_id.new_default_id()  # as RunId.generate() does
                 run._parent = run._root = None
                 # ASCII: the default UTF-8 is the same, and quicker. One tuple for the request
                 # headers and the response's: a tuple cannot change.
@@ -227,10 +223,10 @@ class RunIdMiddleware:
                 changed = [*headers, header]
             elif (
                 raw is not None
-                and raw.translate(_CANONICAL_TABLE) == _CANONICAL_SHAPE
-                and raw != _NIL
-                and raw != _MAX
-            ):  # canonical: the quick check of _propagation
+                and raw.translate(CANONICAL_TABLE) == CANONICAL_SHAPE
+                and raw != NIL
+                and raw != MAX
+            ):  # canonical: the quick check of _uuid
                 run = _new(RunId)
                 run._value = raw.decode()  # ASCII, as checked
                 run._parent = run._root = None
@@ -261,25 +257,26 @@ class RunIdMiddleware:
             inner = send
         # The request's run never nests in a run left current where the server calls us (some
         # servers start a request in the previous one's context): it starts from no run.
-        if _observers.items or self.registry is not None:
-            aside = None if _current.get() is None else _current.set(None)
+        if observers.items or self.registry is not None or _recording.default is not None:
+            aside = None if current.get() is None else current.set(None)
             try:
                 with RunContext(run_id=run, registry=self.registry):
                     await self.app(scope, receive, inner)
             finally:
                 if aside is not None:
-                    _current.reset(aside)
+                    current.reset(aside)
             return
-        # No observer to call: the work of RunContext, without building one per request.
-        # Its frame as _context._new_frame(run, self._owner, None) makes it, inlined.
-        token = _current.set([run, self._owner, None, None, None, None])
+        # No registry or observer to call: the work of RunContext, without building one per
+        # request. Its frame as _context.new_frame(run, self._owner, None) makes it, inlined
+        # (tests/test_core_fast_paths.py holds the copy to the original).
+        token = current.set([run, self._owner, None, None, None, None])
         try:
             await self.app(scope, receive, inner)
         except BaseException as exc:
-            _add_note(exc, run)
+            note_run(exc, run)
             raise
         finally:
-            _current.reset(token)
+            current.reset(token)
 
     def _decide(
         self,

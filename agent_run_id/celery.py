@@ -37,9 +37,11 @@ except ImportError as error:
 
     raise missing_extra("celery", "celery", "celery") from error
 
-from ._context import _RUN, RunContext, _current
-from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, _fields, run_from_wire
-from ._run_id import RunId, show_value
+from ._context import RunContext, current_run_id
+from ._hooks import add_reset
+from ._propagation import NAMES, run_from_wire
+from ._run_id import RunId, lineage_fields
+from ._show import show_value
 
 __all__ = ["install", "uninstall"]
 
@@ -78,18 +80,17 @@ class _Installation:
     def publish(self, sender: Any = None, headers: Any = None, **_: Any) -> None:
         if not isinstance(headers, dict):
             return
-        frame = _current.get()
         executing = _executing.get()
-        run: RunId | None = None if frame is None else frame[_RUN]
+        run = current_run_id()
         if executing is not None:
             if executing.task_id == headers.get("id"):
                 run = executing.origin  # a retry: from the run its first attempt came with
             elif run is None and executing.task_id == headers.get("parent_id"):
                 run = executing.run  # the next task of a chain, an error callback
         if run is not None:
-            for name in (HEADER, PARENT_HEADER, ROOT_HEADER):
+            for name in NAMES:
                 headers.pop(name, None)
-            headers.update(_fields(run, HEADER, PARENT_HEADER, ROOT_HEADER))
+            headers.update(lineage_fields(run, NAMES))
 
     def wrap_tasks(self, sender: Any = None, **_: Any) -> None:
         # Tasks with a base class of their own (not the app's Task), made when the app finalized.
@@ -98,13 +99,10 @@ class _Installation:
 
     def run(self, task: Any, body: Callable[[], Any]) -> Any:
         request = task.request
-        incoming = run_from_wire(
-            request.get(HEADER), request.get(PARENT_HEADER), request.get(ROOT_HEADER)
-        )
+        incoming = run_from_wire(*(request.get(name) for name in NAMES))
         if incoming is None:
             # Run eagerly (task.apply) inside a run: that run came with no message.
-            frame = _current.get()
-            incoming = None if frame is None else frame[_RUN]
+            incoming = current_run_id()
         if incoming is None:
             run = origin = RunId.generate()
         else:
@@ -217,3 +215,13 @@ def _disconnect(app: Celery) -> None:
         signals.before_task_publish.disconnect(installation.publish)
         signals.task_postrun.disconnect(installation.postrun)
         app.on_after_finalize.disconnect(installation.wrap_tasks)
+
+
+def _uninstall_all() -> None:
+    """Stop carrying runs for every app (for ``agent_run_id.testing.reset()``)."""
+    with _lock:
+        for installation in list(_installed.values()):
+            _disconnect(installation.app)
+
+
+add_reset(_uninstall_all)

@@ -21,14 +21,16 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._context import _LOG_FIELDS, _RUN, _current, _Frame
-from ._hooks import Hooks
-from ._run_id import RunId
+from ._context import LOG_FIELDS, RUN, Frame, current
+from ._hooks import add_reset, field_providers, provide_fields
+from ._run_id import RunId, lineage_fields
 
-__all__ = ["FIELDS", "RunIdFilter", "install", "uninstall"]
+__all__ = ["FIELDS", "LINEAGE", "RunIdFilter", "install", "uninstall"]
 
+#: The names of a run's id and lineage in every log output (stdlib, structlog, loguru, the CLI).
+LINEAGE = ("run_id", "parent_run_id", "root_run_id")
 #: The attributes a stamped record carries.
-FIELDS = ("run_id", "run_id_short", "parent_run_id", "root_run_id")
+FIELDS = (LINEAGE[0], "run_id_short", LINEAGE[1], LINEAGE[2])
 
 
 class _Options:
@@ -45,21 +47,22 @@ class _Options:
         self.default = default
 
 
-def _run_fields(frame: _Frame, options: _Options) -> tuple[str, str, str, str]:
+def _run_fields(frame: Frame, options: _Options) -> tuple[str, str, str, str]:
     """Return the four fields of a run, worked out once per run and options."""
-    cached = frame[_LOG_FIELDS]
+    cached = frame[LOG_FIELDS]
     if cached is not None and cached[0] is options:
         return cached[1]  # type: ignore[no-any-return]
-    run_id: RunId = frame[_RUN]
-    value = run_id.value
-    parent = run_id.parent
+    run_id: RunId = frame[RUN]
+    run, parent, root = LINEAGE
+    lineage = lineage_fields(run_id, LINEAGE, own_root=True)
+    value = lineage[run]
     fields = (
         value[:8] if options.short else value,
         value[:8],
-        options.default if parent is None else parent.value,
-        run_id.root.value,
+        lineage.get(parent, options.default),
+        lineage[root],
     )
-    frame[_LOG_FIELDS] = (options, fields)
+    frame[LOG_FIELDS] = (options, fields)
     return fields
 
 
@@ -99,7 +102,7 @@ class RunIdFilter(logging.Filter):
         # Attributes, not record.__dict__: reading __dict__ moves the record's attributes into a
         # dict there and then, and every later read and write of the record is slower for it.
         if not hasattr(record, "root_run_id"):
-            frame = _current.get()
+            frame = current.get()
             if frame is None:
                 fields: tuple[str, ...] = (self._options.default,) * 4
             else:
@@ -119,40 +122,9 @@ class RunIdFilter(logging.Filter):
                     record.parent_run_id,
                     record.root_run_id,
                 ) = fields
-            if _providers.items:
-                _provide(record.__dict__, only_missing=True)
+            if field_providers.items:
+                provide_fields(record.__dict__, only_missing=True)
         return True
-
-
-#: Adds fields to each stamped record (``agent_run_id.otel`` adds the trace and span ids).
-FieldProvider = Callable[[], Mapping[str, object]]
-
-# Replaced as a whole under the lock, so stamping a record reads them without taking it.
-_providers: Hooks[FieldProvider] = Hooks()
-
-
-def _add_field_provider(provider: FieldProvider) -> None:
-    """Stamp each record also with the fields ``provider()`` returns; for integrations.
-
-    Adding the same provider twice adds it once.
-    """
-    _providers.add(provider)
-
-
-def _remove_field_provider(provider: FieldProvider) -> None:
-    """Stop calling ``provider``; a no-op when it was not added."""
-    _providers.remove(provider)
-
-
-def _provide(attributes: dict[str, Any], only_missing: bool) -> None:
-    for provider in _providers.items:
-        try:
-            fields = provider()
-        except Exception:  # a log call must never fail because of an extra field
-            continue
-        for name, value in fields.items():
-            if not only_missing or name not in attributes:
-                attributes[name] = value
 
 
 # The record factory's state lives in module globals, read once per record: the factory runs for
@@ -228,13 +200,13 @@ def _make_stamped_record(
         # _stamp_fields, inlined; tests/test_logging.py holds the two to the same records.
         options = _options
         if options is not None:
-            frame = _current.get()
+            frame = current.get()
             if frame is None:
                 default = options.default
                 record.run_id = record.run_id_short = default
                 record.parent_run_id = record.root_run_id = default
             else:
-                cached = frame[_LOG_FIELDS]
+                cached = frame[LOG_FIELDS]
                 fields = cached[1] if cached is not None and cached[0] is options else None
                 (
                     record.run_id,
@@ -242,8 +214,8 @@ def _make_stamped_record(
                     record.parent_run_id,
                     record.root_run_id,
                 ) = fields or _run_fields(frame, options)
-            if _providers.items:
-                _provide(record.__dict__, only_missing=False)
+            if field_providers.items:
+                provide_fields(record.__dict__, only_missing=False)
     else:  # another factory wraps ours (it stamps), or ours is uninstalled
         record = factory(name, level, fn, lno, msg, args, exc_info, func, sinfo)
     if extra is not None:
@@ -267,13 +239,13 @@ def _stamp_fields(record: logging.LogRecord) -> None:
     options = _options
     if options is None:
         return
-    frame = _current.get()
+    frame = current.get()
     if frame is None:
         default = options.default
         record.run_id = record.run_id_short = default
         record.parent_run_id = record.root_run_id = default
     else:
-        cached = frame[_LOG_FIELDS]  # _run_fields' cache, read here to save a call per record
+        cached = frame[LOG_FIELDS]  # _run_fields' cache, read here to save a call per record
         fields = cached[1] if cached is not None and cached[0] is options else None
         (
             record.run_id,
@@ -281,8 +253,8 @@ def _stamp_fields(record: logging.LogRecord) -> None:
             record.parent_run_id,
             record.root_run_id,
         ) = fields or _run_fields(frame, options)
-    if _providers.items:
-        _provide(record.__dict__, only_missing=False)
+    if field_providers.items:
+        provide_fields(record.__dict__, only_missing=False)
 
 
 def _is_stdlib_make_record(make_record: object) -> bool:
@@ -366,3 +338,6 @@ def uninstall() -> None:
         if _patched and logging.Logger.makeRecord in _OURS:
             logging.Logger.makeRecord = _make_record  # type: ignore[method-assign]
             _patched = False
+
+
+add_reset(uninstall)

@@ -20,9 +20,9 @@ except ImportError as exc:
 
     raise missing_extra("loguru", "loguru", "loguru") from exc
 
-from ._context import _RUN, _current
-from ._run_id import RunId
-from .logging import FIELDS
+from ._context import current_run_id
+from ._run_id import lineage_fields
+from .logging import FIELDS, LINEAGE
 
 if TYPE_CHECKING:
     from loguru import Record
@@ -39,15 +39,10 @@ def patch_record(record: Record) -> None:
     the caller (``logger.bind(run_id=...)``) are kept.
     """
     extra = record["extra"]
-    frame = _current.get()
-    if frame is None:
-        for name in FIELDS:
-            extra.setdefault(name, _DEFAULT)
-        return
-    run_id: RunId = frame[_RUN]
-    value = run_id.value
-    parent = run_id.parent
-    extra.setdefault("run_id", value)
-    extra.setdefault("run_id_short", value[:8])
-    extra.setdefault("parent_run_id", _DEFAULT if parent is None else parent.value)
-    extra.setdefault("root_run_id", run_id.root.value)
+    run_id = current_run_id()
+    if run_id is not None:
+        extra.setdefault("run_id_short", run_id.short())
+        for name, value in lineage_fields(run_id, LINEAGE, own_root=True).items():
+            extra.setdefault(name, value)
+    for name in FIELDS:
+        extra.setdefault(name, _DEFAULT)

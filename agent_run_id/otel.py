@@ -32,11 +32,18 @@ except ImportError as error:
 
     raise missing_extra("otel", "opentelemetry-api", "otel") from error
 
-from . import logging as _run_logging
-from ._context import _RUN, _current, add_run_observer, remove_run_observer
+from ._context import current_run_id
+from ._hooks import (
+    add_field_provider,
+    add_incoming_fallback,
+    add_reset,
+    add_run_observer,
+    remove_field_provider,
+    remove_incoming_fallback,
+    remove_run_observer,
+)
 from ._otel_propagation import RunIdPropagator, run_from_baggage_header, run_from_context
-from ._otel_runs import KEYS, RunObserver, attributes, trace_fields
-from ._propagation import add_incoming_fallback, remove_incoming_fallback
+from ._otel_runs import KEYS, OtelObserver, attributes, trace_fields
 from ._run_id import RunId
 
 # The processor is for the SDK's TracerProvider; the rest needs only the API, which is all the
@@ -86,8 +93,9 @@ class RunIdSpanProcessor(_SpanProcessor):
 
     def on_start(self, span: trace.Span, parent_context: Context | None = None) -> None:
         """Set the run's attributes on ``span``."""
-        frame = _current.get()
-        run: RunId | None = frame[_RUN] if frame is not None else run_from_context(parent_context)
+        run = current_run_id()
+        if run is None:
+            run = run_from_context(parent_context)
         if run is None:
             return
         last = self._last
@@ -98,7 +106,7 @@ class RunIdSpanProcessor(_SpanProcessor):
 
 
 _lock = threading.Lock()
-_installed: list[RunObserver] = []
+_installed: list[OtelObserver] = []
 _processed: list[object] = []
 
 
@@ -151,13 +159,13 @@ def install(
             _processed.append(provider)
         tracer = provider.get_tracer("agent_run_id") if run_spans else None
         if baggage or tracer is not None or span_processor:
-            observer = RunObserver(baggage=baggage, tracer=tracer, stamp=span_processor)
+            observer = OtelObserver(baggage=baggage, tracer=tracer, stamp=span_processor)
             add_run_observer(observer)
             _installed.append(observer)
         if baggage:
             add_incoming_fallback(run_from_baggage_header)
         if log_correlation:
-            _run_logging._add_field_provider(trace_fields)
+            add_field_provider(trace_fields)
 
 
 def uninstall() -> None:
@@ -171,4 +179,7 @@ def _uninstall() -> None:
         remove_run_observer(observer)
     _installed.clear()
     remove_incoming_fallback(run_from_baggage_header)
-    _run_logging._remove_field_provider(trace_fields)
+    remove_field_provider(trace_fields)
+
+
+add_reset(uninstall)

@@ -32,9 +32,10 @@ except ImportError as error:
 if TYPE_CHECKING:
     from sentry_sdk._types import Event
 
-from ._context import _NOTE_PREFIX, _PREVIOUS, _current, add_run_observer, current_run_id
-from ._propagation import parse_wire_id
-from ._run_id import RunId
+from ._context import current_run_id, is_outermost
+from ._hooks import add_run_observer
+from ._notes import noted_run_id
+from ._run_id import RunId, lineage_fields
 
 __all__ = ["RunIdIntegration"]
 
@@ -75,17 +76,16 @@ class RunIdIntegration(Integration):
 _base: list[Scope] = []
 
 
+_LINEAGE = ("id", "parent_id", "root_id")
+
+
 def _lineage(run: RunId) -> dict[str, object]:
-    lineage: dict[str, object] = {"id": run.value, "root_id": run.root.value}
-    if run.parent is not None:
-        lineage["parent_id"] = run.parent.value
-    return lineage
+    return {**lineage_fields(run, _LINEAGE, own_root=True)}
 
 
 def _on_run(run_id: RunId, context: object) -> None:
     """Set a run entered with no run current on the isolation scope Sentry forked for it."""
-    frame = _current.get()
-    if frame is None or frame[_PREVIOUS] is not None:
+    if not is_outermost():
         return  # a nested run: the processor tags its events, the request keeps its own run
     if sentry_sdk.get_client().get_integration(RunIdIntegration) is None:
         return
@@ -137,10 +137,8 @@ def _noted_id(exc_info: object) -> str | None:
     seen: set[int] = set()
     while isinstance(exc, BaseException) and id(exc) not in seen:
         seen.add(id(exc))
-        for note in getattr(exc, "__notes__", ()):
-            if isinstance(note, str) and note.startswith(_NOTE_PREFIX):
-                value = parse_wire_id(note[len(_NOTE_PREFIX) :])
-                if value is not None:
-                    return value
+        value = noted_run_id(exc)
+        if value is not None:
+            return value
         exc = exc.__cause__ or exc.__context__
     return None

@@ -14,8 +14,9 @@ except ImportError as exc:
 
     raise missing_extra("structlog", "structlog", "structlog") from exc
 
-from ._context import _RUN, _current
-from ._run_id import RunId
+from ._context import current_run_id
+from ._run_id import lineage_fields
+from .logging import LINEAGE
 
 __all__ = ["add_run_id"]
 
@@ -26,15 +27,9 @@ def add_run_id(logger: WrappedLogger, method_name: str, event_dict: EventDict) -
     Keys the caller set on the event (``log.info("step", run_id=...)``) are kept. Outside any
     run nothing is added. Put it before the renderer in the processor chain.
     """
-    frame = _current.get()
-    if frame is None:
+    run_id = current_run_id()
+    if run_id is None:
         return event_dict
-    run_id: RunId = frame[_RUN]
-    event_dict.setdefault("run_id", run_id.value)
-    parent = run_id.parent
-    if parent is not None:
-        event_dict.setdefault("parent_run_id", parent.value)
-    root = run_id.root
-    if root is not run_id:
-        event_dict.setdefault("root_run_id", root.value)
+    for name, value in lineage_fields(run_id, LINEAGE).items():
+        event_dict.setdefault(name, value)
     return event_dict

@@ -9,11 +9,12 @@ import contextvars
 from collections.abc import Callable, Iterable, Iterator, Sized
 from typing import Any, cast
 
-from ._context import RunContext, _current, check_registry, take_finishers
+from ._context import RunContext, current, take_finishers
 from ._inbound import InboundPolicy, IncomingOption
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
+from ._recording import check_registry
 from ._run_id import RunId
-from ._types import Environ, StartResponse, WSGIApp
+from ._types import Environ, Registry, StartResponse, WSGIApp
 
 __all__ = ["ENVIRON_KEY", "RunIdMiddleware"]
 
@@ -86,7 +87,7 @@ class RunIdMiddleware:
         incoming: IncomingOption = "continue",
         on_invalid: str = "replace",
         response_header: bool = True,
-        registry: Any = None,
+        registry: Registry | None = None,
     ) -> None:
         check_registry(registry)
         self.app = app
@@ -151,7 +152,7 @@ class _Request:
 
     __slots__ = ("_end", "_entry", "context")
 
-    def __init__(self, run: RunId, registry: Any) -> None:
+    def __init__(self, run: RunId, registry: Registry | None) -> None:
         self.context = contextvars.copy_context()
         self._entry = RunContext(run_id=run, registry=registry)
         self._end: Callable[[BaseException | None], None] | None = None
@@ -161,7 +162,7 @@ class _Request:
         # A run current where the server calls the app is not this request's (a WSGI app called
         # inside an ASGI request, a test client's response never closed): the request's run
         # never nests in it.
-        _current.set(None)
+        current.set(None)
         self._entry.__enter__()
         self._end = take_finishers(self._entry)
         try:

@@ -34,7 +34,7 @@ from starlette.websockets import WebSocket
 
 import agent_run_id.logging as run_logging
 from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
-from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
+from agent_run_id._hooks import add_incoming_fallback, remove_incoming_fallback
 from agent_run_id._types import Message, Scope
 from agent_run_id.asgi import RunIdMiddleware
 

@@ -9,14 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
-from agent_run_id._propagation import (
-    _CANONICAL_SHAPE,
-    _CANONICAL_TABLE,
-    _MAX,
-    _NIL,
-    parse_wire_id,
-    run_from_wire,
-)
+from agent_run_id._propagation import run_from_wire
+from agent_run_id._uuid import CANONICAL_SHAPE, CANONICAL_TABLE, MAX, NIL, parse_wire_id
 
 VALUE = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
 
@@ -32,13 +26,13 @@ _NEAR_IDS = st.one_of(
     st.binary(max_size=40),
     st.text("0123456789abcdefABCDEF-g ", min_size=30, max_size=38).map(str.encode),
     st.uuids().map(lambda value: str(value).encode()),
-    st.sampled_from([_NIL, _MAX, _MAX.upper()]),
+    st.sampled_from([NIL, MAX, MAX.upper()]),
 )
 
 
 @given(_NEAR_IDS)
 def test_the_quick_canonical_check_takes_exactly_what_parse_wire_id_keeps(raw: bytes) -> None:
-    quick = raw.translate(_CANONICAL_TABLE) == _CANONICAL_SHAPE and raw != _NIL and raw != _MAX
+    quick = raw.translate(CANONICAL_TABLE) == CANONICAL_SHAPE and raw != NIL and raw != MAX
     assert quick == (parse_wire_id(raw) == raw.decode("latin-1"))
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from agent_run_id import RunContext, RunId, current_run_id
+from agent_run_id._hooks import add_incoming_fallback, remove_incoming_fallback
 from agent_run_id._inbound import InboundPolicy
-from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
 from agent_run_id.asgi import RunIdMiddleware as AsgiMiddleware
 from agent_run_id.wsgi import RunIdMiddleware as WsgiMiddleware
 

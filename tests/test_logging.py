@@ -15,6 +15,7 @@ import pytest
 
 import agent_run_id.logging as run_logging
 from agent_run_id import RunContext
+from agent_run_id._hooks import add_field_provider, remove_field_provider
 from agent_run_id.logging import RunIdFilter
 
 
@@ -477,7 +478,7 @@ def test_make_record_stamps_as_stamp_fields_does(state: str, inline_first: bool)
     """_make_stamped_record writes _stamp_fields out inline: both make the same record."""
     run_logging.install(short=state == "short", default="none")
     if state == "provider":
-        run_logging._add_field_provider(_trace_hint)
+        add_field_provider(_trace_hint)
     if state == "off":  # uninstalled under a wrapper, which later puts ours back in place
         logging.setLogRecordFactory(lambda *args: run_logging._stamp(*args))
         run_logging.uninstall()
@@ -492,7 +493,7 @@ def test_make_record_stamps_as_stamp_fields_does(state: str, inline_first: bool)
                 run_logging.install(short=True)
             made, expected = _made_both_ways(inline_first)
     finally:
-        run_logging._remove_field_provider(_trace_hint)
+        remove_field_provider(_trace_hint)
         run_logging.uninstall()
     assert logging.getLogRecordFactory() is logging.LogRecord
     assert made == expected

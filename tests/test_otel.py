@@ -24,11 +24,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-import agent_run_id._context as context_module
 import agent_run_id.logging as run_logging
 from agent_run_id import RunContext, RunId, current_run_id
 from agent_run_id import otel as run_otel
-from agent_run_id._propagation import run_from_fallbacks
+from agent_run_id._hooks import observers, run_from_fallbacks
 from agent_run_id.otel import RunIdPropagator, RunIdSpanProcessor, run_from_context
 
 ID, PARENT, ROOT = "agent_run.id", "agent_run.parent_id", "agent_run.root_id"
@@ -701,7 +700,7 @@ def test_processor_alone_registers_no_observer_and_no_fallback(provider: TracerP
 
 def test_log_correlation_alone_observes_no_run(provider: TracerProvider) -> None:
     run_otel.install(baggage=False, span_processor=False, log_correlation=True)
-    assert context_module._observers.items == ()
+    assert observers.items == ()
 
 
 def test_public_surface_is_all() -> None:

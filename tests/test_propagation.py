@@ -15,13 +15,9 @@ from hypothesis import strategies as st
 
 import agent_run_id
 from agent_run_id import HEADER, RunContext, RunId, environ, headers
-from agent_run_id._propagation import (
-    add_incoming_fallback,
-    parse_wire_id,
-    remove_incoming_fallback,
-    run_from_fallbacks,
-    run_from_wire,
-)
+from agent_run_id._hooks import add_incoming_fallback, remove_incoming_fallback, run_from_fallbacks
+from agent_run_id._propagation import run_from_wire
+from agent_run_id._uuid import parse_wire_id
 
 
 def test_headers_outside_a_run_are_empty() -> None:

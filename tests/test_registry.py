@@ -8,11 +8,12 @@ import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-import agent_run_id._context as context_module
 from agent_run_id import RunContext, RunId, new_run
+from agent_run_id._hooks import observers
 from agent_run_id.registry import (
     AmbiguousRunError,
     RunRecord,
@@ -20,7 +21,6 @@ from agent_run_id.registry import (
     get_default,
     set_default,
 )
-from agent_run_id.registry._observer import _record
 
 
 @pytest.fixture
@@ -132,11 +132,34 @@ def test_a_run_given_a_registry_is_recorded_there_and_not_in_the_default(
     other.close()
 
 
-def test_the_recording_observer_is_added_once(registry: SQLiteRunRegistry, tmp_path: Path) -> None:
+def test_a_run_is_recorded_once_however_often_the_default_is_set(
+    registry: SQLiteRunRegistry, tmp_path: Path
+) -> None:
+    starts: list[str] = []
+    real_start = registry.start
+
+    def counting_start(run_id: RunId, **facts: Any) -> None:
+        starts.append(run_id.value)
+        real_start(run_id, **facts)
+
+    registry.start = counting_start  # type: ignore[method-assign]
     SQLiteRunRegistry(tmp_path / "b.db").close()
     set_default(registry)
     set_default(registry)
-    assert context_module._observers.items.count(_record) == 1
+    with RunContext() as run:
+        pass
+    assert starts == [run.run_id.value]
+    assert registry.get(run.run_id).status == "ok"
+
+
+def test_making_a_registry_registers_nothing_process_wide(tmp_path: Path) -> None:
+    """A registry records the runs given to it; making one installs no observer."""
+    made = SQLiteRunRegistry(tmp_path / "c.db")
+    assert observers.items == ()
+    with RunContext(registry=made) as run:
+        pass
+    assert made.get(run.run_id).status == "ok"
+    made.close()
 
 
 def test_bad_registry_arguments_are_refused_with_the_fix(tmp_path: Path) -> None:

@@ -28,10 +28,9 @@ from werkzeug.wsgi import FileWrapper
 import agent_run_id.logging as run_logging
 from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
 from agent_run_id import otel as run_otel
-from agent_run_id._propagation import add_incoming_fallback, remove_incoming_fallback
+from agent_run_id._hooks import add_incoming_fallback, remove_incoming_fallback
 from agent_run_id.asgi import RunIdMiddleware as AsgiRunIdMiddleware
 from agent_run_id.registry import SQLiteRunRegistry, set_default
-from agent_run_id.registry import install as install_registry_observer
 from agent_run_id.wsgi import ENVIRON_KEY, RunIdMiddleware
 
 from ._inbound_helpers import (
@@ -583,7 +582,6 @@ def test_a_test_client_response_leaves_no_run_current_closed_or_not() -> None:
 
 
 def test_the_registry_records_the_end_of_a_response_never_closed(tmp_path: Path) -> None:
-    install_registry_observer()
     registry = SQLiteRunRegistry(tmp_path / "runs.db")
     try:
         client = Client(RunIdMiddleware(run_app, registry=registry))
@@ -632,7 +630,6 @@ class Recorder:
 
 def test_a_request_never_nests_in_the_run_of_a_response_left_open() -> None:
     """Run observers see a root run: the next app's run is not recorded in the first's registry."""
-    install_registry_observer()
     first_registry, default = Recorder(), Recorder()
     set_default(default)  # type: ignore[arg-type]
     try:

@@ -14,10 +14,11 @@ implements :class:`RunRegistry`. The ``agent-run-id runs`` command reads the sam
 from __future__ import annotations
 
 from ._base import MIN_PREFIX, AmbiguousRunError, RunRegistry
-from ._observer import get_default, install, set_default
+from ._default import get_default, set_default
+from ._limits import MAX_METADATA
 from ._record import STATUSES, RunRecord, Status
 from ._schema import SCHEMA_VERSION, SchemaError
-from ._sqlite import MAX_METADATA, SQLiteRunRegistry
+from ._sqlite import SQLiteRunRegistry
 
 __all__ = [
     "MAX_METADATA",
@@ -33,5 +34,3 @@ __all__ = [
     "get_default",
     "set_default",
 ]
-
-install()

@@ -8,10 +8,10 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from agent_run_id._run_id import RunId, show_value
+from agent_run_id._run_id import RunId
+from agent_run_id._show import show_value
 from agent_run_id._uuid import canonical
 
-from ._observer import install
 from ._record import STATUSES, RunRecord, Status
 
 __all__ = ["MIN_PREFIX", "AmbiguousRunError", "RunRegistry", "check_find", "parse_run", "preorder"]
@@ -108,11 +108,6 @@ class RunRegistry(ABC):
     Record runs by giving a registry to ``RunContext(registry=...)``, or to every run of the
     process with :func:`agent_run_id.registry.set_default`.
     """
-
-    def __init__(self) -> None:
-        # Whoever makes a registry means runs to be recorded: make sure the observer is there
-        # (again, if a test or the application removed it).
-        install()
 
     @abstractmethod
     def start(

@@ -25,7 +25,6 @@ from agent_run_id._run_id import RunId
 from agent_run_id._show import show_value
 
 from ._base import AmbiguousRunError, RunRegistry, check_find, parse_run, preorder
-from ._limits import MAX_METADATA as MAX_METADATA  # for registry/__init__.py only, for now
 from ._queries import BY_ID, BY_PREFIX, CANDIDATES, CHILDREN, TREE, alive, find_query
 from ._readers import Readers
 from ._record import RunRecord, Status
