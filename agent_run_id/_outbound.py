@@ -25,12 +25,13 @@ from ._context import current_run_id
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, check_header_name, run_headers
 from ._run_id import RunId
 
-__all__ = ["Added", "OutboundHeaders", "take_off"]
+__all__ = ["NOTHING", "Added", "OutboundHeaders", "take_off"]
 
 #: The headers a wrapper added to a request, as ``(name, value)`` pairs.
 Added = tuple[tuple[str, str], ...]
 
-_NOTHING: Added = ()
+#: No headers added: what a wrapper gets outside any run, or for a request that is the caller's.
+NOTHING: Added = ()
 _LINEAGE = frozenset({PARENT_HEADER.lower(), ROOT_HEADER.lower()})
 
 
@@ -57,7 +58,7 @@ class OutboundHeaders:
         self.lower = frozenset(name.lower() for name in self.names)
         # The last run's pairs: a run sends many requests in a row. One tuple, read and replaced
         # whole, so threads sharing a wrapper never pair one run with another's headers.
-        self._last: tuple[RunId | None, Added] = (None, _NOTHING)
+        self._last: tuple[RunId | None, Added] = (None, NOTHING)
 
     def pairs(self, run_id: RunId) -> Added:
         """Return the ``(name, value)`` pairs that carry ``run_id`` under these names."""
@@ -67,7 +68,7 @@ class OutboundHeaders:
         return last[1]
 
     def apply(
-        self, headers: MutableMapping[str, str], allowed: bool, before: Added = _NOTHING
+        self, headers: MutableMapping[str, str], allowed: bool, before: Added = NOTHING
     ) -> Added:
         """Take off the headers added ``before``, add the current run's if ``allowed``; return them.
 
@@ -75,14 +76,14 @@ class OutboundHeaders:
         """
         take_off(headers, before)
         if not allowed:
-            return _NOTHING
+            return NOTHING
         run_id = current_run_id()
         if run_id is None:
-            return _NOTHING
+            return NOTHING
         # One name the caller set makes the request's lineage theirs: any header added would mix.
         header, parent, root = self.names
         if header in headers or parent in headers or root in headers:
-            return _NOTHING
+            return NOTHING
         pairs = self.pairs(run_id)
         for name, value in pairs:
             headers[name] = value

@@ -12,8 +12,7 @@ Security: the run id (and its parent and root) goes to every host the client tal
 from __future__ import annotations
 
 from collections.abc import Iterable
-from types import ModuleType
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 try:
     import httpx
@@ -22,7 +21,8 @@ except ImportError as exc:
 
     raise missing_extra("httpx", "httpx", "httpx") from exc
 
-from ._httpx_common import AsyncTransportBase, TransportBase, instrument_client
+from ._httpx_instrument import instrument_client
+from ._httpx_transports import AsyncTransportBase, TransportBase
 from ._propagation import HEADER
 
 __all__ = ["AsyncRunIdTransport", "RunIdTransport", "instrument"]
@@ -30,7 +30,7 @@ __all__ = ["AsyncRunIdTransport", "RunIdTransport", "instrument"]
 ClientT = TypeVar("ClientT", httpx.Client, httpx.AsyncClient)
 
 
-class RunIdTransport(TransportBase, httpx.BaseTransport):
+class RunIdTransport(TransportBase, httpx.BaseTransport, module=httpx):
     """Wrap an httpx transport so each request carries the run current when it is sent.
 
     Adds ``X-Run-Id`` (or ``header_name``; and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child
@@ -63,10 +63,8 @@ class RunIdTransport(TransportBase, httpx.BaseTransport):
     learns the run id and its lineage.
     """
 
-    _module: ClassVar[ModuleType] = httpx
 
-
-class AsyncRunIdTransport(AsyncTransportBase, httpx.AsyncBaseTransport):
+class AsyncRunIdTransport(AsyncTransportBase, httpx.AsyncBaseTransport, module=httpx):
     """Wrap an async httpx transport so each request carries the run current when it is sent.
 
     The async twin of :class:`RunIdTransport`, for ``httpx.AsyncClient`` (a sync ``Client`` given
@@ -88,8 +86,6 @@ class AsyncRunIdTransport(AsyncTransportBase, httpx.AsyncBaseTransport):
 
     Security: without ``hosts=``, every host the client reaches learns the run id and lineage.
     """
-
-    _module: ClassVar[ModuleType] = httpx
 
 
 def instrument(

@@ -12,8 +12,7 @@ Security: the run id (and its parent and root) goes to every host the client tal
 from __future__ import annotations
 
 from collections.abc import Iterable
-from types import ModuleType
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 try:
     import httpx2
@@ -22,7 +21,8 @@ except ImportError as exc:
 
     raise missing_extra("httpx2", "httpx2", "httpx2") from exc
 
-from ._httpx_common import AsyncTransportBase, TransportBase, instrument_client
+from ._httpx_instrument import instrument_client
+from ._httpx_transports import AsyncTransportBase, TransportBase
 from ._propagation import HEADER
 
 __all__ = ["AsyncRunIdTransport", "RunIdTransport", "instrument"]
@@ -30,7 +30,7 @@ __all__ = ["AsyncRunIdTransport", "RunIdTransport", "instrument"]
 ClientT = TypeVar("ClientT", httpx2.Client, httpx2.AsyncClient)
 
 
-class RunIdTransport(TransportBase, httpx2.BaseTransport):
+class RunIdTransport(TransportBase, httpx2.BaseTransport, module=httpx2):
     """Wrap an httpx2 transport so each request carries the run current when it is sent.
 
     Adds ``X-Run-Id`` (or ``header_name``; and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child
@@ -63,10 +63,8 @@ class RunIdTransport(TransportBase, httpx2.BaseTransport):
     learns the run id and its lineage.
     """
 
-    _module: ClassVar[ModuleType] = httpx2
 
-
-class AsyncRunIdTransport(AsyncTransportBase, httpx2.AsyncBaseTransport):
+class AsyncRunIdTransport(AsyncTransportBase, httpx2.AsyncBaseTransport, module=httpx2):
     """Wrap an async httpx2 transport so each request carries the run current when it is sent.
 
     The async twin of :class:`RunIdTransport`, for ``httpx2.AsyncClient`` (a sync ``Client`` given
@@ -88,8 +86,6 @@ class AsyncRunIdTransport(AsyncTransportBase, httpx2.AsyncBaseTransport):
 
     Security: without ``hosts=``, every host the client reaches learns the run id and lineage.
     """
-
-    _module: ClassVar[ModuleType] = httpx2
 
 
 def instrument(

@@ -658,9 +658,9 @@ def test_headers_without_the_known_layout_go_through_the_mapping_api(
     kit: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The fast path relies on httpx internals; without them the public API gives the same."""
-    from agent_run_id import _httpx_common
+    from agent_run_id import _httpx_stamp
 
-    assert _httpx_common._probe(dict) is False
+    assert _httpx_stamp._probe(dict) is False
     client = sync_client(kit)
     assert client._transport._stamp.fast_type is kit.http.Headers
     monkeypatch.setattr(client._transport._stamp, "fast_type", None)

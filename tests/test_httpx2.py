@@ -11,7 +11,7 @@ import httpx2
 import agent_run_id.httpx
 import agent_run_id.httpx2
 from agent_run_id import RunContext, RunId
-from agent_run_id._httpx_common import AsyncTransportBase, TransportBase
+from agent_run_id._httpx_transports import AsyncTransportBase, TransportBase
 
 
 def test_the_three_names_are_httpx2_types_built_on_the_shared_implementation() -> None:
