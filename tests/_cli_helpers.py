@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from tty import setraw
 
-from agent_run_id._cli import main
+from agent_run_id._cli.main import main
 
 RUN = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
 CHILD = "11111111-2c1a-4e8b-9f7d-5a4c3b2a1908"

@@ -97,7 +97,8 @@ def _add(
 class _ReadOnlyRegistry(SQLiteRunRegistry):
     """The registry as the command reads it: never created, migrated or written to."""
 
-    def _connect(self) -> sqlite3.Connection:
+    def open_reader(self) -> sqlite3.Connection:
+        """Open the database read-only: the command never creates, migrates or writes it."""
         return connect_read_only(self.path, self.timeout)
 
 

@@ -122,8 +122,11 @@ class SQLiteRunRegistry(RunRegistry):
     def __repr__(self) -> str:
         return f"SQLiteRunRegistry({str(self.path)!r})"
 
-    def _connect(self) -> sqlite3.Connection:
-        # How a reader connection is opened (the CLI's read-only registry opens it read-only).
+    def open_reader(self) -> sqlite3.Connection:
+        """Open a connection to read from, one per thread; a subclass may open it read-only.
+
+        The ``agent-run-id`` command's registry does: it never creates, migrates or writes.
+        """
         return connect(self.path, self.timeout)
 
     # -- writes ------------------------------------------------------------------------------
@@ -272,7 +275,7 @@ class SQLiteRunRegistry(RunRegistry):
 
     def _query(self, sql: str, params: Any, timeout: float | None = None) -> list[Any]:
         self._writer.flush(timeout)
-        conn = self._readers.connection(self._connect)
+        conn = self._readers.connection(self.open_reader)
         return conn.execute(sql, params).fetchall()
 
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from agent_run_id import RunContext, RunId
 from agent_run_id import registry as run_registry
-from agent_run_id._cli import main
+from agent_run_id._cli.main import main
 from agent_run_id.registry import AmbiguousRunError, RunRecord, SQLiteRunRegistry
 
 
