@@ -31,7 +31,9 @@ def reset() -> None:
     Calls each imported integration's uninstall (logging, OpenTelemetry, Celery's every app),
     removes every run observer, incoming fallback and log field provider, forgets their logged
     failures, and unsets the default registry. Integrations that were never imported have
-    nothing to undo. A registry given to a middleware or a ``RunContext`` stays with it.
+    nothing to undo. A registry given to a middleware or a ``RunContext`` stays with it. A run
+    entered and never left is no longer current, but what its observers set in other context
+    variables (OpenTelemetry's attached context) stays where it was set: leave runs you enter.
     """
     for undo in resets.items:
         undo()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
+from agent_run_id._context import RUN, Frame, current, new_frame
 from agent_run_id._propagation import run_from_wire
+from agent_run_id._run_id import make_run_id
 from agent_run_id._uuid import CANONICAL_SHAPE, CANONICAL_TABLE, MAX, NIL, parse_wire_id
+from agent_run_id.asgi import RunIdMiddleware
 
 VALUE = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
 
@@ -67,3 +72,47 @@ def test_a_run_context_left_in_another_context_leaves_that_context_alone() -> No
     context.__enter__()
     contextvars.Context().run(context.__exit__, None, None, None)
     assert current_run_id() == RunId(VALUE)  # this context keeps its own value
+
+
+# --- the ASGI middleware's inlined copies, held to their originals ----------------------------
+
+
+def _asgi_made(headers: list[tuple[bytes, bytes]]) -> tuple[Frame, RunIdMiddleware]:
+    """The frame current inside an app behind the middleware's fast path, and the middleware."""
+    seen: list[Frame] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        frame = current.get()
+        assert frame is not None
+        seen.append(frame)
+
+    middleware = RunIdMiddleware(app)
+    asyncio.run(middleware({"type": "http", "headers": headers}, None, None))  # type: ignore[arg-type]
+    return seen[0], middleware
+
+
+def _slots(run: RunId) -> dict[str, object]:
+    missing = [name for name in RunId.__slots__ if not hasattr(run, name)]
+    assert missing == [], (
+        f"asgi.RunIdMiddleware.__call__ builds a RunId inline without {missing}: make it store "
+        "every slot _run_id.make_run_id stores"
+    )
+    return {name: getattr(run, name) for name in RunId.__slots__}
+
+
+@pytest.mark.parametrize(
+    "headers", [[], [(b"x-run-id", VALUE.encode())]], ids=["new run", "canonical id"]
+)
+def test_the_asgi_fast_path_builds_what_new_frame_and_make_run_id_build(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    frame, middleware = _asgi_made(headers)
+    run = frame[RUN]
+    assert frame == new_frame(run, middleware._owner, None), (
+        "asgi.RunIdMiddleware.__call__'s inlined frame differs from _context.new_frame: "
+        "update the list literal there"
+    )
+    assert type(run) is RunId
+    assert _slots(run) == _slots(make_run_id(run.value, None, None))
+    if headers:
+        assert run.value == VALUE

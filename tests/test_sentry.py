@@ -106,6 +106,22 @@ def test_exception_that_escaped_its_run_is_tagged_from_its_note(
     assert event["contexts"]["agent_run"] == {"id": run_id.value}
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception notes (PEP 678) are 3.11+")
+def test_a_users_own_run_id_note_is_not_taken_for_the_runs(transport: MemoryTransport) -> None:
+    """Only the note the library writes counts: a user's uppercase one does not name the run."""
+    run_id = RunId.generate()
+    try:
+        with RunContext(run_id=run_id):
+            error = ValueError("tool failed")
+            error.add_note(f"run_id={RunId.generate().value.upper()}")  # the user's, first
+            raise error
+    except ValueError:
+        sentry_sdk.capture_exception()
+    (event,) = transport.events
+    assert event["tags"]["run_id"] == run_id.value
+    assert event["contexts"]["agent_run"] == {"id": run_id.value}
+
+
 def test_exception_without_a_note_outside_any_run_is_left_alone(
     transport: MemoryTransport,
 ) -> None:
