@@ -6,100 +6,31 @@ none of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from types import MethodType
-from typing import Any
 
 from . import _recording, _run_id
+from ._asgi_headers import (
+    PARENT_KEY,
+    ROOT_KEY,
+    header_getter,
+    joined,
+    request_headers,
+    response_sender,
+)
 from ._context import RunContext, current
 from ._hooks import fallbacks, observers
 from ._inbound import InboundPolicy, IncomingOption
 from ._notes import note_run
-from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
+from ._propagation import HEADER
 from ._recording import check_registry
 from ._run_id import RunId
-from ._types import ASGIApp, Message, Receive, Registry, Scope, Send
+from ._types import ASGIApp, Receive, Registry, Scope, Send
 from ._uuid import CANONICAL_SHAPE, CANONICAL_TABLE, MAX, NIL
 
 __all__ = ["RunIdMiddleware"]
 
 _RUN_SCOPES = frozenset({"http", "websocket"})
-# The messages that carry the response headers: of a response, of an accepted WebSocket
-# handshake, and of a handshake denied with a response (the ASGI "websocket.http.response" ext).
-_STARTS = frozenset({"http.response.start", "websocket.accept", "websocket.http.response.start"})
 _new = object.__new__
-_PARENT_KEY = PARENT_HEADER.lower().encode("ascii")
-_ROOT_KEY = ROOT_HEADER.lower().encode("ascii")
-
-#: What each request's response send is bound to: the server's send and the run id header.
-_Bound = tuple[Send, tuple[bytes, bytes]]
-
-
-def _response_sender(key: bytes) -> Callable[[_Bound, Message], Coroutine[Any, Any, None]]:
-    """Return the send of a middleware whose header is ``key``, to bind to each request's own.
-
-    Bound as a method of the tuple ``(send, (key, value))`` (the cheapest binding to make per
-    request: no closure, no ``functools.partial``), it adds the run id header to the messages
-    that carry the response headers, replacing one the app set itself, and passes every message
-    on. An ``async def``, so that it does its work when awaited, on the event loop, and callers
-    that check (asgiref's ``async_to_sync``, which Django Channels' sync consumers use) see a
-    coroutine function on every Python version.
-    """
-    size = len(key)
-
-    async def send_with_run(bound: _Bound, message: Message) -> None:
-        send, header = bound
-        if message["type"] in _STARTS:
-            # A new list and a new message: the app may send the same ones again. ASGI messages
-            # are dicts, so copy() is there (and quicker than dict()).
-            headers = [*message.get("headers", ())]
-            for name, _ in headers:
-                if len(name) == size and name.lower() == key:  # the app set its own
-                    headers = [pair for pair in headers if pair[0].lower() != key]
-                    break
-            headers.append(header)
-            message = message.copy()  # type: ignore[attr-defined]
-            message["headers"] = headers
-        await send(message)
-
-    return send_with_run
-
-
-def _joined(
-    headers: list[tuple[bytes, bytes]], key: bytes
-) -> tuple[bytes | None, bytes | None, bytes | None]:
-    """Return the run id header ``key`` and the two lineage ones, each repeat joined by commas.
-
-    As HTTP reads a repeated header; None for one that did not come.
-    """
-    runs: list[bytes] = []
-    parents: list[bytes] = []
-    roots: list[bytes] = []
-    for name, field in headers:
-        if name == key:
-            runs.append(field)
-        elif name == _PARENT_KEY:
-            parents.append(field)
-        elif name == _ROOT_KEY:
-            roots.append(field)
-    return (
-        b",".join(runs) if runs else None,
-        b",".join(parents) if parents else None,
-        b",".join(roots) if roots else None,
-    )
-
-
-def _header_getter(scope: Scope) -> Callable[[str], str | None]:
-    """Return a reader of the scope's request headers by lower-case name, repeats joined."""
-
-    def get_header(name: str) -> str | None:
-        key = name.lower().encode("latin-1")
-        values = [
-            value.decode("latin-1") for item, value in scope.get("headers", ()) if item == key
-        ]
-        return ",".join(values) if values else None
-
-    return get_header
 
 
 class RunIdMiddleware:
@@ -159,11 +90,11 @@ class RunIdMiddleware:
             on_invalid=on_invalid,
             response_header=response_header,
             owner="agent_run_id.asgi.RunIdMiddleware",
-            header_getter=_header_getter,
+            header_getter=header_getter,
         )
         self._key = header_name.lower().encode("ascii")
-        self._send_with_run = _response_sender(self._key)
-        self._names = frozenset((self._key, _PARENT_KEY, _ROOT_KEY))
+        self._send_with_run = response_sender(self._key)
+        self._names = frozenset((self._key, PARENT_KEY, ROOT_KEY))
         self._response_header = self.policy.response_header
         # Requests with no id, or a canonical one, take the fast path of __call__ when the
         # policy would only continue that id or mint a root run for them.
@@ -193,7 +124,7 @@ class RunIdMiddleware:
                 if raw is None:
                     raw = field
                     continue
-            elif name == _PARENT_KEY:
+            elif name == PARENT_KEY:
                 if parent is None:
                     parent = field
                     continue
@@ -203,7 +134,7 @@ class RunIdMiddleware:
             # One of them came again: read them all anew, repeats joined (the policy sorts
             # them out). Once per request, not per repeat: a client's thousands of copies cost
             # time linear in their number, never quadratic.
-            raw, parent, root = _joined(headers, key)
+            raw, parent, root = joined(headers, key)
             break
         run: RunId | None
         changed: list[tuple[bytes, bytes]] | None = None  # the request headers, when rewritten
@@ -299,19 +230,8 @@ class RunIdMiddleware:
             return run, header, [*headers, header]
         if raw != value or parent is not None or root is not None or run.root is not run:
             # Rewritten unless they already say exactly this run (a root run, canonical form).
-            return run, header, self._request_headers(headers, run, header)
+            return run, header, request_headers(headers, self._names, run, header)
         return run, header, None
-
-    def _request_headers(
-        self, headers: list[tuple[bytes, bytes]], run: RunId, header: tuple[bytes, bytes]
-    ) -> list[tuple[bytes, bytes]]:
-        """Return the request headers with the run's own (``header`` first) in place of theirs."""
-        names = self._names  # the run id header and the lineage ones, as __call__ reads them
-        kept = [pair for pair in headers if pair[0] not in names]
-        kept.append(header)
-        for name, lineage in run_headers(run)[1:]:
-            kept.append((name.lower().encode("ascii"), lineage.encode("ascii")))
-        return kept
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         if scope["type"] == "websocket":

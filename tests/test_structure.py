@@ -36,6 +36,7 @@ FRAME_NAMES = frozenset(
 )
 FRAME_USERS = frozenset({"agent_run_id._context", "agent_run_id.asgi", "agent_run_id.wsgi"}) | {
     "agent_run_id.logging",
+    "agent_run_id._wsgi_body",  # wsgi's response body, split off it: the same hot path
     "agent_run_id.testing",  # resets the current run: no frame read, only the variable set
 }
 
