@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
+from agent_run_id.logging import LINEAGE
+
 __all__ = [
     "MAX_LINE",
     "UUID",
@@ -34,7 +36,7 @@ _TIME = re.compile(
     re.IGNORECASE,
 )
 _TIME_KEYS = ("timestamp", "time", "ts", "@timestamp", "asctime", "created", "datetime")
-_ID_KEYS = ("run_id", "parent_run_id", "root_run_id")
+_ID_KEYS = LINEAGE  # the names every log integration of the package writes
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # The times a datetime can hold, as Unix seconds: a line's time outside them is no time.
 _FIRST = (datetime(1, 1, 1, tzinfo=timezone.utc) - _EPOCH).total_seconds()
