@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -510,3 +511,30 @@ def test_records_are_hashable_and_compare_by_value(tmp_path: Path) -> None:
     assert first == again
     assert {first, again} == {first}
     registry.close()
+
+
+class _Failing:
+    """A registry that cannot write at all."""
+
+    def start(self, run_id: RunId, **facts: Any) -> None:
+        raise OSError("disk full")
+
+    def finish(self, run_id: RunId, error: BaseException | None = None) -> None:
+        raise OSError("disk full")
+
+
+def test_a_registry_that_cannot_write_never_breaks_the_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failing = _Failing()
+    with caplog.at_level(logging.DEBUG, logger="agent_run_id"):
+        with RunContext(registry=failing) as run:  # type: ignore[arg-type]
+            inner = RunContext()
+            with inner:
+                assert inner.run_id.parent == run.run_id
+        set_default(failing)  # type: ignore[arg-type]
+        with RunContext():
+            pass
+    reports = [r for r in caplog.records if r.name == "agent_run_id"]
+    assert [r.levelno for r in reports] == [logging.WARNING] + [logging.DEBUG] * 2
+    assert "run registry" in reports[0].getMessage()
