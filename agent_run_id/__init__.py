@@ -6,14 +6,17 @@ with ``headers()`` or ``environ()``. Integrations live in their own modules
 own extra, and are never imported from here.
 """
 
-from ._context import RunContext, current_run_id
+from ._context import RunContext, annotate, current_run, current_run_id
+from ._facts import RunView
 from ._hooks import RunFinisher, RunObserver, add_run_observer, remove_run_observer
 from ._propagation import (
     HEADER,
     PARENT_HEADER,
     ROOT_HEADER,
+    SESSION_HEADER,
     environ,
     headers,
+    session_from_env,
 )
 from ._run_id import RunId
 from ._wrap import in_current_run, new_run
@@ -22,17 +25,22 @@ __all__ = [
     "HEADER",
     "PARENT_HEADER",
     "ROOT_HEADER",
+    "SESSION_HEADER",
     "RunContext",
     "RunFinisher",
     "RunId",
     "RunObserver",
+    "RunView",
     "add_run_observer",
+    "annotate",
+    "current_run",
     "current_run_id",
     "environ",
     "headers",
     "in_current_run",
     "new_run",
     "remove_run_observer",
+    "session_from_env",
 ]
 
 __version__ = "0.1.0"

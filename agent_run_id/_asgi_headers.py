@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ._propagation import PARENT_HEADER, ROOT_HEADER, run_headers
+from ._propagation import PARENT_HEADER, ROOT_HEADER, SESSION_HEADER, run_headers
 from ._run_id import RunId
 from ._types import Message, Scope, Send
 
 __all__ = [
     "PARENT_KEY",
     "ROOT_KEY",
+    "SESSION_KEY",
     "Bound",
     "header_getter",
     "joined",
@@ -25,6 +26,7 @@ __all__ = [
 #: The lineage headers as ASGI servers give them: lower-case bytes.
 PARENT_KEY = PARENT_HEADER.lower().encode("ascii")
 ROOT_KEY = ROOT_HEADER.lower().encode("ascii")
+SESSION_KEY = SESSION_HEADER.lower().encode("ascii")
 # The messages that carry the response headers: of a response, of an accepted WebSocket
 # handshake, and of a handshake denied with a response (the ASGI "websocket.http.response" ext).
 _STARTS = frozenset({"http.response.start", "websocket.accept", "websocket.http.response.start"})
@@ -65,14 +67,13 @@ def response_sender(key: bytes) -> Callable[[Bound, Message], Coroutine[Any, Any
 
 def joined(
     headers: list[tuple[bytes, bytes]], key: bytes
-) -> tuple[bytes | None, bytes | None, bytes | None]:
-    """Return the run id header ``key`` and the two lineage ones, each repeat joined by commas.
+) -> tuple[bytes | None, bytes | None, bytes | None, bytes | None]:
+    """Return the run id header ``key``, the two lineage ones and the session's, repeats joined.
 
-    As HTTP reads a repeated header; None for one that did not come.
+    As HTTP reads a repeated header (with commas); None for one that did not come.
     """
-    runs: list[bytes] = []
-    parents: list[bytes] = []
-    roots: list[bytes] = []
+    found: tuple[list[bytes], list[bytes], list[bytes], list[bytes]] = ([], [], [], [])
+    runs, parents, roots, sessions = found
     for name, field in headers:
         if name == key:
             runs.append(field)
@@ -80,10 +81,13 @@ def joined(
             parents.append(field)
         elif name == ROOT_KEY:
             roots.append(field)
+        elif name == SESSION_KEY:
+            sessions.append(field)
     return (
         b",".join(runs) if runs else None,
         b",".join(parents) if parents else None,
         b",".join(roots) if roots else None,
+        b",".join(sessions) if sessions else None,
     )
 
 

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any, Final, TypeAlias, cast
 
 from . import _recording
-from ._hooks import RunFinisher, finish_run, observers, report
+from ._facts import NO_METADATA, Facts, RunView
+from ._hooks import RunFinisher, annotators, finish_run, observers, report
 from ._notes import note_run
-from ._recording import check_registry, record_start
+from ._recording import check_registry, record_annotation, record_start
 from ._run_id import RunId
+from ._session import check_session_id
 from ._types import Registry
 
 __all__ = [
+    "FACTS",
     "FINISHERS",
     "LOG_FIELDS",
     "OWNER",
@@ -30,17 +33,17 @@ __all__ = [
     "Frame",
     "RunContext",
     "activate",
+    "annotate",
     "capture",
     "current",
+    "current_run",
     "current_run_id",
+    "current_session_id",
     "deactivate",
     "is_outermost",
     "new_frame",
     "take_finishers",
 ]
-
-# The metadata of a run given none: one shared, read-only mapping.
-_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 
 #: One entry into a RunContext: what the ContextVar holds while the run is current. A list, not
 #: an object with slots: CPython takes a short list off a free list, several times quicker than
@@ -53,14 +56,17 @@ PREVIOUS: Final = 2  # the frame current before this one, or None
 FINISHERS: Final = 3  # list[tuple[culprit, RunFinisher]]: what ends the run for its observers
 TOKEN: Final = 4  # the ContextVar token of the entry (None when its setter resets it itself)
 LOG_FIELDS: Final = 5  # the log record fields of the run, worked out once by agent_run_id.logging
+FACTS: Final = 6  # the run's Facts (session, user, task, ...), or None when it has none
 
 #: What :func:`capture` returns: the run current at that moment (its frame), or None.
 Captured: TypeAlias = "Frame | None"
 
 
-def new_frame(run_id: RunId, owner: RunContext, previous: Frame | None) -> Frame:
+def new_frame(
+    run_id: RunId, owner: RunContext, previous: Frame | None, facts: Facts | None = None
+) -> Frame:
     """Return a frame of ``run_id`` with no finishers, token or log fields yet."""
-    return [run_id, owner, previous, None, None, None]
+    return [run_id, owner, previous, None, None, None, facts]
 
 
 current: ContextVar[Frame | None] = ContextVar("agent_run_id.current", default=None)
@@ -73,6 +79,15 @@ def current_run_id() -> RunId | None:
         return None
     run: RunId = frame[RUN]
     return run
+
+
+def current_session_id() -> str | None:
+    """Return the session of the current run, or None (outside any run, or a run without one)."""
+    frame = current.get()
+    if frame is None:
+        return None
+    facts: Facts | None = frame[FACTS]
+    return None if facts is None else facts.session_id
 
 
 def is_outermost() -> bool:
@@ -100,6 +115,9 @@ class RunContext:
         user_id: the user the run works for, for observers such as the run registry.
         task: a short summary of the task, for observers.
         metadata: any other JSON-able facts about the run, for observers.
+        session_id: the conversation or thread the run belongs to (the caller's own id: 1 to
+            128 printable ASCII characters, no spaces or commas); None inherits the session of
+            the run it is entered in.
         registry: where to record the run (a ``agent_run_id.registry.RunRegistry``); None
             records it where its enclosing run is recorded, else in the process-wide default
             registry, if one is set.
@@ -119,6 +137,7 @@ class RunContext:
         task: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         registry: Registry | None = None,
+        session_id: str | None = None,
     ) -> None:
         if run_id is not None and not isinstance(run_id, RunId):
             raise TypeError(
@@ -135,6 +154,12 @@ class RunContext:
             raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
         if registry is not None:
             check_registry(registry)
+        if session_id is not None:
+            check_session_id(session_id)
+        # Whether entering makes Facts even in a run that inherits none: middleware's runs don't.
+        self._facts = not (
+            name is None and user_id is None and task is None and metadata is None
+        ) or (session_id is not None)
         self._run_id = run_id
         self._last: RunId | None = run_id
         # Its entries not left yet, in the order entered, by id(): one step to add or drop.
@@ -142,8 +167,9 @@ class RunContext:
         self.name = name
         self.user_id = user_id
         self.task = task
-        self.metadata: Mapping[str, Any] = _NO_METADATA if metadata is None else dict(metadata)
+        self.metadata: Mapping[str, Any] = NO_METADATA if metadata is None else dict(metadata)
         self.registry: Registry | None = registry
+        self.session_id = session_id
 
     @property
     def run_id(self) -> RunId:
@@ -167,7 +193,15 @@ class RunContext:
         if run_id is None:
             run_id = RunId.generate(None if previous is None else previous[RUN])
             self._last = run_id
-        frame = new_frame(run_id, self, previous)
+        # The session of the run this one is entered in, which it inherits unless given its own.
+        inherited = None
+        if previous is not None and previous[FACTS] is not None:
+            inherited = previous[FACTS].session_id
+        facts = None
+        if self._facts or inherited is not None:
+            session_id = inherited if self.session_id is None else self.session_id
+            facts = Facts(session_id, self.user_id, self.task, self.name, self.metadata)
+        frame = new_frame(run_id, self, previous, facts)
         frame[TOKEN] = current.set(frame)
         self._open[id(frame)] = frame
         registry = _registry_in_effect(frame)
@@ -258,7 +292,7 @@ def _start(frame: Frame, registry: Registry | None) -> None:
     finishers: list[tuple[object, RunFinisher]] = []
     frame[FINISHERS] = finishers
     if registry is not None:
-        finish = record_start(registry, run_id, context)
+        finish = record_start(registry, run_id, frame[FACTS])
         if finish is not None:
             finishers.append((registry, finish))
     for observer in observers.items:
@@ -303,3 +337,70 @@ def activate(captured: Captured) -> Token[Frame | None]:
 def deactivate(token: Token[Frame | None]) -> None:
     """Make current again what was current before :func:`activate` gave ``token``."""
     current.reset(token)
+
+
+def current_run() -> RunView | None:
+    """Return a read-only view of the current run, or None outside any run.
+
+    Its id, parent and root, and what is known of it: ``session_id``, ``user_id``, ``task``,
+    ``name`` and ``metadata``, as entered and as :func:`annotate` changed them since.
+    """
+    frame = current.get()
+    if frame is None:
+        return None
+    return RunView(frame[RUN], frame[FACTS])
+
+
+def annotate(
+    *,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    task: str | None = None,
+    **metadata: Any,
+) -> bool:
+    """Set what became known of the current run, from anywhere inside it; return whether it ran.
+
+    For what is learned after the run started: the user once authentication has run (a FastAPI
+    dependency, a Django view), the session, the task, any other facts as keyword metadata
+    (merged into the run's). From then on log records, spans, error reports and the run's
+    registry row carry them (the registry fills in what it lacks). Options left None are left
+    as they are. Outside any run it does nothing and returns False: it never breaks its caller.
+
+    Example::
+
+        async def current_user(request: Request) -> User:
+            user = authenticate(request)
+            agent_run_id.annotate(user_id=user.id, session_id=request.headers.get("x-chat-id"))
+            return user
+    """
+    for what, value in (("user_id", user_id), ("task", task)):
+        if value is not None and not isinstance(value, str):
+            raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
+    if session_id is not None:
+        check_session_id(session_id)
+    frame = current.get()
+    if frame is None:
+        return False
+    facts: Facts | None = frame[FACTS]
+    if facts is None:
+        owner: RunContext = frame[OWNER]
+        facts = frame[FACTS] = Facts(None, None, None, owner.name, owner.metadata)
+    if user_id is not None:
+        facts.user_id = user_id
+    if session_id is not None:
+        facts.session_id = session_id
+    if task is not None:
+        facts.task = task
+    if metadata:
+        facts.metadata = {**facts.metadata, **metadata}
+    frame[LOG_FIELDS] = None  # worked out again, with the new facts, at the next record
+    run_id: RunId = frame[RUN]
+    registry = _registry_in_effect(frame)
+    if registry is not None:
+        record_annotation(registry, run_id, facts)
+    for hook in annotators.items:
+        try:
+            hook(run_id, facts)
+        except Exception:
+            report(hook, "annotation hook %r failed")
+    return True

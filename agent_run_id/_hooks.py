@@ -23,22 +23,27 @@ from ._run_id import RunId
 
 if TYPE_CHECKING:
     from ._context import RunContext
+    from ._facts import Facts
 
 __all__ = [
+    "Annotator",
     "FieldProvider",
     "Hooks",
     "IncomingFallback",
     "RunFinisher",
     "RunObserver",
+    "add_annotator",
     "add_field_provider",
     "add_incoming_fallback",
     "add_reset",
     "add_run_observer",
+    "annotators",
     "fallbacks",
     "field_providers",
     "finish_run",
     "observers",
     "provide_fields",
+    "remove_annotator",
     "remove_field_provider",
     "remove_incoming_fallback",
     "remove_run_observer",
@@ -195,6 +200,25 @@ def finish_run(finishers: list[tuple[object, RunFinisher]], exc: BaseException |
             finish(exc)
         except Exception:
             report(culprit, "run observer %r failed when the run ended")
+
+
+# --- annotators -----------------------------------------------------------------------------
+
+#: Called after ``annotate()`` changed the current run's facts (OpenTelemetry stamps its spans).
+Annotator = Callable[[RunId, "Facts"], object]
+
+annotators: Hooks[Annotator] = Hooks()
+
+
+def add_annotator(annotator: Annotator) -> None:
+    """Call ``annotator(run_id, facts)`` each time ``annotate()`` changes the current run."""
+    annotators.add(annotator)
+
+
+def remove_annotator(annotator: Annotator) -> None:
+    """Stop calling ``annotator``; a no-op when it was not added."""
+    annotators.remove(annotator)
+    reported.discard(annotator)
 
 
 # --- incoming fallbacks ----------------------------------------------------------------------

@@ -6,17 +6,21 @@ helpers below all take the names and the validation rule from here.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 
-from ._context import current_run_id
+from ._context import current_run_id, current_session_id
 from ._run_id import (
     ENV_PARENT_RUN_ID,
     ENV_ROOT_RUN_ID,
     ENV_RUN_ID,
+    ENV_SESSION_ID,
     RunId,
     lineage_fields,
     make_run_id,
 )
+from ._session import parse_session_id
 from ._show import show_value
 from ._uuid import parse_wire_id
 
@@ -25,11 +29,13 @@ __all__ = [
     "NAMES",
     "PARENT_HEADER",
     "ROOT_HEADER",
+    "SESSION_HEADER",
     "check_header_name",
     "environ",
     "headers",
     "run_from_wire",
     "run_headers",
+    "session_from_env",
     "single_value",
 ]
 
@@ -41,6 +47,8 @@ PARENT_HEADER = "X-Parent-Run-Id"
 ROOT_HEADER = "X-Root-Run-Id"
 #: The three, in the order of :func:`~agent_run_id._run_id.lineage_fields`.
 NAMES = (HEADER, PARENT_HEADER, ROOT_HEADER)
+#: The header that carries the run's session (conversation, thread), when it has one.
+SESSION_HEADER = "X-Session-Id"
 
 # RFC 9110 token characters: what a header field name may be made of.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
@@ -116,22 +124,28 @@ def single_value(raw: bytes | str | None) -> bytes | str | None:
 def headers() -> dict[str, str]:
     """Return the HTTP headers that carry the current run, or ``{}`` outside any run.
 
-    ``X-Run-Id`` always, plus ``X-Parent-Run-Id`` and ``X-Root-Run-Id`` when the run has a
-    parent. Ready for ``extra_headers=`` in the OpenAI and Anthropic SDKs, or any client.
+    ``X-Run-Id`` always, ``X-Parent-Run-Id`` and ``X-Root-Run-Id`` when the run has a parent,
+    and ``X-Session-Id`` when it has a session. Ready for ``extra_headers=`` in the OpenAI and
+    Anthropic SDKs, or any client. The user id is never among them: it is personal data.
     """
     run_id = current_run_id()
     if run_id is None:
         return {}
-    return lineage_fields(run_id, NAMES)
+    fields = lineage_fields(run_id, NAMES)
+    session_id = current_session_id()
+    if session_id is not None:
+        fields[SESSION_HEADER] = session_id
+    return fields
 
 
 def environ() -> dict[str, str]:
     """Return the environment variables that carry the current run to a subprocess.
 
-    All three of ``AGENT_RUN_ID``, ``AGENT_PARENT_RUN_ID`` and ``AGENT_ROOT_RUN_ID``, the
-    lineage ``""`` when the run has none, so merged over ``os.environ`` they replace any lineage
-    this process itself inherited; ``{}`` outside any run. Read them back with
-    ``RunId.from_env()``, which takes an empty variable as unset.
+    All four of ``AGENT_RUN_ID``, ``AGENT_PARENT_RUN_ID``, ``AGENT_ROOT_RUN_ID`` and
+    ``AGENT_RUN_SESSION_ID``, the lineage and session ``""`` when the run has none, so merged over
+    ``os.environ`` they replace any this process itself inherited; ``{}`` outside any run. Read
+    them back with ``RunId.from_env()`` and ``session_from_env()``, which take an empty
+    variable as unset.
 
     Example::
 
@@ -144,7 +158,19 @@ def environ() -> dict[str, str]:
         ENV_PARENT_RUN_ID: "",
         ENV_ROOT_RUN_ID: "",
         **lineage_fields(run_id, (ENV_RUN_ID, ENV_PARENT_RUN_ID, ENV_ROOT_RUN_ID)),
+        ENV_SESSION_ID: current_session_id() or "",
     }
+
+
+def session_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    """Return the session passed in ``AGENT_RUN_SESSION_ID``, or None when unset, empty or invalid.
+
+    For a subprocess started with :func:`environ`::
+
+        with RunContext(run_id=RunId.from_env(), session_id=session_from_env()): ...
+    """
+    env = os.environ if env is None else env
+    return parse_session_id(env.get(ENV_SESSION_ID))
 
 
 def run_headers(run_id: RunId, header: str = HEADER) -> tuple[tuple[str, str], ...]:

@@ -12,17 +12,18 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._facts import NO_METADATA, Facts
 from ._hooks import RunFinisher, report
 from ._types import Registry
 
 if TYPE_CHECKING:
-    from ._context import RunContext
     from ._run_id import RunId
 
 __all__ = [
     "check_registry",
     "default",
     "default_registry",
+    "record_annotation",
     "record_start",
     "set_default_registry",
 ]
@@ -57,16 +58,14 @@ def default_registry() -> Registry | None:
     return default
 
 
-def record_start(registry: Registry, run_id: RunId, context: RunContext) -> RunFinisher | None:
+def record_start(registry: Registry, run_id: RunId, facts: Facts | None) -> RunFinisher | None:
     """Record the start of ``run_id`` in ``registry``; return what records its end.
 
     A registry that raises is reported once and skipped, as a run observer is: recording never
     breaks the run.
     """
     try:
-        registry.start(
-            run_id, user_id=context.user_id, task=context.task, metadata=_metadata(context)
-        )
+        _start(registry, run_id, facts)
     except Exception:
         report(registry, "run registry %r failed when the run started")
         return None
@@ -77,8 +76,44 @@ def record_start(registry: Registry, run_id: RunId, context: RunContext) -> RunF
     return finish
 
 
-def _metadata(context: RunContext) -> Mapping[str, Any]:
+def record_annotation(registry: Registry, run_id: RunId, facts: Facts) -> None:
+    """Give ``registry`` what ``annotate()`` added, if it takes annotations (``annotate``).
+
+    ``RunRegistry`` does, filling in only what its row lacks; a registry of the user's own that
+    has only ``start`` and ``finish`` keeps what it got at the start.
+    """
+    annotate = getattr(registry, "annotate", None)
+    if annotate is None:
+        return
+    try:
+        annotate(
+            run_id,
+            user_id=facts.user_id,
+            task=facts.task,
+            metadata=_metadata(facts),
+            session_id=facts.session_id,
+        )
+    except Exception:
+        report(registry, "run registry %r failed when the run was annotated")
+
+
+def _start(registry: Registry, run_id: RunId, facts: Facts | None) -> None:
+    if facts is None:
+        registry.start(run_id, user_id=None, task=None, metadata=NO_METADATA)
+    elif facts.session_id is None:  # a registry of the user's own may not know sessions
+        registry.start(run_id, user_id=facts.user_id, task=facts.task, metadata=_metadata(facts))
+    else:
+        registry.start(
+            run_id,
+            user_id=facts.user_id,
+            task=facts.task,
+            metadata=_metadata(facts),
+            session_id=facts.session_id,
+        )
+
+
+def _metadata(facts: Facts) -> Mapping[str, Any]:
     """Return the run's metadata, with its name under ``"name"`` unless the metadata has one."""
-    if context.name is None or "name" in context.metadata:
-        return context.metadata
-    return {"name": context.name, **context.metadata}
+    if facts.name is None or "name" in facts.metadata:
+        return facts.metadata
+    return {"name": facts.name, **facts.metadata}

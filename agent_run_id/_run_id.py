@@ -16,6 +16,7 @@ __all__ = [
     "ENV_PARENT_RUN_ID",
     "ENV_ROOT_RUN_ID",
     "ENV_RUN_ID",
+    "ENV_SESSION_ID",
     "ENV_VERSION",
     "RunId",
     "lineage_fields",
@@ -27,6 +28,8 @@ __all__ = [
 ENV_RUN_ID = "AGENT_RUN_ID"
 ENV_PARENT_RUN_ID = "AGENT_PARENT_RUN_ID"
 ENV_ROOT_RUN_ID = "AGENT_ROOT_RUN_ID"
+#: The environment variable that carries the run's session to a subprocess.
+ENV_SESSION_ID = "AGENT_RUN_SESSION_ID"
 #: The environment variable that makes ``RunId.generate()`` mint version-7 ids process-wide.
 ENV_VERSION = "AGENT_RUN_ID_VERSION"
 

@@ -47,8 +47,13 @@ class Registry(Protocol):
         user_id: str | None = ...,
         task: str | None = ...,
         metadata: Mapping[str, Any] | None = ...,
+        session_id: str | None = ...,
     ) -> None:
-        """Record that ``run_id`` started, with what its RunContext knows of it."""
+        """Record that ``run_id`` started, with what is known of it.
+
+        Called again with what ``annotate()`` added (and with ``session_id=`` when the run has a
+        session): a registry keeps the start it has and fills in the fields it lacks.
+        """
 
     def finish(self, run_id: RunId, *, error: BaseException | None = ...) -> None:
         """Record that ``run_id`` ended, with the exception that escaped it (None: it did not)."""

@@ -29,9 +29,9 @@ class Request:
 
     __slots__ = ("_end", "_entry", "context")
 
-    def __init__(self, run: RunId, registry: Registry | None) -> None:
+    def __init__(self, run: RunId, registry: Registry | None, session_id: str | None) -> None:
         self.context = contextvars.copy_context()
-        self._entry = RunContext(run_id=run, registry=registry)
+        self._entry = RunContext(run_id=run, registry=registry, session_id=session_id)
         self._end: Callable[[BaseException | None], None] | None = None
 
     def call(self, app: WSGIApp, environ: Environ, respond: StartResponse) -> Iterable[bytes]:

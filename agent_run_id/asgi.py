@@ -12,6 +12,7 @@ from . import _recording, _run_id
 from ._asgi_headers import (
     PARENT_KEY,
     ROOT_KEY,
+    SESSION_KEY,
     header_getter,
     joined,
     request_headers,
@@ -24,6 +25,7 @@ from ._notes import note_run
 from ._propagation import HEADER
 from ._recording import check_registry
 from ._run_id import RunId
+from ._session import parse_session_id
 from ._types import ASGIApp, Receive, Registry, Scope, Send
 from ._uuid import CANONICAL_SHAPE, CANONICAL_TABLE, MAX, NIL
 
@@ -94,7 +96,8 @@ class RunIdMiddleware:
         )
         self._key = header_name.lower().encode("ascii")
         self._send_with_run = response_sender(self._key)
-        self._names = frozenset((self._key, PARENT_KEY, ROOT_KEY))
+        self._names = frozenset((self._key, PARENT_KEY, ROOT_KEY, SESSION_KEY))
+        self._run_names = frozenset((self._key, PARENT_KEY, ROOT_KEY))
         self._response_header = self.policy.response_header
         # Requests with no id, or a canonical one, take the fast path of __call__ when the
         # policy would only continue that id or mint a root run for them.
@@ -112,7 +115,7 @@ class RunIdMiddleware:
             await self.app(scope, receive, send)
             return
         key = self._key
-        raw = parent = root = None
+        raw = parent = root = session = None
         headers = scope.get("headers", ())
         if type(headers) is not list:  # the spec allows any iterable: one the scan may use up
             headers = scope["headers"] = list(headers)
@@ -128,17 +131,22 @@ class RunIdMiddleware:
                 if parent is None:
                     parent = field
                     continue
-            elif root is None:
-                root = field
+            elif name == ROOT_KEY:
+                if root is None:
+                    root = field
+                    continue
+            elif session is None:
+                session = field
                 continue
             # One of them came again: read them all anew, repeats joined (the policy sorts
             # them out). Once per request, not per repeat: a client's thousands of copies cost
             # time linear in their number, never quadratic.
-            raw, parent, root = joined(headers, key)
+            raw, parent, root, session = joined(headers, key)
             break
         run: RunId | None
         changed: list[tuple[bytes, bytes]] | None = None  # the request headers, when rewritten
-        if parent is None and root is None and self._fast:
+        session_id: str | None = None
+        if parent is None and root is None and session is None and self._fast:
             # The common requests, decided here without the policy's general path: a root run
             # continued from a canonical id, or a new run when no id came (and no fallback
             # such as OpenTelemetry baggage may supply one).
@@ -166,6 +174,8 @@ class RunIdMiddleware:
                 run, header, changed = self._decide(scope, headers, raw, None, None)
         else:
             run, header, changed = self._decide(scope, headers, raw, parent, root)
+            if session is not None:
+                session_id = parse_session_id(session)  # client input: a bad one is absent
         if run is None:
             await self._reject(scope, send)
             return
@@ -188,10 +198,15 @@ class RunIdMiddleware:
             inner = send
         # The request's run never nests in a run left current where the server calls us (some
         # servers start a request in the previous one's context): it starts from no run.
-        if observers.items or self.registry is not None or _recording.default is not None:
+        if (
+            observers.items
+            or self.registry is not None
+            or _recording.default is not None
+            or session_id is not None
+        ):
             aside = None if current.get() is None else current.set(None)
             try:
-                with RunContext(run_id=run, registry=self.registry):
+                with RunContext(run_id=run, registry=self.registry, session_id=session_id):
                     await self.app(scope, receive, inner)
             finally:
                 if aside is not None:
@@ -200,7 +215,7 @@ class RunIdMiddleware:
         # No registry or observer to call: the work of RunContext, without building one per
         # request. Its frame as _context.new_frame(run, self._owner, None) makes it, inlined
         # (tests/test_core_fast_paths.py holds the copy to the original).
-        token = current.set([run, self._owner, None, None, None, None])
+        token = current.set([run, self._owner, None, None, None, None, None])
         try:
             await self.app(scope, receive, inner)
         except BaseException as exc:
@@ -230,7 +245,7 @@ class RunIdMiddleware:
             return run, header, [*headers, header]
         if raw != value or parent is not None or root is not None or run.root is not run:
             # Rewritten unless they already say exactly this run (a root run, canonical form).
-            return run, header, request_headers(headers, self._names, run, header)
+            return run, header, request_headers(headers, self._run_names, run, header)
         return run, header, None
 
     async def _reject(self, scope: Scope, send: Send) -> None:

@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._inbound import InboundPolicy, IncomingOption
-from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, run_headers
+from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, SESSION_HEADER, run_headers
 from ._recording import check_registry
+from ._session import parse_session_id
 from ._types import Environ, Registry, StartResponse, WSGIApp
 from ._wsgi_body import Request, wrap_body
 
@@ -26,6 +27,7 @@ def _environ_key(header: str) -> str:
 
 _PARENT_KEY = _environ_key(PARENT_HEADER)
 _ROOT_KEY = _environ_key(ROOT_HEADER)
+_SESSION_KEY = _environ_key(SESSION_HEADER)
 
 
 def _header_getter(environ: Environ) -> Callable[[str], str | None]:
@@ -133,6 +135,7 @@ class RunIdMiddleware:
         else:
             respond = start_response
 
-        request = Request(run, self.registry)
+        # The session is client input too: a bad one is absent, and never echoed.
+        request = Request(run, self.registry, parse_session_id(environ.get(_SESSION_KEY)))
         body = request.context.run(request.call, self.app, environ, respond)
         return wrap_body(body, request, environ.get("wsgi.file_wrapper"))

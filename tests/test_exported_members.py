@@ -10,17 +10,22 @@ EXPECTED = {
     "HEADER",
     "PARENT_HEADER",
     "ROOT_HEADER",
+    "SESSION_HEADER",
     "RunContext",
     "RunFinisher",
     "RunId",
     "RunObserver",
+    "RunView",
     "add_run_observer",
+    "annotate",
+    "current_run",
     "current_run_id",
     "environ",
     "headers",
     "in_current_run",
     "new_run",
     "remove_run_observer",
+    "session_from_env",
 }
 
 

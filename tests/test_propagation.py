@@ -80,6 +80,7 @@ def test_environ_of_a_root_run_clears_the_lineage_this_process_inherited(
             "AGENT_RUN_ID": run.run_id.value,
             "AGENT_PARENT_RUN_ID": "",
             "AGENT_ROOT_RUN_ID": "",
+            "AGENT_RUN_SESSION_ID": "",
         }
         env = {**os.environ, **environ()}
     script = (

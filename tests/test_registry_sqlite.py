@@ -420,7 +420,7 @@ def test_a_row_the_driver_refuses_is_dropped_alone_keeping_the_backlog(
         assert sum(registry._writer.held()[:2]) == 40
         bad = RunId.generate()
         row = (bad.value, None, bad.value, "running", 0, None, None, None, "\udcff")
-        registry._writer.put((_rows.START, (*row, None, "host", 1, "{}")))
+        registry._writer.put((_rows.START, (*row, None, "host", 1, "{}", None)))
         registry.flush()
     finally:
         locker.execute("ROLLBACK")

@@ -117,8 +117,21 @@ class RunRegistry(ABC):
         user_id: str | None = None,
         task: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> None:
         """Record that ``run_id`` started now, in this process."""
+
+    @abstractmethod
+    def annotate(
+        self,
+        run_id: RunId,
+        *,
+        user_id: str | None = None,
+        task: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        """Fill in what ``agent_run_id.annotate()`` learned of a running run: only what it lacks."""
 
     @abstractmethod
     def finish(self, run_id: RunId, *, error: BaseException | None = None) -> None:
@@ -139,6 +152,7 @@ class RunRegistry(ABC):
         *,
         status: Status | None = None,
         user_id: str | None = None,
+        session_id: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         stale: bool = False,

@@ -37,6 +37,7 @@ TREE = (
 def find_query(
     status: str | None,
     user_id: str | None,
+    session_id: str | None,
     since: datetime | None,
     until: datetime | None,
     stale: bool,
@@ -51,6 +52,7 @@ def find_query(
     for clause, value in (
         ("status = ?", "running" if stale else status),
         ("user_id = ?", user_id),
+        ("session_id = ?", session_id),
         ("started_at >= ?", None if since is None else to_micros(since)),
         ("started_at < ?", None if until is None else to_micros(until)),
         ("host = ?", HOST if stale else None),

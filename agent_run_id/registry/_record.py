@@ -48,6 +48,7 @@ class RunRecord:
         ended_at: when it ended (aware, UTC), None while running.
         duration: its length in seconds, None while running.
         user_id: the user it worked for, if known.
+        session_id: the session (conversation, thread) it belongs to, if known.
         task: a short summary of its task, if given.
         error: ``"Type: message"`` of the exception that escaped it, if any.
         host: the host name of the machine it ran on.
@@ -63,6 +64,7 @@ class RunRecord:
     ended_at: datetime | None = None
     duration: float | None = None
     user_id: str | None = None
+    session_id: str | None = None
     task: str | None = None
     error: str | None = None
     host: str | None = None

@@ -20,6 +20,7 @@ from ._limits import cut_text, dump_metadata, error_text
 from ._record import RunRecord, from_micros
 
 __all__ = [
+    "ANNOTATE",
     "FINISH",
     "HOST",
     "START",
@@ -43,7 +44,8 @@ Row = tuple[Any, ...]
 # A finish adds the end to the row, or writes the whole row when the start never reached this
 # file (the file was deleted or replaced in between).
 START = (
-    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE"
+    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (run_id) DO UPDATE"
     " SET parent_id = COALESCE(runs.parent_id, excluded.parent_id),"
     " root_id = CASE WHEN runs.parent_id IS NULL THEN excluded.root_id ELSE runs.root_id END,"
     " status = excluded.status, started_at = MIN(runs.started_at, excluded.started_at),"
@@ -52,29 +54,44 @@ START = (
     " task = COALESCE(runs.task, excluded.task), error = NULL,"
     " host = CASE WHEN runs.status = 'running' THEN runs.host ELSE excluded.host END,"
     " pid = CASE WHEN runs.status = 'running' THEN runs.pid ELSE excluded.pid END,"
-    " metadata = CASE WHEN runs.metadata = '{}' THEN excluded.metadata ELSE runs.metadata END"
+    " metadata = CASE WHEN runs.metadata = '{}' THEN excluded.metadata ELSE runs.metadata END,"
+    " session_id = COALESCE(runs.session_id, excluded.session_id)"
+)
+# An annotation fills in what the row lacks and changes nothing else: not the status or times.
+ANNOTATE = (
+    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (run_id) DO UPDATE"
+    " SET user_id = COALESCE(runs.user_id, excluded.user_id),"
+    " task = COALESCE(runs.task, excluded.task),"
+    " metadata = CASE WHEN runs.metadata = '{}' THEN excluded.metadata ELSE runs.metadata END,"
+    " session_id = COALESCE(runs.session_id, excluded.session_id)"
 )
 FINISH = (
-    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE"
+    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (run_id) DO UPDATE"
     " SET status = excluded.status, ended_at = excluded.ended_at,"
     " duration = MAX(0.0, (excluded.ended_at - runs.started_at) / 1e6), error = excluded.error"
 )
 
 
-def check_args(run_id: object, user_id: object, task: object) -> None:
+def check_args(run_id: object, user_id: object, task: object, session_id: object = None) -> None:
     """Raise TypeError, naming the argument, for a start or finish given the wrong types.
 
     Checked at once: a row that the database refuses would otherwise be retried forever.
     """
     if not isinstance(run_id, RunId):
         raise TypeError(f"run_id must be a RunId, got {type(run_id).__name__}")
-    for what, value in (("user_id", user_id), ("task", task)):
+    for what, value in (("user_id", user_id), ("task", task), ("session_id", session_id)):
         if value is not None and not isinstance(value, str):
             raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
 
 
 def start_row(
-    run_id: RunId, user_id: str | None, task: str | None, metadata: Mapping[str, Any] | None
+    run_id: RunId,
+    user_id: str | None,
+    task: str | None,
+    metadata: Mapping[str, Any] | None,
+    session_id: str | None = None,
 ) -> Row:
     """Return the row of ``run_id`` started now, in this process, its text cut to the limits."""
     parent = run_id.parent
@@ -92,6 +109,7 @@ def start_row(
         HOST,
         os.getpid(),
         dump_metadata(metadata),
+        cut_text(session_id),
     )
 
 
@@ -107,7 +125,7 @@ def finish_row(run_id: RunId, start: Row | None, ended: int, error: BaseExceptio
     else:
         parent = run_id.parent
         row = (run_id.value, None if parent is None else parent.value, run_id.root.value)
-        row = (*row, "running", ended, None, None, None, None, None, HOST, os.getpid(), "{}")
+        row = (*row, "running", ended, None, None, None, None, None, HOST, os.getpid(), "{}", None)
     status = "ok" if error is None else "error"
     duration = max(0.0, (ended - row[4]) / 1e6)
     end = (status, row[4], ended, duration, *row[7:9], error_text(error))
@@ -123,7 +141,8 @@ def merge_rows(first: Row, later: Row) -> Row:
     user_id = later[7] if first[7] is None else first[7]
     task = later[8] if first[8] is None else first[8]
     metadata = later[12] if first[12] == "{}" else first[12]
-    return (first[0], parent, root, *first[3:7], user_id, task, *first[9:12], metadata)
+    session_id = later[13] if first[13] is None else first[13]
+    return (first[0], parent, root, *first[3:7], user_id, task, *first[9:12], metadata, session_id)
 
 
 def to_record(row: Any) -> RunRecord:
@@ -146,4 +165,5 @@ def to_record(row: Any) -> RunRecord:
         host=row[10],
         pid=row[11],
         metadata=metadata if isinstance(metadata, dict) else {},
+        session_id=row[13],
     )

@@ -10,7 +10,7 @@ __all__ = ["COLUMNS", "SCHEMA_VERSION", "SchemaError", "connect", "connect_read_
 
 COLUMNS = (
     "run_id, parent_id, root_id, status, started_at, ended_at, duration, "
-    "user_id, task, error, host, pid, metadata"
+    "user_id, task, error, host, pid, metadata, session_id"
 )
 
 # MIGRATIONS[n] takes a database from schema version n to n + 1 (PRAGMA user_version; a new
@@ -35,6 +35,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX runs_started_at ON runs (started_at)",
         "CREATE INDEX runs_parent_id ON runs (parent_id)",
         "CREATE INDEX runs_root_id ON runs (root_id)",
+    ),
+    (  # 1 -> 2: the run's session (conversation, thread); finding a user's and a session's runs
+        "ALTER TABLE runs ADD COLUMN session_id TEXT",
+        "CREATE INDEX runs_session_id ON runs (session_id, started_at)",
+        "CREATE INDEX runs_user_id ON runs (user_id, started_at)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -28,7 +28,17 @@ from ._base import AmbiguousRunError, RunRegistry, check_find, parse_run, preord
 from ._queries import BY_ID, BY_PREFIX, CANDIDATES, CHILDREN, TREE, alive, find_query
 from ._readers import Readers
 from ._record import RunRecord, Status
-from ._rows import FINISH, START, Row, check_args, finish_row, merge_rows, start_row, to_record
+from ._rows import (
+    ANNOTATE,
+    FINISH,
+    START,
+    Row,
+    check_args,
+    finish_row,
+    merge_rows,
+    start_row,
+    to_record,
+)
 from ._schema import connect
 from ._writer import Writer
 
@@ -138,6 +148,7 @@ class SQLiteRunRegistry(RunRegistry):
         user_id: str | None = None,
         task: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
     ) -> None:
         r"""Record that ``run_id`` started now, in this process (queued).
 
@@ -152,14 +163,37 @@ class SQLiteRunRegistry(RunRegistry):
         Raises TypeError for arguments of the wrong type, at once: a row that the database
         refuses would otherwise be retried forever.
         """
-        check_args(run_id, user_id, task)
-        row = start_row(run_id, user_id, task, metadata)
+        check_args(run_id, user_id, task, session_id)
+        row = start_row(run_id, user_id, task, metadata, session_id)
         with self._open_lock:
             entry = self._open.get(run_id.value)
             if entry is not None:
                 row = merge_rows(entry[0], row)
             self._open[run_id.value] = (row, 1 if entry is None else entry[1] + 1)
         self._writer.put((START, row))
+
+    def annotate(
+        self,
+        run_id: RunId,
+        *,
+        user_id: str | None = None,
+        task: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> None:
+        """Fill in what ``agent_run_id.annotate()`` learned of a running run (queued).
+
+        Only what the row lacks is filled, as a second start would, but the run's entries are not
+        counted again and its status and times are left as they are.
+        """
+        check_args(run_id, user_id, task, session_id)
+        row = start_row(run_id, user_id, task, metadata, session_id)
+        with self._open_lock:
+            entry = self._open.get(run_id.value)
+            if entry is not None:
+                row = merge_rows(entry[0], row)
+                self._open[run_id.value] = (row, entry[1])
+        self._writer.put((ANNOTATE, row))
 
     def finish(self, run_id: RunId, *, error: BaseException | None = None) -> None:
         """Record that ``run_id`` ended now, with ``error`` if one escaped (queued).
@@ -231,6 +265,7 @@ class SQLiteRunRegistry(RunRegistry):
         *,
         status: Status | None = None,
         user_id: str | None = None,
+        session_id: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         stale: bool = False,
@@ -245,7 +280,7 @@ class SQLiteRunRegistry(RunRegistry):
         ``"running"`` (ValueError).
         """
         check_find(status, limit, since, until, stale)
-        sql, params = find_query(status, user_id, since, until, stale)
+        sql, params = find_query(status, user_id, session_id, since, until, stale)
         if not stale:
             return [to_record(row) for row in self._query(f"{sql} LIMIT {limit}", params)]
         found: list[RunRecord] = []
