@@ -9,9 +9,11 @@ Two ways, for two needs:
   must not touch the process-wide record factory. Put it on handlers, not on a logger: a logger's
   filters see only records logged on that very logger, never those propagated from its children.
 
-Each stamped record carries ``run_id``, ``run_id_short``, ``parent_run_id`` and ``root_run_id``,
-and the fields of any integration that adds its own (``agent_run_id.otel`` adds ``otelTraceID``
-and ``otelSpanID`` with ``install(log_correlation=True)``).
+Each stamped record carries ``run_id``, ``run_id_short``, ``parent_run_id``, ``root_run_id`` and
+``session_id`` (``fields=`` chooses others: ``user_id`` and ``task`` are stamped only when asked
+for), and the fields of any integration that adds its own (``agent_run_id.otel`` adds
+``otelTraceID`` and ``otelSpanID`` with ``install(log_correlation=True)``). The session, user and
+task are the run's as :func:`agent_run_id.annotate` last set them.
 """
 
 from __future__ import annotations
@@ -19,72 +21,158 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
-from ._context import LOG_FIELDS, RUN, Frame, current
+from ._context import FACTS, LOG_FIELDS, RUN, Frame, current
+from ._facts import Facts, RunView
 from ._hooks import add_reset, field_providers, provide_fields
 from ._run_id import RunId, lineage_fields
+from ._show import show_value
 
-__all__ = ["FIELDS", "LINEAGE", "RunIdFilter", "install", "uninstall"]
+__all__ = [
+    "ALL_FIELDS",
+    "DEFAULT_FIELDS",
+    "FACT_FIELDS",
+    "FIELDS",
+    "LINEAGE",
+    "RunIdFilter",
+    "install",
+    "uninstall",
+]
 
 #: The names of a run's id and lineage in every log output (stdlib, structlog, loguru, the CLI).
 LINEAGE = ("run_id", "parent_run_id", "root_run_id")
-#: The attributes a stamped record carries.
+#: The names of what is known of a run in every log output: its session, its user, its task.
+FACT_FIELDS = ("session_id", "user_id", "task")
+#: The run's own fields: its id, the id's 8-character form and its lineage.
 FIELDS = (LINEAGE[0], "run_id_short", LINEAGE[1], LINEAGE[2])
+#: Every field a log output can carry, to choose from with ``fields=``.
+ALL_FIELDS = FIELDS + FACT_FIELDS
+#: The fields stamped unless ``fields=`` says otherwise: the run's own and its session. The user
+#: id is personal data, stamped only when asked for.
+DEFAULT_FIELDS = (*FIELDS, FACT_FIELDS[0])
+
+_Default = TypeVar("_Default", str, None)
+
+
+def check_fields(fields: object, choices: tuple[str, ...] = ALL_FIELDS) -> tuple[str, ...]:
+    """Return the field names of a ``fields=`` option in the order of ``choices``, or raise.
+
+    For every log integration of the package, so that each takes the same names. A name given
+    twice counts once.
+    """
+    if isinstance(fields, str) or not isinstance(fields, tuple | list | set | frozenset):
+        raise TypeError(
+            f"fields must be a tuple of field names such as {DEFAULT_FIELDS!r}, "
+            f"got {show_value(fields)}"
+        )
+    for name in fields:
+        if name not in choices:
+            raise ValueError(
+                f"fields: {show_value(name)} is not a log field: choose from {', '.join(choices)}"
+            )
+    if not fields:
+        raise ValueError(f"fields must name at least one field, such as {choices[:1]!r}")
+    return tuple(name for name in choices if name in fields)
+
+
+def field_values(
+    run_id: RunId,
+    facts: Facts | RunView | None,
+    names: tuple[str, ...],
+    default: _Default,
+    *,
+    short: bool = False,
+    own_root: bool = True,
+) -> tuple[str | _Default, ...]:
+    """Return the values of the fields ``names`` for a run with ``facts``: the one rule of them.
+
+    ``default`` stands for what the run lacks: a parent, a session, a user, a task (and its root
+    with ``own_root=False``, for a root run). ``short`` puts the 8-character form in ``run_id``.
+    """
+    lineage = lineage_fields(run_id, LINEAGE, own_root=own_root)
+    run, parent, root = LINEAGE
+    value = lineage[run]
+    known: dict[str, str | None] = {
+        run: value[:8] if short else value,
+        FIELDS[1]: value[:8],
+        parent: lineage.get(parent),
+        root: lineage.get(root),
+    }
+    if facts is not None:
+        known.update(zip(FACT_FIELDS, (facts.session_id, facts.user_id, facts.task), strict=True))
+    return tuple(default if (found := known.get(name)) is None else found for name in names)
 
 
 class _Options:
     """How records are stamped; replaced as a whole when the options change."""
 
-    __slots__ = ("default", "short")
+    __slots__ = ("default", "names", "outside", "short", "standard")
 
-    def __init__(self, short: bool, default: str) -> None:
+    def __init__(self, short: bool, default: str, fields: object) -> None:
         if not isinstance(short, bool):
             raise TypeError(f"short must be True or False, got {short!r}")
         if not isinstance(default, str):
             raise TypeError(f"default must be a str (shown outside any run), got {default!r}")
         self.short = short
         self.default = default
+        self.names = check_fields(fields)
+        # The default fields are stamped by hand-written code on the hot path; others in a loop.
+        self.standard = self.names == DEFAULT_FIELDS
+        self.outside = (default,) * len(self.names)
 
 
-def _run_fields(frame: Frame, options: _Options) -> tuple[str, str, str, str]:
-    """Return the four fields of a run, worked out once per run and options."""
+def _facts_seen(facts: Facts | None) -> tuple[str | None, ...] | None:
+    return None if facts is None else (facts.session_id, facts.user_id, facts.task)
+
+
+def _run_fields(frame: Frame, options: _Options) -> tuple[str, ...]:
+    """Return the fields of a run, worked out once per run, options and ``annotate()``."""
     cached = frame[LOG_FIELDS]
     if cached is not None and cached[0] is options:
         return cached[1]  # type: ignore[no-any-return]
-    run_id: RunId = frame[RUN]
-    run, parent, root = LINEAGE
-    lineage = lineage_fields(run_id, LINEAGE, own_root=True)
-    value = lineage[run]
-    fields = (
-        value[:8] if options.short else value,
-        value[:8],
-        lineage.get(parent, options.default),
-        lineage[root],
-    )
+    facts: Facts | None = frame[FACTS]
+    seen = _facts_seen(facts)
+    fields = field_values(frame[RUN], facts, options.names, options.default, short=options.short)
     frame[LOG_FIELDS] = (options, fields)
+    # annotate() changes the facts, then clears the cache: when it ran in another thread since
+    # they were read here, the cache just written may hold the old ones, so clear it again.
+    if frame[FACTS] is not facts or _facts_seen(facts) != seen:
+        frame[LOG_FIELDS] = None
     return fields
 
 
+def _set_each(record: logging.LogRecord, names: tuple[str, ...], values: tuple[str, ...]) -> None:
+    """Set fields other than the default ones (those are set inline, on the hot path)."""
+    for name, value in zip(names, values, strict=True):
+        setattr(record, name, value)
+
+
 class RunIdFilter(logging.Filter):
-    """Set ``run_id`` and its lineage on each record that passes; never drops a record.
+    """Set ``run_id``, its lineage and its session on each record that passes; never drops one.
 
     Fields a record already has (stamped by :func:`install`, or given in ``extra=``) are left as
     they are, so a filter running in a ``QueueListener`` thread does not overwrite the run that
-    was current when the record was made.
+    was current when the record was made (give it the ``fields=`` of ``install()`` then: a field
+    the record lacks is the listener thread's).
 
     Args:
         short: put the 8-character form in ``run_id`` (``run_id_short`` always has it).
-        default: what the fields hold outside any run.
+        default: what the fields hold outside any run, and a field the run lacks (a parent, a
+            session).
+        fields: the fields to set, from ``ALL_FIELDS``: by default ``DEFAULT_FIELDS``, the run's
+            and its session; add ``"user_id"`` (personal data) and ``"task"`` when wanted.
 
     Example::
 
         handler.addFilter(RunIdFilter())
-        handler.setFormatter(logging.Formatter("%(run_id)s %(levelname)s %(message)s"))
+        handler.setFormatter(logging.Formatter("%(run_id)s %(session_id)s %(message)s"))
     """
 
-    def __init__(self, short: bool = False, default: str = "-") -> None:
-        self._options = _Options(short, default)
+    def __init__(
+        self, short: bool = False, default: str = "-", *, fields: tuple[str, ...] = DEFAULT_FIELDS
+    ) -> None:
+        self._options = _Options(short, default, fields)
         super().__init__()
 
     @property
@@ -97,31 +185,43 @@ class RunIdFilter(logging.Filter):
         """What the fields hold outside any run."""
         return self._options.default
 
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields set on each record, in the order of ``ALL_FIELDS``."""
+        return self._options.names
+
     def filter(self, record: logging.LogRecord) -> bool:
         """Stamp the fields ``record`` does not have yet with the current run; keep it."""
         # Attributes, not record.__dict__: reading __dict__ moves the record's attributes into a
         # dict there and then, and every later read and write of the record is slower for it.
-        if not hasattr(record, "root_run_id"):
+        options = self._options
+        names = options.names
+        for name in names:
+            if hasattr(record, name):
+                break
+        else:  # none given, the common case: all set at once
             frame = current.get()
-            if frame is None:
-                fields: tuple[str, ...] = (self._options.default,) * 4
-            else:
-                fields = _run_fields(frame, self._options)
-            if (
-                hasattr(record, "run_id")
-                or hasattr(record, "run_id_short")
-                or hasattr(record, "parent_run_id")
-            ):  # some given in extra=: those are kept
-                for name, value in zip(FIELDS, fields, strict=True):
-                    if not hasattr(record, name):
-                        setattr(record, name, value)
-            else:
+            values = options.outside if frame is None else _run_fields(frame, options)
+            if options.standard:
                 (
                     record.run_id,
                     record.run_id_short,
                     record.parent_run_id,
                     record.root_run_id,
-                ) = fields
+                    record.session_id,
+                ) = values
+            else:
+                _set_each(record, names, values)
+            if field_providers.items:
+                provide_fields(record.__dict__, only_missing=True)
+            return True
+        missing = [name for name in names if not hasattr(record, name)]
+        if missing:  # some given in extra=, or stamped by install(): those are kept
+            frame = current.get()
+            values = options.outside if frame is None else _run_fields(frame, options)
+            for name, value in zip(names, values, strict=True):
+                if name in missing:
+                    setattr(record, name, value)
             if field_providers.items:
                 provide_fields(record.__dict__, only_missing=True)
         return True
@@ -133,7 +233,7 @@ _lock = threading.Lock()
 _previous: Any = None  # the factory ours chains; kept after uninstall() for records in flight
 _installed = False  # whether our factory is in the chain
 _options: _Options | None = None  # None: not stamping (never installed, or uninstall())
-_FIELD_SET = frozenset(FIELDS)
+_FIELD_SET = frozenset(ALL_FIELDS)
 _RESERVED = frozenset({"message", "asctime"})  # extra= keys Logger.makeRecord always refuses
 _make_record: Any = None  # Logger.makeRecord as it was before install(); kept, like _previous
 _patched = False  # whether Logger.makeRecord is ours
@@ -166,7 +266,7 @@ def _make_record_letting_extra_win(
     record: logging.LogRecord = _make_record(
         self, name, level, fn, lno, msg, args, exc_info, func, rest, sinfo
     )
-    record.__dict__.update((key, extra[key]) for key in FIELDS if key in extra)
+    record.__dict__.update((key, extra[key]) for key in ALL_FIELDS if key in extra)
     return record
 
 
@@ -202,18 +302,27 @@ def _make_stamped_record(
         if options is not None:
             frame = current.get()
             if frame is None:
-                default = options.default
-                record.run_id = record.run_id_short = default
-                record.parent_run_id = record.root_run_id = default
+                if options.standard:
+                    default = options.default
+                    record.run_id = record.run_id_short = record.session_id = default
+                    record.parent_run_id = record.root_run_id = default
+                else:
+                    _set_each(record, options.names, options.outside)
             else:
                 cached = frame[LOG_FIELDS]
                 fields = cached[1] if cached is not None and cached[0] is options else None
-                (
-                    record.run_id,
-                    record.run_id_short,
-                    record.parent_run_id,
-                    record.root_run_id,
-                ) = fields or _run_fields(frame, options)
+                if fields is None:
+                    fields = _run_fields(frame, options)
+                if options.standard:
+                    (
+                        record.run_id,
+                        record.run_id_short,
+                        record.parent_run_id,
+                        record.root_run_id,
+                        record.session_id,
+                    ) = fields
+                else:
+                    _set_each(record, options.names, fields)
             if field_providers.items:
                 provide_fields(record.__dict__, only_missing=False)
     else:  # another factory wraps ours (it stamps), or ours is uninstalled
@@ -241,18 +350,27 @@ def _stamp_fields(record: logging.LogRecord) -> None:
         return
     frame = current.get()
     if frame is None:
-        default = options.default
-        record.run_id = record.run_id_short = default
-        record.parent_run_id = record.root_run_id = default
+        if options.standard:
+            default = options.default
+            record.run_id = record.run_id_short = record.session_id = default
+            record.parent_run_id = record.root_run_id = default
+        else:
+            _set_each(record, options.names, options.outside)
     else:
         cached = frame[LOG_FIELDS]  # _run_fields' cache, read here to save a call per record
         fields = cached[1] if cached is not None and cached[0] is options else None
-        (
-            record.run_id,
-            record.run_id_short,
-            record.parent_run_id,
-            record.root_run_id,
-        ) = fields or _run_fields(frame, options)
+        if fields is None:
+            fields = _run_fields(frame, options)
+        if options.standard:  # the default fields, set by hand: no loop on the common path
+            (
+                record.run_id,
+                record.run_id_short,
+                record.parent_run_id,
+                record.root_run_id,
+                record.session_id,
+            ) = fields
+        else:
+            _set_each(record, options.names, fields)
     if field_providers.items:
         provide_fields(record.__dict__, only_missing=False)
 
@@ -268,19 +386,21 @@ def _is_stdlib_make_record(make_record: object) -> bool:
 _OURS = (_make_stamped_record, _make_record_letting_extra_win)
 
 
-def _chains_ours(factory: Callable[..., logging.LogRecord]) -> bool:
+def _chains_ours(factory: Callable[..., logging.LogRecord], stamped: str) -> bool:
     """Whether making a record with ``factory`` runs ours: one probe record, thrown away.
 
     Another library may have wrapped ours (it then still runs) or replaced it outright, with
     ``logging.setLogRecordFactory(logging.LogRecord)`` for example; only calling the factory
-    tells the two apart: ours stamps the probe (install() sets the options first). Called under
-    the lock.
+    tells the two apart: ours stamps the probe with the field ``stamped`` (install() sets the
+    options first). Called under the lock.
     """
     probe = factory("agent_run_id.probe", logging.NOTSET, __file__, 0, "probe", (), None)
-    return "root_run_id" in probe.__dict__
+    return stamped in probe.__dict__
 
 
-def install(*, short: bool = False, default: str = "-") -> None:
+def install(
+    *, short: bool = False, default: str = "-", fields: tuple[str, ...] = DEFAULT_FIELDS
+) -> None:
     """Stamp every log record of the process with the run current when it is created.
 
     Chains the record factory installed before (OpenTelemetry's logging instrumentation installs
@@ -296,19 +416,23 @@ def install(*, short: bool = False, default: str = "-") -> None:
 
     Args:
         short: put the 8-character form in ``run_id`` (``run_id_short`` always has it).
-        default: what the fields hold outside any run.
+        default: what the fields hold outside any run, and a field the run lacks (a parent, a
+            session, a user).
+        fields: the fields to stamp, from ``ALL_FIELDS`` (``run_id``, ``run_id_short``,
+            ``parent_run_id``, ``root_run_id``, ``session_id``, ``user_id``, ``task``). By
+            default ``DEFAULT_FIELDS``: all but ``user_id`` (personal data) and ``task``.
 
     Example::
 
-        agent_run_id.logging.install()
-        logging.basicConfig(format="%(asctime)s %(run_id)s %(name)s %(message)s")
+        agent_run_id.logging.install(fields=(*DEFAULT_FIELDS, "user_id"))
+        logging.basicConfig(format="%(asctime)s %(run_id)s %(session_id)s %(message)s")
     """
     global _installed, _make_record, _options, _patched, _previous
-    options = _Options(short, default)
+    options = _Options(short, default, fields)
     with _lock:
         _options = options
         factory = logging.getLogRecordFactory()
-        if factory is not _stamp and not (_installed and _chains_ours(factory)):
+        if factory is not _stamp and not (_installed and _chains_ours(factory, options.names[0])):
             _previous = factory
             logging.setLogRecordFactory(_stamp)
             _installed = True

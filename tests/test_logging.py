@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import agent_run_id.logging as run_logging
-from agent_run_id import RunContext
+from agent_run_id import RunContext, annotate
 from agent_run_id._hooks import add_field_provider, remove_field_provider
 from agent_run_id.logging import RunIdFilter
 
@@ -472,43 +472,71 @@ def _made_both_ways(inline_first: bool) -> tuple[dict[str, object], dict[str, ob
 @pytest.mark.parametrize("inline_first", [True, False])
 @pytest.mark.parametrize(
     "state",
-    ["outside a run", "root run", "child run", "short", "options changed", "provider", "off"],
+    [
+        "outside a run",
+        "root run",
+        "child run",
+        "session",
+        "annotated",
+        "fields chosen",
+        "fields chosen, outside a run",
+        "short",
+        "options changed",
+        "provider",
+        "off",
+    ],
 )
 def test_make_record_stamps_as_stamp_fields_does(state: str, inline_first: bool) -> None:
     """_make_stamped_record writes _stamp_fields out inline: both make the same record."""
-    run_logging.install(short=state == "short", default="none")
+    fields = run_logging.ALL_FIELDS if state.startswith("fields chosen") else None
+    run_logging.install(
+        short=state == "short", default="none", fields=fields or run_logging.DEFAULT_FIELDS
+    )
     if state == "provider":
         add_field_provider(_trace_hint)
     if state == "off":  # uninstalled under a wrapper, which later puts ours back in place
         logging.setLogRecordFactory(lambda *args: run_logging._stamp(*args))
         run_logging.uninstall()
         logging.setLogRecordFactory(run_logging._stamp)
-    runs = {"outside a run": 0, "root run": 1}.get(state, 2)
+    runs = {"outside a run": 0, "fields chosen, outside a run": 0, "root run": 1}.get(state, 2)
     try:
         with contextlib.ExitStack() as stack:
             for _ in range(runs):
-                stack.enter_context(RunContext())
+                stack.enter_context(RunContext(session_id="chat-1", user_id="u-1"))
             if state == "options changed":  # the run's fields are cached for other options
                 _made_both_ways(inline_first)
                 run_logging.install(short=True)
+            if state == "annotated":  # the run's fields are cached with the facts before
+                _made_both_ways(inline_first)
+                annotate(session_id="chat-2")
             made, expected = _made_both_ways(inline_first)
     finally:
         remove_field_provider(_trace_hint)
         run_logging.uninstall()
     assert logging.getLogRecordFactory() is logging.LogRecord
     assert made == expected
-    assert ("root_run_id" in made) is (state != "off")
+    assert ("session_id" in made) is (state != "off")
+    assert ("user_id" in made) is (fields is not None)
     assert ("trace_hint" in made) is (state == "provider")
+    if state == "annotated":
+        assert made["session_id"] == "chat-2"
 
 
-@pytest.mark.parametrize("given", ["run_id", "run_id_short", "parent_run_id"])
+@pytest.mark.parametrize("given", run_logging.DEFAULT_FIELDS)
 def test_handler_filter_keeps_any_one_field_given_and_stamps_the_rest(given: str) -> None:
-    """A record with root_run_id is taken as stamped already; any other field given is kept."""
+    """A field the record has (given in extra=, or stamped) is kept; the others are stamped."""
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
     setattr(record, given, "given")
     with RunContext() as root, RunContext() as run:
         assert RunIdFilter().filter(record)
     value, root_value = run.run_id.value, root.run_id.value
-    stamps = dict(zip(run_logging.FIELDS, (value, value[:8], root_value, root_value), strict=True))
-    expected = {name: "given" if name == given else stamps[name] for name in run_logging.FIELDS}
-    assert {name: getattr(record, name) for name in run_logging.FIELDS} == expected
+    stamps = dict(
+        zip(
+            run_logging.DEFAULT_FIELDS,
+            (value, value[:8], root_value, root_value, "-"),
+            strict=True,
+        )
+    )
+    names = run_logging.DEFAULT_FIELDS
+    expected = {name: "given" if name == given else stamps[name] for name in names}
+    assert {name: getattr(record, name) for name in names} == expected
