@@ -41,6 +41,7 @@ class JsonLines(logging.Formatter):
                 "run_id": getattr(record, "run_id", None),
                 "parent_run_id": getattr(record, "parent_run_id", None),
                 "root_run_id": getattr(record, "root_run_id", None),
+                "session_id": getattr(record, "session_id", None),
             }
         )
 
@@ -56,7 +57,8 @@ async def call_tool(query: str) -> str:
 
 
 async def agent(user_id: str, question: str) -> str:
-    async with RunContext(user_id=user_id, task=question):
+    # Each user's chat is a session: the tool's child run inherits it, not the user.
+    async with RunContext(user_id=user_id, session_id=f"chat-{user_id}", task=question):
         logger.info("agent started for %s", user_id)
         try:
             answer = await call_tool(question)

@@ -555,6 +555,7 @@ def test_runs_list_json_gives_records_with_their_field_names(db: Path) -> None:
         "ended_at",
         "duration",
         "user_id",
+        "session_id",
         "task",
         "error",
         "host",

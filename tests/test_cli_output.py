@@ -141,6 +141,8 @@ def hostile_db(tmp_path: Path) -> Path:
     conn = sqlite3.connect(path)
     with conn:
         conn.execute("UPDATE runs SET host = ? WHERE run_id = ?", ("host\x1b]0;x\x07", RUN))
+        # Written by other software: the session id rule holds only for what the library records.
+        conn.execute("UPDATE runs SET session_id = ? WHERE run_id = ?", ("s\x1b[2J\nid", RUN))
     conn.close()
     return path
 
@@ -149,13 +151,14 @@ def test_runs_show_puts_each_field_on_its_one_line_escaped(hostile_db: Path) -> 
     result = call("runs", "show", RUN, "--db", str(hostile_db))
     assert result.code == 0
     lines = result.out.splitlines()
-    assert len(lines) == 13  # one per field of the record
+    assert len(lines) == 14  # one per field of the record
     assert _safe(result.out)
     fields = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in lines}
     assert [line for line in lines if line.startswith("status:")] == ["status:     ok"]
     assert fields["task"] == "book\\x1b]0;owned\\x07\\x1b[2J\\nstatus:     ok"
     assert fields["user_id"] == "eve\\x1b[31m\\nuser"
     assert fields["host"] == "host\\x1b]0;x\\x07"
+    assert fields["session_id"] == "s\\x1b[2J\\nid"
     assert "\\u202eevil\\u2028x" in fields["metadata"]
     assert "\\u0007" in fields["metadata"]
 
@@ -163,7 +166,7 @@ def test_runs_show_puts_each_field_on_its_one_line_escaped(hostile_db: Path) -> 
 def test_runs_show_of_the_failed_run_shows_its_error_on_one_line(hostile_db: Path) -> None:
     result = call("runs", "show", CHILD, "--db", str(hostile_db))
     lines = result.out.splitlines()
-    assert len(lines) == 13
+    assert len(lines) == 14
     assert [line for line in lines if line.startswith("status:")] == ["status:     error"]
     assert "error:      ValueError: bad\\n\\x1b[2Jstatus:     ok" in lines
     assert _safe(result.out)
@@ -177,13 +180,14 @@ def test_runs_list_and_tree_keep_one_run_a_line(hostile_db: Path) -> None:
     assert "book\\x1b]0;owned\\x07\\x1b[2J\\nstatus:" in listed.out
     assert "eve\\x1b[31m" in listed.out
     assert "tool\\rcall" in listed.out
+    assert "s\\x1b[2J\\nid" in listed.out
     stale = call("runs", "list", "--db", str(hostile_db), "--stale", "--limit", "1")
     assert _safe(stale.out)
     tree = call("runs", "tree", RUN, "--db", str(hostile_db))
     assert tree.code == 0
     first, second = tree.out.splitlines()
     assert _safe(tree.out)
-    assert first.endswith("user=eve\\x1b[31m\\nuser")
+    assert first.endswith("user=eve\\x1b[31m\\nuser  session=s\\x1b[2J\\nid")
     assert second.startswith(f"  {CHILD}  error  ")
     assert second.endswith("  tool\\rcall  ValueError: bad\\n\\x1b[2Jstatus:     ok")
 

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import re
 import sqlite3
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
-from agent_run_id.registry import STATUSES, AmbiguousRunError, RunRecord, SQLiteRunRegistry
-from agent_run_id.registry._schema import connect_read_only
+from agent_run_id._session import check_session_id
+from agent_run_id.registry import STATUSES, AmbiguousRunError, RunRecord
 
 from ._errors import UsageError
 from ._lines import parse_time
 from ._output import count, json_line, printable
+from ._registry import ENV_DB, open_registry, registry_path
 
-__all__ = ["add_parser"]
+__all__ = ["add_parser", "session_option"]
 
-ENV_DB = "AGENT_RUN_ID_DB"
 _AGO = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _RUN_HELP = "the run id, or a unique prefix of at least 8 characters"
@@ -40,12 +39,17 @@ def add_parser(commands: Any) -> None:
         actions,
         "list",
         "the latest runs, newest first",
-        "List the latest runs, newest first: id, status, start, duration, user and task, one run "
-        "a line; how many goes to standard error.",
+        "List the latest runs, newest first: id, status, start, duration, user, session and "
+        "task, one run a line; how many goes to standard error.",
         json_help="print one JSON object per run, one a line",
     )
     listing.add_argument("--status", choices=STATUSES, help="only the runs with this status")
-    listing.add_argument("--user", help="only this user's runs")
+    listing.add_argument("--user", metavar="USER", help="only this user's runs")
+    listing.add_argument(
+        "--session",
+        metavar="SESSION",
+        help="only the runs of this session (conversation, thread): every turn and its child runs",
+    )
     listing.add_argument(
         "--since",
         metavar="TIME",
@@ -74,7 +78,8 @@ def add_parser(commands: Any) -> None:
         "tree",
         "a run and its descendants",
         "Print a run and its descendants, each indented under its parent: id, status, duration, "
-        "task, user and error.",
+        "task, user, session (where it differs from the parent's: a child run inherits its "
+        "parent's session) and error.",
         json_help="print one JSON object per run, one a line, the run first",
     )
     tree.add_argument("run", metavar="RUN", help=_RUN_HELP)
@@ -94,25 +99,16 @@ def _add(
     return parser
 
 
-class _ReadOnlyRegistry(SQLiteRunRegistry):
-    """The registry as the command reads it: never created, migrated or written to."""
-
-    def open_reader(self) -> sqlite3.Connection:
-        """Open the database read-only: the command never creates, migrates or writes it."""
-        return connect_read_only(self.path, self.timeout)
-
-
-def _open(args: argparse.Namespace) -> SQLiteRunRegistry:
-    path = args.db or os.environ.get(ENV_DB)
-    if not path:
-        raise UsageError(f"no registry database: give --db PATH or set ${ENV_DB}")
-    if not os.path.isfile(path):
-        raise UsageError(f"no registry database at {path}")
-    return _ReadOnlyRegistry(path)
+def session_option(value: str | None) -> str | None:
+    """Return ``--session``'s value checked with the session id rule, or raise UsageError."""
+    try:
+        return check_session_id(value, "--session")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
-    registry = _open(args)
+    registry = open_registry(registry_path(args.db))
     try:
         if query == "list":
             if args.limit < 1:
@@ -124,6 +120,7 @@ def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
             return registry.find(
                 status=args.status,
                 user_id=args.user,
+                session_id=session_option(args.session),
                 since=None if args.since is None else _since(args.since),
                 stale=args.stale,
                 limit=args.limit,
@@ -172,13 +169,14 @@ def _list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     place = f"{'HOST':<20}  {'PID':>7}  " if args.stale else ""
     out.write(
         f"{'RUN':<36}  {'STATUS':<7}  {'STARTED (UTC)':<19}  {'DURATION':>9}  {place}"
-        f"{'USER':<12}  TASK\n"
+        f"{'USER':<12}  {'SESSION':<16}  TASK\n"
     )
     for r in records:
         place = f"{_cut(r.host, 20):<20}  {r.pid or '-':>7}  " if args.stale else ""
         out.write(
             f"{printable(r.run_id):<36}  {printable(r.status):<7}  {_when(r.started_at)}  "
-            f"{_took(r.duration):>9}  {place}{_cut(r.user_id, 12):<12}  {_cut(r.task)}\n"
+            f"{_took(r.duration):>9}  {place}{_cut(r.user_id, 12):<12}  "
+            f"{_cut(r.session_id, 16):<16}  {_cut(r.task)}\n"
         )
     shown = count(len(records), "run") if records else "no runs"
     if len(records) == args.limit:
@@ -206,13 +204,18 @@ def _tree(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         _emit_json(records, out)
         return 0
     depth = {records[0].parent_id: -1}
+    # A child run inherits its parent's session: shown where it starts or changes, not again.
+    sessions: dict[str | None, str | None] = {records[0].parent_id: None}
     for r in records:
         depth[r.run_id] = depth.get(r.parent_id, -1) + 1
+        sessions[r.run_id] = r.session_id
         user = f"  user={printable(r.user_id)}" if r.user_id else ""
+        shown = r.session_id and r.session_id != sessions.get(r.parent_id)
+        session = f"  session={printable(r.session_id or '')}" if shown else ""
         error = f"  {printable(r.error)}" if r.error else ""
         out.write(
             f"{'  ' * depth[r.run_id]}{printable(r.run_id)}  {printable(r.status)}  "
-            f"{_took(r.duration)}  {_cut(r.task)}{user}{error}\n"
+            f"{_took(r.duration)}  {_cut(r.task)}{user}{session}{error}\n"
         )
     return 0
 

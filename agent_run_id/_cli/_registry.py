@@ -1,0 +1,58 @@
+"""The run registry as the command reads it: found by ``--db`` or ``$AGENT_RUN_ID_DB``, read-only.
+
+The command never creates, migrates or writes the file. A file of an older schema is read as
+it is: the columns it lacks read as empty (a schema-1 file, written before sessions, has no
+``session_id``), in a view of the connection's own (a ``TEMP`` view, which writes nothing to
+the file) that stands in for the table.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+from agent_run_id.registry import SQLiteRunRegistry
+from agent_run_id.registry._schema import connect_read_only
+
+from ._errors import UsageError
+
+__all__ = ["ENV_DB", "ReadOnlyRegistry", "open_registry", "registry_path"]
+
+#: The environment variable naming the registry when ``--db`` is not given.
+ENV_DB = "AGENT_RUN_ID_DB"
+# The columns added since schema 1, each read as NULL from a file that has not got it yet.
+_ADDED = ("session_id",)
+
+
+class ReadOnlyRegistry(SQLiteRunRegistry):
+    """The registry as the command reads it: never created, migrated or written to."""
+
+    def open_reader(self) -> sqlite3.Connection:
+        """Open the database read-only, an older schema seen through a view of today's."""
+        conn = connect_read_only(self.path, self.timeout)
+        try:
+            have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+            missing = [name for name in _ADDED if name not in have]
+            if missing:
+                added = ", ".join(f"NULL AS {name}" for name in missing)
+                # A TEMP view lives in the connection's own temporary database, searched before
+                # the file's: every query of the registry reads it instead of main.runs.
+                conn.execute(f"CREATE TEMP VIEW runs AS SELECT *, {added} FROM main.runs")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+
+def registry_path(option: str | None) -> str | None:
+    """Return the registry's path: ``--db``'s value, else ``$AGENT_RUN_ID_DB``, else None."""
+    return option or os.environ.get(ENV_DB) or None
+
+
+def open_registry(path: str | None) -> SQLiteRunRegistry:
+    """Return the registry at ``path`` (see ``registry_path``) to read only, or raise UsageError."""
+    if not path:
+        raise UsageError(f"no registry database: give --db PATH or set ${ENV_DB}")
+    if not os.path.isfile(path):
+        raise UsageError(f"no registry database at {path}")
+    return ReadOnlyRegistry(path)
