@@ -107,7 +107,7 @@ class FakeRegistry:
 
 
 class Seen(logging.Handler):
-    """Keep, for each record, its run id stamp and the run's session and user as it was logged."""
+    """Keep, for each record, the run id, session and user agent_run_id.logging stamped on it."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -115,13 +115,12 @@ class Seen(logging.Handler):
         self._guard = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
-        run = current_run()  # emit runs where the record was made: what the log call saw
         with self._guard:
             self.lines.append(
                 (
                     getattr(record, "run_id", "?"),
-                    None if run is None else run.session_id,
-                    None if run is None else run.user_id,
+                    getattr(record, "session_id", "?"),
+                    getattr(record, "user_id", "?"),
                     record.getMessage(),
                 )
             )
@@ -130,7 +129,7 @@ class Seen(logging.Handler):
 @pytest.fixture
 def seen() -> Iterator[Seen]:
     """Stamp records with agent_run_id.logging and keep those of the test project's views."""
-    run_logging.install()
+    run_logging.install(fields=(*run_logging.DEFAULT_FIELDS, "user_id"))
     handler = Seen()
     logger = logging.getLogger("tests.django_project")
     old_level = logger.level
