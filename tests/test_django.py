@@ -6,6 +6,7 @@ import asyncio
 import importlib
 import json
 import logging
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -792,6 +793,26 @@ async def test_many_tasks_through_a_real_asgi_server(
 
             answers = await asyncio.gather(*(call(index) for index in range(60)))
     check_no_cross_talk(list(answers), seen, users, lines=2)
+
+
+def test_the_example_logs_every_request_with_its_run_session_and_user() -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "django_app.py"
+    done = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.splitlines()[0] == "Lisbon in May"
+    runs = done.stdout.splitlines()[1].split(": ")[1].split(", ")
+    assert len(set(runs)) == 3
+    lines = [line.split(" ", 3) for line in done.stderr.splitlines()]
+    assert [line[0] for line in lines] == [runs[0], runs[1], runs[2], runs[2], runs[2]]
+    assert {(line[1], line[2]) for line in lines} == {("session=chat-42", "user=1")}
+    assert [line[3] for line in lines] == [
+        "planning",
+        "searching",
+        "token Lisbon",
+        "token in",
+        "token May",
+    ]
 
 
 def test_the_test_project_is_this_one() -> None:
