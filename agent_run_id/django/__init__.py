@@ -26,7 +26,7 @@ try:
     from django.apps import apps as app_registry  # type: ignore[import-untyped]
     from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
     from django.http import HttpResponse  # type: ignore[import-untyped]
-except ImportError as exc:  # pragma: no cover - exercised by tests/test_django.py in a subprocess
+except ImportError as exc:
     raise missing_extra("django", "django", "django") from exc
 
 from agent_run_id._context import RunContext, activate, annotate, deactivate
