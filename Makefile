@@ -44,6 +44,7 @@ bench-count: $(VENV)/.dev-installed
 	$(PY) -m benchmarks.count_asgi
 	$(PY) -m benchmarks.count_logging
 	$(PY) -m benchmarks.count_httpx
+	$(PY) -m benchmarks.count_core
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache .hypothesis
