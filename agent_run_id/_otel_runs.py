@@ -1,5 +1,7 @@
 """What ``agent_run_id.otel.install()`` does at each run: baggage, the run span, log fields.
 
+And at each ``annotate()``: the session (and the user, when asked) on the run's spans.
+
 Imported only by ``agent_run_id.otel``, which checks first that OpenTelemetry is installed.
 """
 
@@ -8,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 from urllib.parse import quote_plus
 
 from opentelemetry import baggage, trace
@@ -15,15 +18,22 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ._context import RunContext, is_outermost
+from ._context import RunContext, current_run, is_outermost
 from ._hooks import RunFinisher
 from ._propagation import run_from_wire
 from ._run_id import RunId, lineage_fields
 
+if TYPE_CHECKING:
+    from ._facts import Facts, RunView
+
 __all__ = [
+    "CONVERSATION_KEY",
     "KEYS",
+    "USER_KEY",
+    "OtelAnnotator",
     "OtelObserver",
     "attributes",
+    "fact_attributes",
     "run_in_baggage",
     "stamp_entry_span",
     "trace_fields",
@@ -32,6 +42,12 @@ __all__ = [
 
 #: Our names, as span attributes and as baggage keys: the run, its parent, its root.
 KEYS = ("agent_run.id", "agent_run.parent_id", "agent_run.root_id")
+#: The span attribute of the run's session: the OpenTelemetry GenAI conventions' conversation.
+CONVERSATION_KEY = "gen_ai.conversation.id"
+#: The span attribute of the run's user (OpenTelemetry's ``user.id``), set only when asked for.
+USER_KEY = "user.id"
+# Where the context a run attaches keeps its spans, for annotate(): (run, entry span, run span).
+_SPANS = otel_context.create_key("agent_run_id.spans")
 
 # The W3C Baggage limits (https://www.w3.org/TR/baggage/#limits), which OpenTelemetry's
 # propagator enforces by dropping whatever entries come last.
@@ -95,11 +111,22 @@ def attributes(run: RunId) -> dict[str, str]:
     return lineage_fields(run, KEYS, own_root=True)
 
 
+def fact_attributes(facts: Facts | RunView | None, user: bool) -> dict[str, str]:
+    """Return the span attributes of what is known of a run: its session, its user if ``user``."""
+    fields: dict[str, str] = {}
+    if facts is not None:
+        if facts.session_id is not None:
+            fields[CONVERSATION_KEY] = facts.session_id
+        if user and facts.user_id is not None:
+            fields[USER_KEY] = facts.user_id
+    return fields
+
+
 # The spans that start before the run of the request or message they handle is entered.
 _ENTRY_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
 
 
-def stamp_entry_span(run: RunId) -> None:
+def stamp_entry_span(run: RunId, facts: Mapping[str, str]) -> trace.Span | None:
     """Stamp the current server or consumer span with ``run``, entered inside it first.
 
     OpenTelemetry's ASGI middleware, placed outside ours, starts the server span before our
@@ -110,37 +137,48 @@ def stamp_entry_span(run: RunId) -> None:
 
     A span attribute cannot be removed: when the arrived run had a parent and the request runs
     as a new root run (``incoming="ignore"``), ``agent_run.parent_id`` becomes ``""``.
+
+    ``facts`` (the session, the user) are set too. Returns the span stamped, or None.
     """
     if not is_outermost():
-        return
+        return None
     span = trace.get_current_span()
     if getattr(span, "kind", None) not in _ENTRY_KINDS or not span.is_recording():
-        return
+        return None
     fields = attributes(run)
     if run.parent is None and KEYS[1] in (getattr(span, "attributes", None) or {}):
         fields[KEYS[1]] = ""
-    span.set_attributes(fields)
+    span.set_attributes({**fields, **facts})
+    return span
 
 
 class OtelObserver:
-    """A run observer: at each run's start, stamp the entry span and attach baggage and span."""
+    """A run observer: at each run's start, stamp the entry span and attach baggage and span.
 
-    def __init__(self, *, baggage: bool, tracer: trace.Tracer | None, stamp: bool) -> None:
+    ``user``: whether the spans it stamps or starts carry the run's user (``user.id``).
+    """
+
+    def __init__(
+        self, *, baggage: bool, tracer: trace.Tracer | None, stamp: bool, user: bool = False
+    ) -> None:
         self.baggage = baggage
         self.tracer = tracer
         self.stamp = stamp
+        self.user = user
 
     def __call__(self, run_id: RunId, run: RunContext) -> RunFinisher | None:
         """Attach the run's OpenTelemetry context; return what detaches it."""
-        if self.stamp:
-            stamp_entry_span(run_id)
+        facts: Mapping[str, str] = {}
+        if self.stamp or self.tracer is not None:
+            facts = fact_attributes(current_run(), self.user)
+        entry = stamp_entry_span(run_id, facts) if self.stamp else None
         if not self.baggage and self.tracer is None:
             return None
         context = otel_context.get_current()
         span = None
         if self.tracer is not None:
             # The run's own attributes too: without the span processor nothing else adds them.
-            fields = {_OPERATION: "invoke_agent", **attributes(run_id)}
+            fields = {_OPERATION: "invoke_agent", **attributes(run_id), **facts}
             if run.name:
                 fields[_AGENT_NAME] = run.name
             span = self.tracer.start_span(
@@ -152,6 +190,8 @@ class OtelObserver:
             context = trace.set_span_in_context(span, context)
         if self.baggage:
             context = with_run_baggage(context, run_id)
+        if entry is not None or span is not None:
+            context = otel_context.set_value(_SPANS, (run_id, entry, span), context)
         token = otel_context.attach(context)
 
         def finish(exc: BaseException | None) -> None:
@@ -166,6 +206,32 @@ class OtelObserver:
                 span.end()
 
         return finish
+
+
+class OtelAnnotator:
+    """An annotation hook: put the run's new session (and user) on its spans still open.
+
+    The current span, and the run's own: the server or consumer span it stamped when it started
+    and its run span. Spans started later get them from the span processor.
+    """
+
+    def __init__(self, *, user: bool) -> None:
+        self.user = user
+
+    def __call__(self, run_id: RunId, facts: Facts) -> None:
+        """Set the attributes of ``facts`` on the run's open spans."""
+        fields = fact_attributes(facts, self.user)
+        if not fields:
+            return
+        spans = [trace.get_current_span()]
+        kept = otel_context.get_value(_SPANS)
+        if isinstance(kept, tuple) and kept[0] is run_id:  # the run's, not an enclosing run's
+            spans += [span for span in kept[1:] if span is not None]
+        done: list[trace.Span] = []
+        for span in spans:
+            if span.is_recording() and not any(span is seen for seen in done):
+                span.set_attributes(fields)
+                done.append(span)
 
 
 _NO_TRACE: Mapping[str, object] = {"otelTraceID": "0", "otelSpanID": "0", "otelTraceSampled": False}

@@ -1,8 +1,10 @@
 """Carry the run on OpenTelemetry: span attributes, a propagator, baggage and run spans.
 
 - :class:`RunIdSpanProcessor` stamps every span started inside a run with ``agent_run.id``,
-  ``agent_run.parent_id`` and ``agent_run.root_id``: the spans of every instrumentation
-  (OpenAI, Anthropic, httpx, ASGI, databases) with no change to the code that starts them.
+  ``agent_run.parent_id`` and ``agent_run.root_id``, and with the run's session as
+  ``gen_ai.conversation.id`` (the user as ``user.id`` only when asked): the spans of every
+  instrumentation (OpenAI, Anthropic, httpx, ASGI, databases) with no change to the code that
+  starts them. ``annotate()`` puts a session learned later on the run's spans still open.
 - :class:`RunIdPropagator` writes the run to ``X-Run-Id`` and the lineage headers and reads it
   back; ``OTEL_PROPAGATORS=tracecontext,baggage,agent_run_id`` turns it on for every
   instrumentation that propagates context.
@@ -32,18 +34,29 @@ except ImportError as error:
 
     raise missing_extra("otel", "opentelemetry-api", "otel") from error
 
-from ._context import current_run_id
+from ._context import current_run
 from ._hooks import (
+    add_annotator,
     add_field_provider,
     add_incoming_fallback,
     add_reset,
     add_run_observer,
+    remove_annotator,
     remove_field_provider,
     remove_incoming_fallback,
     remove_run_observer,
 )
 from ._otel_propagation import RunIdPropagator, run_from_baggage_header, run_from_context
-from ._otel_runs import KEYS, OtelObserver, attributes, trace_fields
+from ._otel_runs import (
+    CONVERSATION_KEY,
+    KEYS,
+    USER_KEY,
+    OtelAnnotator,
+    OtelObserver,
+    attributes,
+    fact_attributes,
+    trace_fields,
+)
 from ._run_id import RunId
 
 # The processor is for the SDK's TracerProvider; the rest needs only the API, which is all the
@@ -60,6 +73,8 @@ __all__ = [
     "RUN_ID_ATTRIBUTE",
     "RUN_PARENT_ID_ATTRIBUTE",
     "RUN_ROOT_ID_ATTRIBUTE",
+    "SESSION_ATTRIBUTE",
+    "USER_ATTRIBUTE",
     "RunIdPropagator",
     "RunIdSpanProcessor",
     "install",
@@ -73,41 +88,66 @@ RUN_ID_ATTRIBUTE = KEYS[0]
 RUN_PARENT_ID_ATTRIBUTE = KEYS[1]
 #: The span attribute (and baggage key) holding the root run's id (the run's own for a root).
 RUN_ROOT_ID_ATTRIBUTE = KEYS[2]
+#: The span attribute holding the run's session: ``gen_ai.conversation.id``, as the
+#: OpenTelemetry GenAI semantic conventions name a conversation.
+SESSION_ATTRIBUTE = CONVERSATION_KEY
+#: The span attribute holding the run's user (``user.id``): set only with ``user=True``.
+USER_ATTRIBUTE = USER_KEY
 
 
 class RunIdSpanProcessor(_SpanProcessor):
     """Stamp each span, when it starts, with the run current then (``agent_run.*`` attributes).
 
-    Outside any run, a span is stamped with the run that arrived in its parent context (see
-    :func:`run_from_context`), so a server span started before the run is entered carries it too.
-    Add it to an SDK ``TracerProvider`` (or let :func:`install` do it).
+    And with the run's session as ``gen_ai.conversation.id`` when it has one, and its user as
+    ``user.id`` when ``user=True`` (personal data: off by default). Outside any run, a span is
+    stamped with the run that arrived in its parent context (see :func:`run_from_context`), so a
+    server span started before the run is entered carries it too. Add it to an SDK
+    ``TracerProvider`` (or let :func:`install` do it).
 
     Example::
 
         provider.add_span_processor(RunIdSpanProcessor())
     """
 
-    def __init__(self) -> None:
-        # The attributes of the last run seen, replaced as one tuple so threads never see a mix.
-        self._last: tuple[RunId | None, Mapping[str, str]] = (None, {})
+    def __init__(self, *, user: bool = False) -> None:
+        if not isinstance(user, bool):
+            raise TypeError(f"user must be True or False, got {user!r}")
+        self._user = user
+        # The attributes of the last run seen, with the session and user they were made with,
+        # replaced as one tuple so threads never see a mix.
+        self._last: tuple[RunId | None, str | None, str | None, Mapping[str, str]] = (
+            None,
+            None,
+            None,
+            {},
+        )
+
+    @property
+    def user(self) -> bool:
+        """Whether spans carry the run's user as ``user.id`` (``install(user=...)`` sets it)."""
+        return self._user
 
     def on_start(self, span: trace.Span, parent_context: Context | None = None) -> None:
         """Set the run's attributes on ``span``."""
-        run = current_run_id()
-        if run is None:
+        current = current_run()
+        if current is None:
             run = run_from_context(parent_context)
-        if run is None:
+            if run is not None:
+                span.set_attributes(attributes(run))
             return
+        run, session, user = current.run_id, current.session_id, current.user_id
+        if not self._user:
+            user = None
         last = self._last
-        if last[0] is not run:
-            last = (run, attributes(run))
+        if last[0] is not run or last[1] != session or last[2] != user:
+            last = (run, session, user, {**attributes(run), **fact_attributes(current, self._user)})
             self._last = last
-        span.set_attributes(last[1])
+        span.set_attributes(last[3])
 
 
 _lock = threading.Lock()
-_installed: list[OtelObserver] = []
-_processed: list[object] = []
+_installed: list[OtelObserver | OtelAnnotator] = []
+_processed: list[tuple[object, RunIdSpanProcessor]] = []  # each provider and the processor added
 
 
 def install(
@@ -117,6 +157,7 @@ def install(
     span_processor: bool = True,
     log_correlation: bool = False,
     tracer_provider: trace.TracerProvider | None = None,
+    user: bool = False,
 ) -> None:
     """Make the runs of this process visible to OpenTelemetry; call once at start-up.
 
@@ -132,6 +173,13 @@ def install(
         log_correlation: add ``otelTraceID``, ``otelSpanID`` and ``otelTraceSampled`` to the
             records stamped by ``agent_run_id.logging.install()``.
         tracer_provider: the provider for the processor and run spans; the global one if None.
+        user: also put the run's user on its spans as ``user.id`` (a user id is personal data,
+            and spans often go to a third party: off by default). The session goes on them as
+            ``gen_ai.conversation.id`` either way.
+
+    Spans started inside a run carry its session; when ``agent_run_id.annotate()`` sets the
+    session (or user) later, the spans of the run still open get it too: the current span, the
+    server span stamped when the run started and the run span.
 
     Calling it again replaces the previous settings. The processor stays on its provider (the
     SDK cannot remove one) and is added to each provider once.
@@ -141,6 +189,7 @@ def install(
         ("run_spans", run_spans),
         ("span_processor", span_processor),
         ("log_correlation", log_correlation),
+        ("user", user),
     ):
         if not isinstance(value, bool):
             raise TypeError(f"{what} must be True or False, got {value!r}")
@@ -154,14 +203,21 @@ def install(
         )
     with _lock:
         _uninstall()
-        if span_processor and not any(p is provider for p in _processed):
-            add_processor(RunIdSpanProcessor())  # type: ignore[misc]
-            _processed.append(provider)
+        if span_processor and not any(added is provider for added, _ in _processed):
+            processor = RunIdSpanProcessor(user=user)
+            add_processor(processor)  # type: ignore[misc]
+            _processed.append((provider, processor))
+        for _, processor in _processed:  # the option holds for every provider given so far
+            processor._user = user
         tracer = provider.get_tracer("agent_run_id") if run_spans else None
         if baggage or tracer is not None or span_processor:
-            observer = OtelObserver(baggage=baggage, tracer=tracer, stamp=span_processor)
+            observer = OtelObserver(baggage=baggage, tracer=tracer, stamp=span_processor, user=user)
             add_run_observer(observer)
             _installed.append(observer)
+        if tracer is not None or span_processor:
+            annotator = OtelAnnotator(user=user)
+            add_annotator(annotator)
+            _installed.append(annotator)
         if baggage:
             add_incoming_fallback(run_from_baggage_header)
         if log_correlation:
@@ -175,8 +231,11 @@ def uninstall() -> None:
 
 
 def _uninstall() -> None:
-    for observer in _installed:
-        remove_run_observer(observer)
+    for hook in _installed:
+        if isinstance(hook, OtelAnnotator):
+            remove_annotator(hook)
+        else:
+            remove_run_observer(hook)
     _installed.clear()
     remove_incoming_fallback(run_from_baggage_header)
     remove_field_provider(trace_fields)

@@ -710,6 +710,8 @@ def test_public_surface_is_all() -> None:
         "RUN_ROOT_ID_ATTRIBUTE",
         "RunIdPropagator",
         "RunIdSpanProcessor",
+        "SESSION_ATTRIBUTE",
+        "USER_ATTRIBUTE",
         "install",
         "run_from_context",
         "uninstall",
