@@ -39,7 +39,11 @@ class _AsyncHook(_Hook):
 
 
 def instrument_client(
-    module: ModuleType, client: ClientT, hosts: Iterable[str] | None, header_name: object
+    module: ModuleType,
+    client: ClientT,
+    hosts: Iterable[str] | None,
+    header_name: object,
+    send_user: object = False,
 ) -> ClientT:
     """Add the run to every request ``client`` sends, through a request event hook."""
     name = module.__name__
@@ -53,7 +57,7 @@ def instrument_client(
             f"{type(client).__module__}.{type(client).__qualname__}: use agent_run_id.{name} "
             f"only with {name} clients"
         )
-    stamp = new_stamp(module, f"agent_run_id.{name}.instrument", hosts, header_name)
+    stamp = new_stamp(module, f"agent_run_id.{name}.instrument", hosts, header_name, send_user)
     event_hooks = client.event_hooks
     for hook in event_hooks["request"]:
         if isinstance(hook, _Hook):

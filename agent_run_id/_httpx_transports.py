@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from types import ModuleType, TracebackType
 from typing import Any, ClassVar, NoReturn, TypeVar
 
-from ._context import current_run_id
+from ._context import current_run_id, current_session_id
 from ._httpx_stamp import MARK, Triple, new_stamp
 from ._outbound import NOTHING, take_off
 from ._propagation import HEADER
@@ -74,13 +74,14 @@ class TransportBase:
         *,
         hosts: Iterable[str] | None = None,
         header_name: str = HEADER,
+        send_user: bool = False,
     ) -> None:
         module = self._module
         if transport is None:
             transport = module.HTTPTransport()
         _check_transport(module, transport, module.BaseTransport, "HTTPTransport")
         self._transport = transport
-        self._stamp = new_stamp(module, _owner(self), hosts, header_name)
+        self._stamp = new_stamp(module, _owner(self), hosts, header_name, send_user)
 
     @property
     def transport(self) -> Any:
@@ -107,14 +108,16 @@ class TransportBase:
             lower = stamp.lower
             for item in items:
                 if item[1] in lower:
-                    added = NOTHING  # the caller set one of the names: the request is theirs
+                    added = stamp.slow(request, request.headers)  # the caller set one of them
                     break
             else:
+                session_id = current_session_id()
+                user_id = stamp.outbound.user() if stamp.send_user else None
                 last = stamp.last
-                if last[0] is not run_id:
-                    last = stamp.last = stamp.encode(run_id)
-                items.extend(last[2])
-                added = last[1]
+                if last[0] is not run_id or last[1] is not session_id or last[2] is not user_id:
+                    last = stamp.last = stamp.encode(run_id, session_id, user_id)
+                items.extend(last[4])
+                added = last[3]
                 marked = dict(extensions)
                 marked[MARK] = added
                 request.extensions = marked
@@ -166,13 +169,14 @@ class AsyncTransportBase:
         *,
         hosts: Iterable[str] | None = None,
         header_name: str = HEADER,
+        send_user: bool = False,
     ) -> None:
         module = self._module
         if transport is None:
             transport = module.AsyncHTTPTransport()
         _check_transport(module, transport, module.AsyncBaseTransport, "AsyncHTTPTransport")
         self._transport = transport
-        self._stamp = new_stamp(module, _owner(self), hosts, header_name)
+        self._stamp = new_stamp(module, _owner(self), hosts, header_name, send_user)
 
     @property
     def transport(self) -> Any:

@@ -5,8 +5,9 @@ Example::
     async with aiohttp.ClientSession(trace_configs=[trace_config()]) as session:
         await session.get("https://tools.example.com/search")  # X-Run-Id: <current run>
 
-Security: the run id (and its parent and root) goes to every host the session talks to unless
-``hosts=`` names the ones that may get it.
+Security: the run id (its parent and root, and its session) goes to every host the session
+talks to unless ``hosts=`` names the ones that may get it. The run's user goes only with
+``send_user=True``.
 """
 
 from __future__ import annotations
@@ -86,13 +87,14 @@ class _Callbacks:
 
 
 def trace_config(
-    *, hosts: Iterable[str] | None = None, header_name: str = HEADER
+    *, hosts: Iterable[str] | None = None, header_name: str = HEADER, send_user: bool = False
 ) -> aiohttp.TraceConfig:
     """Return an ``aiohttp.TraceConfig`` that adds the current run to each request.
 
     Adds ``X-Run-Id`` (or ``header_name``; and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child
-    run) when a request starts inside a run; outside any run, and when the request already has
-    one of these headers (the caller's or the session's default), nothing is added. On a
+    run) when a request starts inside a run, with ``X-Session-Id`` when the run has a session;
+    outside any run, and when the request already has one of the run headers (the caller's or
+    the session's default), nothing is added, and a session header the caller set stays theirs. On a
     redirect to a host outside ``hosts`` the headers it added are taken off. One session may
     serve many concurrent runs: each request carries the run of the task that makes it.
 
@@ -100,16 +102,20 @@ def trace_config(
         hosts: host names and ``*.suffix`` patterns that may get the run; None (the default)
             sends it to every host.
         header_name: the header the run id goes under, ``X-Run-Id`` by default; give the one
-            your services read (``X-Request-ID``). The lineage headers keep their names.
+            your services read (``X-Request-ID``). The lineage and session headers keep their
+            names.
+        send_user: also send the run's user in ``X-User-Id`` (off by default: it is personal
+            data, and LLM providers are third parties; keep ``hosts=`` to your own services).
 
     Example::
 
         session = aiohttp.ClientSession(trace_configs=[trace_config(hosts=("*.example.com",))])
         await session.get("https://api.example.com/v1/items")
 
-    Security: without ``hosts=``, every host the session reaches learns the run id and lineage.
+    Security: without ``hosts=``, every host the session reaches learns the run id, lineage and
+    session (and with ``send_user=True``, the user).
     """
-    outbound = OutboundHeaders(header_name, "agent_run_id.aiohttp.trace_config")
+    outbound = OutboundHeaders(header_name, "agent_run_id.aiohttp.trace_config", send_user)
     callbacks = _Callbacks(allow_list(hosts), outbound)
     config = aiohttp.TraceConfig()
     config.on_request_start.append(callbacks.on_request_start)

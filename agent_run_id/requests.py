@@ -5,8 +5,9 @@ Example::
     session = instrument(requests.Session(), hosts=("tools.example.com",))
     session.get("https://tools.example.com/search")  # X-Run-Id: <current run>
 
-Security: the run id (and its parent and root) goes to every host the session talks to unless
-``hosts=`` names the ones that may get it.
+Security: the run id (its parent and root, and its session) goes to every host the session
+talks to unless ``hosts=`` names the ones that may get it. The run's user goes only with
+``send_user=True``.
 """
 
 from __future__ import annotations
@@ -88,25 +89,31 @@ def _send(send: Any, adapter: Any, request: Any, args: Any, kwargs: Any) -> Any:
 class RunIdAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` that adds the run current when each request is sent.
 
-    Adds ``X-Run-Id`` (or ``header_name``; and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a child
-    run) inside a run; outside any run, and when the request already has one of these headers
-    (the caller's), nothing is added. Takes every ``HTTPAdapter`` argument (``max_retries``,
-    pool sizes). When a response redirects, the headers it added are taken off before requests
-    builds the next hop, which leaves through the adapter of its new URL: mount this one on both
-    ``http://`` and ``https://`` so that every hop to an allowed host gets the run again.
+    Adds ``X-Run-Id`` (or ``header_name``; and ``X-Parent-Run-Id``, ``X-Root-Run-Id`` for a
+    child run) inside a run, with ``X-Session-Id`` when the run has a session; outside any run,
+    and when the request already has one of the run headers (the caller's), nothing is added,
+    and a session header the caller set stays theirs. Takes every ``HTTPAdapter`` argument
+    (``max_retries``, pool sizes). When a response redirects, the headers it added are taken off
+    before requests builds the next hop, which leaves through the adapter of its new URL: mount
+    this one on both ``http://`` and ``https://`` so that every hop to an allowed host gets the
+    run again.
 
     Args:
         hosts: host names and ``*.suffix`` patterns that may get the run; None (the default)
             sends it to every host.
         header_name: the header the run id goes under, ``X-Run-Id`` by default; give the one
-            your services read (``X-Request-ID``). The lineage headers keep their names.
+            your services read (``X-Request-ID``). The lineage and session headers keep their
+            names.
+        send_user: also send the run's user in ``X-User-Id`` (off by default: it is personal
+            data, and LLM providers are third parties; keep ``hosts=`` to your own services).
 
     Example::
 
         session.mount("https://", RunIdAdapter(max_retries=3, hosts=("*.example.com",)))
         session.mount("http://", RunIdAdapter(max_retries=3, hosts=("*.example.com",)))
 
-    Security: without ``hosts=``, every host the session reaches learns the run id and lineage.
+    Security: without ``hosts=``, every host the session reaches learns the run id, lineage and
+    session (and with ``send_user=True``, the user).
     """
 
     # What HTTPAdapter pickles; the allowed hosts go along. requests declares it as a plain list.
@@ -117,10 +124,13 @@ class RunIdAdapter(HTTPAdapter):
         *args: Any,
         hosts: Iterable[str] | None = None,
         header_name: str = HEADER,
+        send_user: bool = False,
         **kwargs: Any,
     ) -> None:
         self._hosts = allow_list(hosts)
-        self._outbound = OutboundHeaders(header_name, "agent_run_id.requests.RunIdAdapter")
+        self._outbound = OutboundHeaders(
+            header_name, "agent_run_id.requests.RunIdAdapter", send_user
+        )
         super().__init__(*args, **kwargs)
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
@@ -176,7 +186,7 @@ class _WrappedAdapter(BaseAdapter):
             object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
-        options = f"hosts={self._hosts!r}, header_name={self._outbound!r}"
+        options = f"hosts={self._hosts!r}, {self._outbound.options}"
         return f"<agent_run_id {self.adapter!r} {options}>"
 
 
@@ -185,21 +195,26 @@ class _WrappedHTTPAdapter(_WrappedAdapter, HTTPAdapter):
 
 
 def instrument(
-    session: SessionT, *, hosts: Iterable[str] | None = None, header_name: str = HEADER
+    session: SessionT,
+    *,
+    hosts: Iterable[str] | None = None,
+    header_name: str = HEADER,
+    send_user: bool = False,
 ) -> SessionT:
     """Make ``session`` send the current run with every request; return the session.
 
     Each adapter mounted now keeps its settings and gains the run; ``http://`` and ``https://``
     get a :class:`RunIdAdapter` if nothing is mounted there. Calling it again with the same
     options does nothing; with other ones it raises ValueError. Adapters mounted afterwards
-    are not covered: mount :class:`RunIdAdapter` for those. ``hosts`` and ``header_name`` work
-    as in :class:`RunIdAdapter`.
+    are not covered: mount :class:`RunIdAdapter` for those. ``hosts``, ``header_name`` and
+    ``send_user`` work as in :class:`RunIdAdapter`.
 
     Example::
 
         session = instrument(requests.Session(), hosts=("tools.example.com",))
 
-    Security: without ``hosts=``, every host the session reaches learns the run id and lineage.
+    Security: without ``hosts=``, every host the session reaches learns the run id, lineage and
+    session (and with ``send_user=True``, the user).
     """
     if not isinstance(session, requests.Session):
         raise TypeError(
@@ -207,19 +222,24 @@ def instrument(
             "pass the session your code sends with"
         )
     host_list = allow_list(hosts)
-    outbound = OutboundHeaders(header_name, "agent_run_id.requests.instrument")
+    outbound = OutboundHeaders(header_name, "agent_run_id.requests.instrument", send_user)
     for prefix, adapter in list(session.adapters.items()):
         if isinstance(adapter, (RunIdAdapter, _WrappedAdapter)):
             if adapter._hosts != host_list or adapter._outbound != outbound:
                 raise ValueError(
                     f"the adapter for {prefix!r} already sends the run with "
-                    f"hosts={adapter._hosts!r}, header_name={adapter._outbound!r}, not "
-                    f"hosts={host_list!r}, header_name={outbound!r}: instrument a session once"
+                    f"hosts={adapter._hosts!r}, {adapter._outbound.options}, not "
+                    f"hosts={host_list!r}, {outbound.options}: instrument a session once"
                 )
             continue
         wrapper = _WrappedHTTPAdapter if isinstance(adapter, HTTPAdapter) else _WrappedAdapter
         session.adapters[prefix] = wrapper(adapter, host_list, outbound)
     for prefix in ("https://", "http://"):
         if prefix not in session.adapters:
-            session.mount(prefix, RunIdAdapter(hosts=host_list, header_name=outbound.header))
+            session.mount(
+                prefix,
+                RunIdAdapter(
+                    hosts=host_list, header_name=outbound.header, send_user=outbound.send_user
+                ),
+            )
     return session

@@ -10,7 +10,8 @@ Paths:
   is the ``X-Run-Id`` the server got.
 
 Every request is recorded in ``server.seen`` as ``(path, marker, run headers)``, where the
-marker is the ``marker`` query parameter or the last message's text of an LLM request.
+marker is the ``marker`` query parameter or the last message's text of an LLM request, and in
+``server.facts`` as ``(path, marker, session and user headers)``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import pytest
 import uvicorn
 
 RUN_HEADERS = ("x-run-id", "x-parent-run-id", "x-root-run-id")
+#: The headers that carry the run's session and (when opted in) its user.
+FACT_HEADERS = ("x-session-id", "x-user-id")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -38,6 +41,7 @@ class LocalServer:
 
     def __init__(self, app: Any = None) -> None:
         self.seen: list[tuple[str, str | None, dict[str, str | None]]] = []
+        self.facts: list[tuple[str, str | None, dict[str, str | None]]] = []
         self._flaky: set[str] = set()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
@@ -90,6 +94,7 @@ class LocalServer:
         if path in ("/v1/chat/completions", "/v1/messages"):
             marker = str(json.loads(body)["messages"][-1]["content"])
         self.seen.append((path, marker, run))
+        self.facts.append((path, marker, {name: headers.get(name) for name in FACT_HEADERS}))
         echo = {"headers": run, "body_length": len(body), "marker": marker}
         if path == "/redirect":
             to = query.get("to")
