@@ -54,22 +54,30 @@ def run_as_a_script(example: Example) -> str | None:
     return None
 
 
-# The run the command examples name, as 3947e5c4, and a child of it.
+# The run the command examples name, as 3947e5c4, and a child of it, in session chat-7.
 RUN = RunId("3947e5c4-1d2b-4c6e-9a8f-0b1c2d3e4f50")
+SESSION = "chat-7"
 
 
 def a_folder_the_commands_name(folder: Path) -> None:
     """Give ``folder`` the registry and the logs the docs' commands read, with RUN's lines."""
     registry = SQLiteRunRegistry(folder / "runs.db")
     try:
-        with RunContext(run_id=RUN, registry=registry, user_id="u-42", task="plan a trip"):
+        with RunContext(
+            run_id=RUN, registry=registry, user_id="u-42", session_id=SESSION, task="plan a trip"
+        ):
             with RunContext(task="search") as child:
                 pass
             raise TimeoutError("search backend did not answer")
     except TimeoutError:
         pass
     registry.close()
-    lineage = {"run_id": str(child.run_id), "parent_run_id": str(RUN), "root_run_id": str(RUN)}
+    lineage = {
+        "run_id": str(child.run_id),
+        "parent_run_id": str(RUN),
+        "root_run_id": str(RUN),
+        "session_id": SESSION,
+    }
     api = {"timestamp": "2026-12-01T19:39:39.025Z", "message": "agent started", **lineage}
     (folder / "api.jsonl").write_text(json.dumps(api) + "\n")
     with gzip.open(folder / "tool.log.gz", "wt") as tool:

@@ -37,6 +37,8 @@ _TIME = re.compile(
 )
 _TIME_KEYS = ("timestamp", "time", "ts", "@timestamp", "asctime", "created", "datetime")
 _ID_KEYS = LINEAGE  # the names every log integration of the package writes
+_SESSION_KEY = "session_id"  # and the run's session, under the same name in every one
+_KEYS = (*_ID_KEYS, _SESSION_KEY)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # The times a datetime can hold, as Unix seconds: a line's time outside them is no time.
 _FIRST = (datetime(1, 1, 1, tzinfo=timezone.utc) - _EPOCH).total_seconds()
@@ -68,13 +70,18 @@ class Stats:
 
 @dataclass(frozen=True)
 class Line:
-    """A log line that mentions a run: its text, its JSON object if any, its run id fields."""
+    """A log line that mentions a run: its text, its JSON object if any, its run id fields.
+
+    ``session_id`` is the JSON line's ``session_id`` field when it is a string (as written:
+    ``"-"`` stands for none in the logging integration's default).
+    """
 
     text: str
     record: dict[str, Any] | None
     run_id: str | None
     parent_run_id: str | None
     root_run_id: str | None
+    session_id: str | None = None
 
 
 def read_lines(stream: IO[bytes], stats: Stats) -> Iterator[bytes]:
@@ -115,8 +122,10 @@ def parse(raw: bytes, stats: Stats) -> Line | None:
         return None
     if not isinstance(record, dict):  # pragma: no cover - a text starting with "{" is an object
         return Line(text, None, None, None, None)
-    ids = _fields(record, _ID_KEYS)
-    return Line(text, record, *(_id(ids.get(key)) for key in _ID_KEYS))
+    found = _fields(record, _KEYS)
+    session = found.get(_SESSION_KEY)
+    run, parent, root = (_id(found.get(key)) for key in _ID_KEYS)
+    return Line(text, record, run, parent, root, session if isinstance(session, str) else None)
 
 
 def time_of(line: Line) -> float | None:

@@ -1,10 +1,12 @@
-"""Which log lines belong to the run asked for: by its id, or with its whole tree."""
+"""Which log lines belong to the run asked for (by id, or with its tree), or to the session."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ._lines import UUID, Line
 
-__all__ = ["Matcher"]
+__all__ = ["Matcher", "SessionMatcher"]
 
 
 class Matcher:
@@ -45,5 +47,50 @@ class Matcher:
         for found in UUID.findall(raw):
             text: str = found.decode("ascii")
             if text == self.key or (self.tree and text in self.members):
+                return text
+        return None
+
+
+class SessionMatcher:
+    """Decide line by line whether a line is of a session: of one of its runs, or says so.
+
+    A JSON line is the session's when its ``session_id`` field is the session, or its run, its
+    ``parent_run_id`` or its ``root_run_id`` is a run known to be the session's: the runs given
+    (the registry's runs of the session and their descendants) and those of the lines found so
+    far. A text line (or a JSON line without a run id) is the session's when it names such a
+    run anywhere. The session's own string is not looked for in text lines: ``chat-7`` is in
+    ``chat-70``.
+    """
+
+    def __init__(self, session: str, runs: Iterable[str] = ()) -> None:
+        self.session = session
+        self.members: set[str] = set(runs)
+        self._needle = session.encode("ascii")
+
+    def candidate(self, raw: bytes) -> bool:
+        """Return whether ``raw`` may be the session's: a fast test before any parsing."""
+        if self._needle in raw:
+            return True
+        if not self.members:
+            return False
+        return any(found.decode("ascii") in self.members for found in UUID.findall(raw))
+
+    def match(self, line: Line, raw: bytes) -> str | None:
+        """Return the run that makes ``line`` the session's (``""`` for none named), or None."""
+        run = line.run_id
+        if line.session_id == self.session:
+            if run is None:
+                return ""
+            self.members.add(run)
+            return run
+        if run is not None:
+            members = self.members
+            if run in members or line.parent_run_id in members or line.root_run_id in members:
+                members.add(run)
+                return run
+            return None
+        for found in UUID.findall(raw):
+            text: str = found.decode("ascii")
+            if text in self.members:
                 return text
         return None

@@ -1,4 +1,7 @@
-"""``agent-run-id logs RUN [FILE ...]``: every log line of one run, across files, in time order."""
+"""``agent-run-id logs RUN [FILE ...]``: every log line of one run, across files, in time order.
+
+``agent-run-id logs --session SESSION [FILE ...]``: every log line of every run of a session.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 import contextlib
 import heapq
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from operator import itemgetter
@@ -16,12 +20,17 @@ from agent_run_id.registry._base import parse_run
 from ._errors import UsageError
 from ._inputs import check_files, lines_of, spooled_stdin
 from ._lines import UUID, Line, Stats, iso, parse, time_of
-from ._match import Matcher
+from ._match import Matcher, SessionMatcher
 from ._output import count, json_line, printable, printable_line
+from ._registry import ENV_DB, open_registry, registry_path
+from .runs import session_option
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "check", "run"]
 
 _CANDIDATES = 10
+#: The most runs of one session read from the registry (the latest); lines that carry the
+#: session are found whatever their number.
+MAX_SESSION_RUNS = 100_000
 # (merge time, file index, line number, file name, line, raw line, run id, the line's own time):
 # sorts by time, then keeps file order; a line without a time merges at the time before it.
 Found = tuple[float, int, int, str, Line, bytes, str, "float | None"]
@@ -37,10 +46,15 @@ def add_parser(commands: Any) -> None:
         "malformed lines among the others are skipped and counted on standard error. "
         "Piped or redirected, the lines are written byte for byte; on a terminal, the control "
         "characters in them (escape sequences, carriage returns, bidi overrides) and bytes that "
-        "are not UTF-8 are shown escaped, as \\x1b, so that a log line cannot drive the terminal.",
+        "are not UTF-8 are shown escaped, as \\x1b, so that a log line cannot drive the terminal. "
+        "With --session instead of a RUN, every line of every run of a session (a conversation, "
+        "a thread: several runs, one per turn), in time order.",
     )
     parser.add_argument(
-        "run", metavar="RUN", help="the run id, or a unique prefix of at least 8 characters"
+        "run",
+        metavar="RUN",
+        nargs="?",
+        help="the run id, or a unique prefix of at least 8 characters (not with --session)",
     )
     parser.add_argument(
         "files",
@@ -55,16 +69,60 @@ def add_parser(commands: Any) -> None:
         help="add the lines of its descendant runs (children, their children, ...)",
     )
     parser.add_argument(
+        "--session",
+        metavar="SESSION",
+        help="print the lines of a whole session instead of one run's: the JSON lines whose "
+        "session_id field is SESSION, and the lines (text ones too) of the session's runs and "
+        "their descendants, as the registry records them (--db) and as the lines found show "
+        "them; every FILE is a log",
+    )
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help=f"with --session: the registry that knows the session's runs (default: ${ENV_DB}); "
+        "without one, only the lines that carry the session, and those of their runs, are found",
+    )
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object per line found: file, line, time, run_id, and the line "
         "as record (a JSON line) or text, exact",
     )
-    parser.set_defaults(handler=run, parser=parser)
+    parser.set_defaults(handler=run, parser=parser, check=check)
+
+
+def check(args: argparse.Namespace) -> None:
+    """Refuse a command line that asks for no run, or for a run and a session at once.
+
+    Through the parser's ``error``: the usage and the message, exit status 2. With
+    ``--session``, what argparse took for the run is the first file.
+    """
+    parser: argparse.ArgumentParser = args.parser
+    if args.session is None:
+        if args.run is None:
+            parser.error("the following arguments are required: RUN (or --session SESSION)")
+        if args.db is not None:
+            parser.error("--db goes with --session: the lines of a run need no registry")
+        return
+    if args.run is not None:
+        if not os.path.exists(args.run) and _is_run(args.run):
+            parser.error(f"give a RUN or --session, not both: {args.run} is no file")
+        args.files = [args.run, *args.files]
+        args.run = None
+
+
+def _is_run(text: str) -> bool:
+    try:
+        parse_run(text)
+    except ValueError:
+        return False
+    return True
 
 
 def run(args: argparse.Namespace, out: IO[bytes], err: IO[str]) -> int:
-    """Print the run's lines to ``out`` and return 0; no line of the run is a UsageError."""
+    """Print the run's (or the session's) lines to ``out`` and return 0; none is a UsageError."""
+    if args.session is not None:
+        return _session(args, out, err)
     try:
         key, is_prefix = parse_run(args.run)
     except ValueError as exc:
@@ -77,28 +135,79 @@ def run(args: argparse.Namespace, out: IO[bytes], err: IO[str]) -> int:
         stdin = stack.enter_context(spooled_stdin()) if is_prefix and "-" in names else None
         if is_prefix:
             key = _resolve(names, key, stdin)
-        matcher = Matcher(key, tree=args.tree)
-        stats = Stats()
-        progress = _Progress(err) if err.isatty() else None
-        streams = [_scan(i, name, matcher, stats, progress, stdin) for i, name in enumerate(names)]
-        found: Iterator[Found] = heapq.merge(*streams, key=itemgetter(0))
-        terminal = out.isatty()
-        labels = _labels(names, terminal)
-        for _, _, number, name, line, raw, run_id, when in found:
-            stats.matched += 1
-            if args.json:
-                out.write(_json(name, number, when, run_id, line))
-            elif terminal:
-                out.write(labels[name] + printable_line(raw))
-            else:
-                out.write(labels[name] + raw if raw.endswith(b"\n") else labels[name] + raw + b"\n")
-        out.flush()
-        if progress is not None:
-            progress.clear()
-    err.write(_summary(key, stats, len(names)))
+        stats = _print(args, names, Matcher(key, tree=args.tree), out, err, stdin)
+    err.write(_summary(f"run {key}", stats, len(names)))
     if not stats.matched:
         raise UsageError(f"no line of run {key} in {_shown(names)}")
     return 0
+
+
+def _session(args: argparse.Namespace, out: IO[bytes], err: IO[str]) -> int:
+    """Print the lines of every run of the session ``args.session``."""
+    session = session_option(args.session)
+    names: list[str] = args.files or ["-"]
+    check_files(names)
+    path = registry_path(args.db)
+    runs = set() if path is None else _session_runs(path, session, err)
+    stats = _print(args, names, SessionMatcher(session, runs), out, err, None)
+    if path is None:
+        known = f"; no registry (--db or ${ENV_DB}): found by the session_id of the lines"
+    else:
+        known = f"; {count(len(runs), 'run')} of it in {path}"
+    err.write(_summary(f"session {session}", stats, len(names), known))
+    if not stats.matched:
+        raise UsageError(f"no line of session {session} in {_shown(names)}")
+    return 0
+
+
+def _session_runs(path: str, session: str, err: IO[str]) -> set[str]:
+    """Return the ids of the session's runs in the registry at ``path``, and their descendants."""
+    registry = open_registry(path)
+    try:
+        records = registry.find(session_id=session, limit=MAX_SESSION_RUNS)
+        runs = {record.run_id for record in records}
+        for record in records:
+            if record.parent_id not in runs:  # a top run of the session: a turn
+                runs.update(descendant.run_id for descendant in registry.tree(record.run_id))
+    except sqlite3.Error as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from None
+    finally:
+        registry.close()
+    if len(records) == MAX_SESSION_RUNS:
+        err.write(
+            f"agent-run-id: session {session} has more than {MAX_SESSION_RUNS:,} runs in {path}: "
+            "the lines of the latest of them are found, and every line that carries the session\n"
+        )
+    return runs
+
+
+def _print(
+    args: argparse.Namespace,
+    names: list[str],
+    matcher: Matcher | SessionMatcher,
+    out: IO[bytes],
+    err: IO[str],
+    stdin: IO[bytes] | None,
+) -> Stats:
+    """Write the lines ``matcher`` finds in the logs ``names``, merged in time order."""
+    stats = Stats()
+    progress = _Progress(err) if err.isatty() else None
+    streams = [_scan(i, name, matcher, stats, progress, stdin) for i, name in enumerate(names)]
+    found: Iterator[Found] = heapq.merge(*streams, key=itemgetter(0))
+    terminal = out.isatty()
+    labels = _labels(names, terminal)
+    for _, _, number, name, line, raw, run_id, when in found:
+        stats.matched += 1
+        if args.json:
+            out.write(_json(name, number, when, run_id or None, line))
+        elif terminal:
+            out.write(labels[name] + printable_line(raw))
+        else:
+            out.write(labels[name] + raw if raw.endswith(b"\n") else labels[name] + raw + b"\n")
+    out.flush()
+    if progress is not None:
+        progress.clear()
+    return stats
 
 
 def _shown(names: list[str]) -> str:
@@ -153,7 +262,7 @@ def _ids_starting(names: list[str], prefix: str, stdin: IO[bytes] | None) -> set
 def _scan(
     index: int,
     name: str,
-    matcher: Matcher,
+    matcher: Matcher | SessionMatcher,
     stats: Stats,
     progress: _Progress | None,
     stdin: IO[bytes] | None,
@@ -177,7 +286,7 @@ def _scan(
         yield last, index, number, shown, line, raw, run_id, when
 
 
-def _json(name: str, number: int, when: float | None, run_id: str, line: Line) -> bytes:
+def _json(name: str, number: int, when: float | None, run_id: str | None, line: Line) -> bytes:
     data = {
         "file": name,
         "line": number,
@@ -189,11 +298,12 @@ def _json(name: str, number: int, when: float | None, run_id: str, line: Line) -
     return json_line(data).encode("utf-8")
 
 
-def _summary(run_id: str, stats: Stats, files: int) -> str:
-    text = f"agent-run-id: {count(stats.matched, 'line')} of run {run_id} in "
+def _summary(what: str, stats: Stats, files: int, known: str = "") -> str:
+    text = f"agent-run-id: {count(stats.matched, 'line')} of {what} in "
     text += f"{count(stats.lines, 'line')} read"
     if files > 1:
         text += f" from {files} files"
+    text += known
     if stats.malformed:
         kinds = [
             f"{count} {what}"

@@ -44,6 +44,9 @@ def main(
             # is the first word.
             owner = parser if words[0].startswith("-") else args.parser
             owner.error(f"unrecognized arguments: {printable(' '.join(extra))}")
+        check = getattr(args, "check", None)
+        if check is not None:  # what argparse cannot say: options that go together, or not
+            check(args)
     except SystemExit as exc:  # argparse has printed the usage and the error
         return exc.code if isinstance(exc.code, int) else 2
     try:

@@ -99,12 +99,13 @@ def _add(
     return parser
 
 
-def session_option(value: str | None) -> str | None:
+def session_option(value: str) -> str:
     """Return ``--session``'s value checked with the session id rule, or raise UsageError."""
     try:
-        return check_session_id(value, "--session")
+        check_session_id(value, "--session")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    return value
 
 
 def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
@@ -120,7 +121,7 @@ def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
             return registry.find(
                 status=args.status,
                 user_id=args.user,
-                session_id=session_option(args.session),
+                session_id=None if args.session is None else session_option(args.session),
                 since=None if args.since is None else _since(args.since),
                 stale=args.stale,
                 limit=args.limit,
