@@ -1,7 +1,8 @@
 """The real OpenAI and Anthropic SDKs, on clients wrapped by agent_run_id, against a fake server.
 
-The server (on 127.0.0.1) answers each call with the X-Run-Id it got and records it with the
-prompt; every prompt names the run that was current when the call was made.
+The server (on 127.0.0.1) answers each call with the X-Run-Id it got and records it (and the
+session and user headers) with the prompt; every prompt names the run that was current when the
+call was made.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import httpx2
 import openai
 import pytest
 
+import agent_run_id
 import agent_run_id.httpx
 import agent_run_id.httpx2
 from agent_run_id import RunContext, RunId
@@ -230,3 +232,58 @@ async def test_an_instrumented_sdk_owned_client_sends_the_run(server: LocalServe
     block = message.content[0]
     assert block.type == "text"
     assert block.text == CHILD.value
+
+
+def facts_for(server: LocalServer, marker: str) -> list[dict[str, str | None]]:
+    return [facts for _, seen_marker, facts in server.facts if seen_marker == marker]
+
+
+@pytest.mark.parametrize("package", ["httpx2", "httpx"])
+def test_openai_sends_the_session_and_the_user_only_when_opted_in(
+    server: LocalServer, package: str
+) -> None:
+    with (
+        sync_openai(server, package, max_retries=0) as llm,
+        RunContext(CHILD, session_id="chat-42", user_id="user-7"),
+    ):
+        assert ask_openai(llm, f"session-{package}") == CHILD.value
+        agent_run_id.annotate(session_id="chat-43")
+        ask_openai(llm, f"annotated-{package}")
+    assert facts_for(server, f"session-{package}") == [
+        {"x-session-id": "chat-42", "x-user-id": None}
+    ]
+    assert facts_for(server, f"annotated-{package}") == [
+        {"x-session-id": "chat-43", "x-user-id": None}
+    ]
+    http: Any = httpx2 if package == "httpx2" else httpx
+    ours: Any = agent_run_id.httpx2 if package == "httpx2" else agent_run_id.httpx
+    client = http.Client(transport=ours.RunIdTransport(hosts=("127.0.0.1",), send_user=True))
+    opted = openai.OpenAI(base_url=f"{server.url}/v1", api_key="d", http_client=client)
+    with opted, RunContext(ROOT, session_id="chat-42", user_id="user-7"):
+        ask_openai(opted, f"opted-in-{package}")
+    assert facts_for(server, f"opted-in-{package}") == [
+        {"x-session-id": "chat-42", "x-user-id": "user-7"}
+    ]
+
+
+async def test_anthropic_async_sends_each_runs_own_session_in_200_concurrent_runs(
+    server: LocalServer,
+) -> None:
+    client = httpx2.AsyncClient(transport=agent_run_id.httpx2.AsyncRunIdTransport())
+    llm = anthropic.AsyncAnthropic(
+        base_url=server.url, api_key="dummy", http_client=client, max_retries=0
+    )
+
+    async def call(i: int) -> str:
+        async with RunContext(session_id=f"chat-{i}") as run:
+            marker = f"claude-session-{run.run_id.value}"
+            await asyncio.sleep(0)
+            await llm.messages.create(
+                model="fake", max_tokens=16, messages=[{"role": "user", "content": marker}]
+            )
+            return marker
+
+    async with llm:
+        markers = await asyncio.gather(*(call(i) for i in range(200)))
+    for i, marker in enumerate(markers):
+        assert facts_for(server, marker) == [{"x-session-id": f"chat-{i}", "x-user-id": None}]
