@@ -16,6 +16,7 @@ from sentry_sdk.envelope import Envelope
 from sentry_sdk.integrations.asgi import SentryAsgiMiddleware
 from sentry_sdk.transport import Transport
 
+import agent_run_id
 from agent_run_id import RunContext, RunId, current_run_id
 from agent_run_id._types import Receive, Scope, Send
 from agent_run_id.asgi import RunIdMiddleware
@@ -282,3 +283,137 @@ def test_public_surface_is_the_integration() -> None:
 
     assert run_sentry.__all__ == ["RunIdIntegration"]
     assert RunIdIntegration.identifier == "agent_run_id"
+
+
+# --- sessions and users ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def user_transport() -> Iterator[MemoryTransport]:
+    transport = MemoryTransport()
+    _init(transport, integrations=[RunIdIntegration(user=True)])
+    try:
+        yield transport
+    finally:
+        sentry_sdk.get_client().close()
+        sentry_sdk.get_global_scope().set_client(None)
+
+
+def test_events_carry_the_session_tag_but_not_the_user_by_default(
+    transport: MemoryTransport,
+) -> None:
+    with RunContext(session_id="chat-42", user_id="u-7") as run:
+        sentry_sdk.capture_message("in a session")
+    with RunContext():
+        sentry_sdk.capture_message("no session")
+    events = _by_message(transport)
+    assert events["in a session"]["tags"]["session_id"] == "chat-42"
+    assert events["in a session"]["contexts"]["agent_run"] == {
+        "id": run.run_id.value,
+        "root_id": run.run_id.value,
+        "session_id": "chat-42",
+    }
+    assert "user" not in events["in a session"]
+    assert "session_id" not in events["no session"]["tags"]
+
+
+def test_the_user_when_asked_and_the_applications_own_kept(
+    user_transport: MemoryTransport,
+) -> None:
+    with RunContext(user_id="u-7"):
+        sentry_sdk.capture_message("ours")
+    with sentry_sdk.isolation_scope() as scope, RunContext(session_id="chat-1", user_id="u-8"):
+        scope.set_user({"id": "app-user"})
+        scope.set_tag("session_id", "app-session")
+        sentry_sdk.capture_message("theirs")
+    events = _by_message(user_transport)
+    assert events["ours"]["user"]["id"] == "u-7"
+    assert events["theirs"]["user"]["id"] == "app-user"
+    assert events["theirs"]["tags"]["session_id"] == "app-session"
+
+
+def test_annotate_reaches_the_events_that_follow(user_transport: MemoryTransport) -> None:
+    with RunContext():
+        sentry_sdk.capture_message("before")
+        agent_run_id.annotate(session_id="chat-9", user_id="u-9")
+        sentry_sdk.capture_message("after")
+    events = _by_message(user_transport)
+    assert "session_id" not in events["before"]["tags"]
+    assert "user" not in events["before"]
+    assert events["after"]["tags"]["session_id"] == "chat-9"
+    assert events["after"]["user"] == {"id": "u-9"}
+
+
+def test_a_nested_run_tags_its_own_session_over_the_scopes(
+    user_transport: MemoryTransport,
+) -> None:
+    with sentry_sdk.isolation_scope(), RunContext(session_id="outer", user_id="u-1"):
+        with RunContext(session_id="inner"):
+            sentry_sdk.capture_message("inner")
+        sentry_sdk.capture_message("outer")
+    events = _by_message(user_transport)
+    assert events["inner"]["tags"]["session_id"] == "inner"
+    assert events["outer"]["tags"]["session_id"] == "outer"
+    assert events["inner"]["user"]["id"] == "u-1"  # the request's user, on its scope
+
+
+async def _annotate_then_fail(scope: Scope, receive: Receive, send: Send) -> None:
+    agent_run_id.annotate(session_id="chat-42", user_id="u-42")  # after authentication, say
+    raise RuntimeError("handler failed after annotate")
+
+
+async def test_an_error_captured_after_the_run_left_keeps_the_annotated_session_and_user(
+    user_transport: MemoryTransport,
+) -> None:
+    app = SentryAsgiMiddleware(RunIdMiddleware(_annotate_then_fail))
+    client_transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=client_transport, base_url="http://app") as client:
+        response = await client.get("/")
+    assert response.status_code == 500
+    (event,) = _by_message(user_transport).values()
+    assert event["tags"]["session_id"] == "chat-42"
+    assert event["contexts"]["agent_run"]["session_id"] == "chat-42"
+    assert event["user"]["id"] == "u-42"
+
+
+async def test_concurrent_tasks_tag_their_own_session_and_user(
+    user_transport: MemoryTransport,
+) -> None:
+    async def agent(number: int) -> None:
+        async with RunContext(session_id=f"chat-{number}"):
+            await asyncio.sleep(0)
+            agent_run_id.annotate(user_id=f"user-{number}")
+            await asyncio.sleep(0)
+            sentry_sdk.capture_message(f"user-{number} chat-{number}")
+
+    await asyncio.gather(*(agent(number) for number in range(200)))
+    events = _by_message(user_transport)
+    assert len(events) == 200
+    for message, event in events.items():
+        user, session = message.split(" ")
+        assert (event["user"]["id"], event["tags"]["session_id"]) == (user, session)
+
+
+def test_concurrent_threads_tag_their_own_session_and_user(
+    user_transport: MemoryTransport,
+) -> None:
+    barrier = threading.Barrier(50)
+
+    def agent(number: int) -> None:
+        barrier.wait(timeout=30)
+        for turn in range(4):
+            with RunContext(session_id=f"chat-{number}-{turn}", user_id=f"user-{number}"):
+                sentry_sdk.capture_message(f"user-{number} chat-{number}-{turn}")
+
+    with ThreadPoolExecutor(50) as pool:
+        list(pool.map(agent, range(50)))
+    events = _by_message(user_transport)
+    assert len(events) == 200
+    for message, event in events.items():
+        user, session = message.split(" ")
+        assert (event["user"]["id"], event["tags"]["session_id"]) == (user, session)
+
+
+def test_the_user_option_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="user must be True or False, got 'yes'"):
+        RunIdIntegration(user="yes")  # type: ignore[arg-type]
