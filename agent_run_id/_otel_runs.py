@@ -18,10 +18,11 @@ from opentelemetry import context as otel_context
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from ._context import RunContext, current_run, is_outermost
+from ._context import RunContext, current_run, current_session_id, is_outermost
 from ._hooks import RunFinisher
 from ._propagation import run_from_wire
 from ._run_id import RunId, lineage_fields
+from ._session import parse_session_id
 
 if TYPE_CHECKING:
     from ._facts import Facts, RunView
@@ -29,12 +30,14 @@ if TYPE_CHECKING:
 __all__ = [
     "CONVERSATION_KEY",
     "KEYS",
+    "SESSION_KEY",
     "USER_KEY",
     "OtelAnnotator",
     "OtelObserver",
     "attributes",
     "fact_attributes",
     "run_in_baggage",
+    "session_in_baggage",
     "stamp_entry_span",
     "trace_fields",
     "with_run_baggage",
@@ -42,6 +45,9 @@ __all__ = [
 
 #: Our names, as span attributes and as baggage keys: the run, its parent, its root.
 KEYS = ("agent_run.id", "agent_run.parent_id", "agent_run.root_id")
+#: The baggage key of the run's session (baggage only: on spans it is ``gen_ai.conversation.id``).
+SESSION_KEY = "agent_run.session_id"
+_BAGGAGE_KEYS = (*KEYS, SESSION_KEY)
 #: The span attribute of the run's session: the OpenTelemetry GenAI conventions' conversation.
 CONVERSATION_KEY = "gen_ai.conversation.id"
 #: The span attribute of the run's user (OpenTelemetry's ``user.id``), set only when asked for.
@@ -77,20 +83,28 @@ def run_in_baggage(entries: Mapping[str, object]) -> RunId | None:
     )
 
 
-def with_run_baggage(context: Context, run: RunId) -> Context:
+def session_in_baggage(entries: Mapping[str, object]) -> str | None:
+    """Return the session written in baggage ``entries`` if it is a valid session id, or None."""
+    session = entries.get(SESSION_KEY)
+    return parse_session_id(session) if isinstance(session, str) else None
+
+
+def with_run_baggage(context: Context, run: RunId, session_id: str | None = None) -> Context:
     """Return ``context`` with the run's entries in its baggage and every other entry kept.
 
-    Entries of an enclosing run are replaced. When ours would take the baggage past the W3C
-    limits, ours are left out: the entries of other tools are never the ones dropped. (The
-    limits are counted as OpenTelemetry's injector applies them: a pair it drops for its
-    length takes no room.)
+    The run, its lineage and ``session_id`` (``agent_run.session_id``) when given. Entries of an
+    enclosing run are replaced. When ours would take the baggage past the W3C limits, ours are
+    left out: the entries of other tools are never the ones dropped. (The limits are counted as
+    OpenTelemetry's injector applies them: a pair it drops for its length takes no room.)
     """
     entries = baggage.get_all(context)
-    for key in KEYS:
+    for key in _BAGGAGE_KEYS:
         if key in entries:
             context = baggage.remove_baggage(key, context)
     ours = attributes(run)
-    pairs = [_pair(k, v) for k, v in entries.items() if k not in KEYS]
+    if session_id is not None:
+        ours[SESSION_KEY] = session_id
+    pairs = [_pair(k, v) for k, v in entries.items() if k not in _BAGGAGE_KEYS]
     pairs = [pair for pair in pairs if len(pair) <= _MAX_PAIR_BYTES]
     pairs += [_pair(k, v) for k, v in ours.items()]
     if len(pairs) > _MAX_PAIRS or sum(map(len, pairs)) + len(pairs) - 1 > _MAX_BYTES:
@@ -189,7 +203,7 @@ class OtelObserver:
             )
             context = trace.set_span_in_context(span, context)
         if self.baggage:
-            context = with_run_baggage(context, run_id)
+            context = with_run_baggage(context, run_id, current_session_id())
         if entry is not None or span is not None:
             context = otel_context.set_value(_SPANS, (run_id, entry, span), context)
         token = otel_context.attach(context)

@@ -13,7 +13,9 @@
   from there, and optionally makes each run a span and adds the trace ids to log records.
 
 On the receiving side, :func:`run_from_context` returns the run that arrived (extracted by the
-propagator, or in baggage) so any consumer can enter it: ``with RunContext(run_id=...)``.
+propagator, or in baggage) so any consumer can enter it: ``with RunContext(run_id=...)``, and
+:func:`session_from_context` the session that came with it (``x-session-id``, or the baggage key
+``agent_run.session_id``), for ``session_id=``.
 
 Run ids never become trace or span ids: a UUID version 4 has fixed version and variant bits in
 the middle of its 128 bits, where ratio samplers read the trace id's randomness, so traces made
@@ -46,7 +48,12 @@ from ._hooks import (
     remove_incoming_fallback,
     remove_run_observer,
 )
-from ._otel_propagation import RunIdPropagator, run_from_baggage_header, run_from_context
+from ._otel_propagation import (
+    RunIdPropagator,
+    run_from_baggage_header,
+    run_from_context,
+    session_from_context,
+)
 from ._otel_runs import (
     CONVERSATION_KEY,
     KEYS,
@@ -79,6 +86,7 @@ __all__ = [
     "RunIdSpanProcessor",
     "install",
     "run_from_context",
+    "session_from_context",
     "uninstall",
 ]
 

@@ -209,12 +209,13 @@ def test_server_span_started_inside_a_run_keeps_it_when_the_handler_starts_a_chi
 
 def test_inject_writes_the_current_run_and_its_lineage() -> None:
     carrier: dict[str, str] = {}
-    with RunContext() as outer, RunContext() as inner:
+    with RunContext(session_id="chat-42") as outer, RunContext() as inner:
         RunIdPropagator().inject(carrier)
     assert carrier == {
         "x-run-id": inner.run_id.value,
         "x-parent-run-id": outer.run_id.value,
         "x-root-run-id": outer.run_id.value,
+        "x-session-id": "chat-42",
     }
     assert set(carrier) == RunIdPropagator().fields
 
@@ -714,6 +715,7 @@ def test_public_surface_is_all() -> None:
         "USER_ATTRIBUTE",
         "install",
         "run_from_context",
+        "session_from_context",
         "uninstall",
     ]
     public = [getattr(run_otel, name) for name in run_otel.__all__]
