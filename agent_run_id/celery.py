@@ -3,12 +3,13 @@
 :func:`install` does this for one app:
 
 - ``before_task_publish`` adds ``X-Run-Id`` and the lineage headers to each message sent inside a
-  run (a retry carries the run its first attempt came with; the next task of a chain, which
-  Celery sends after the body returned, carries the run of the task before it);
+  run, with ``X-Session-Id`` when the run has a session and, only with ``send_user=True``,
+  ``X-User-Id`` (a retry carries the run its first attempt came with; the next task of a chain,
+  which Celery sends after the body returned, carries the run of the task before it);
 - the app's task classes get a ``__call__`` that runs each execution's body inside
   ``RunContext``: the run in the message, or a child of it (``mode="child"``), or a new run when
-  the task was sent outside any run (by beat, say). The worker's context is restored after
-  success, failure or retry.
+  the task was sent outside any run (by beat, say), with the message's session (and user). The
+  worker's context is restored after success, failure or retry.
 
 The body runs inside the run, not between the ``task_prerun`` and ``task_postrun`` signals, so
 that the run nests inside what signal-based instrumentations do around a task (OpenTelemetry's
@@ -37,10 +38,12 @@ except ImportError as error:
 
     raise missing_extra("celery", "celery", "celery") from error
 
-from ._context import RunContext, current_run_id
+from ._context import RunContext, current_run_id, current_session_id
 from ._hooks import add_reset
-from ._propagation import NAMES, run_from_wire
+from ._outbound import USER_HEADER, check_send_user, current_user_id
+from ._propagation import NAMES, SESSION_HEADER, run_from_wire
 from ._run_id import RunId, lineage_fields
+from ._session import parse_session_id
 from ._show import show_value
 
 __all__ = ["install", "uninstall"]
@@ -54,13 +57,23 @@ _BASE_CALL = _BaseTask.__call__
 class _Execution:
     """One execution of a task in this context: what the messages it leads to carry."""
 
-    __slots__ = ("origin", "previous", "run", "task_id")
+    __slots__ = ("origin", "previous", "run", "session_id", "task_id", "user_id")
 
-    def __init__(self, task_id: str, origin: RunId, run: RunId, previous: _Execution | None):
+    def __init__(
+        self,
+        task_id: str,
+        origin: RunId,
+        run: RunId,
+        previous: _Execution | None,
+        session_id: str | None = None,
+        user_id: str | None = None,
+    ) -> None:
         self.task_id = task_id
         self.origin = origin
         self.run = run
         self.previous = previous
+        self.session_id = session_id
+        self.user_id = user_id
 
 
 # Set when a task's body starts and kept until its task_postrun: Celery sends a chain's next
@@ -73,24 +86,36 @@ _executing: ContextVar[_Execution | None] = ContextVar(
 class _Installation:
     """The publish receiver and the task runner for one app."""
 
-    def __init__(self, app: Celery, mode: str) -> None:
+    def __init__(self, app: Celery, mode: str, send_user: bool = False) -> None:
         self.app = app
         self.mode = mode
+        self.send_user = send_user
 
     def publish(self, sender: Any = None, headers: Any = None, **_: Any) -> None:
         if not isinstance(headers, dict):
             return
         executing = _executing.get()
         run = current_run_id()
+        session_id = current_session_id()
+        user_id = current_user_id() if self.send_user else None
         if executing is not None:
             if executing.task_id == headers.get("id"):
                 run = executing.origin  # a retry: from the run its first attempt came with
+                session_id, user_id = executing.session_id, executing.user_id
             elif run is None and executing.task_id == headers.get("parent_id"):
                 run = executing.run  # the next task of a chain, an error callback
+                session_id, user_id = executing.session_id, executing.user_id
         if run is not None:
-            for name in NAMES:
+            for name in (*NAMES, SESSION_HEADER):
                 headers.pop(name, None)
             headers.update(lineage_fields(run, NAMES))
+            if session_id is not None:
+                headers[SESSION_HEADER] = session_id
+            # Another app's installation may send the user: only one that sends it touches it.
+            if self.send_user:
+                headers.pop(USER_HEADER, None)
+                if user_id is not None:
+                    headers[USER_HEADER] = user_id
 
     def wrap_tasks(self, sender: Any = None, **_: Any) -> None:
         # Tasks with a base class of their own (not the app's Task), made when the app finalized.
@@ -108,8 +133,11 @@ class _Installation:
         else:
             origin = incoming
             run = incoming.child() if self.mode == "child" else incoming
-        _executing.set(_Execution(request.id, origin, run, _executing.get()))
-        context = RunContext(run_id=run, name=task.name)
+        # None when absent or invalid: then an eager task inherits the session of its caller.
+        session_id = parse_session_id(request.get(SESSION_HEADER))
+        user_id = parse_session_id(request.get(USER_HEADER))
+        _executing.set(_Execution(request.id, origin, run, _executing.get(), session_id, user_id))
+        context = RunContext(run_id=run, name=task.name, session_id=session_id, user_id=user_id)
         context.__enter__()
         try:
             result = body()
@@ -166,13 +194,16 @@ def _wrap(cls: type) -> None:
     _wrapped.add(cls)
 
 
-def install(app: Celery, *, mode: str = "continue") -> None:
+def install(app: Celery, *, mode: str = "continue", send_user: bool = False) -> None:
     """Make ``app``'s tasks carry the run from the caller to the worker.
 
     Args:
         app: the Celery app, in the process that sends tasks and in the worker.
         mode: ``"continue"`` runs the task in the caller's run itself; ``"child"`` runs it in a
             new child run of it (lineage kept), one per execution.
+        send_user: also put the run's user in the message (``X-User-Id``); off by default, as
+            it is personal data. The session always goes (``X-Session-Id``). On the worker, the
+            task's run gets the session and user the message carries, if valid.
 
     Call it where the app is made (the module the worker imports), before the worker starts:
     a worker decides how to call each task once, when it starts. Tasks defined before and after
@@ -186,15 +217,17 @@ def install(app: Celery, *, mode: str = "continue") -> None:
         app = Celery("agents", broker=...)
         agent_run_id.celery.install(app, mode="child")
 
-    Security: the run in a message is taken only if it is a well-formed UUID.
+    Security: the run in a message is taken only if it is a well-formed UUID, the session and
+    user only if they are 1 to 128 printable ASCII characters without spaces or commas.
     """
     if not isinstance(app, Celery):
         raise TypeError(f"app must be a Celery app, got {type(app).__name__}")
     if mode not in _MODES:
         raise ValueError(f"mode must be 'continue' or 'child', got {show_value(mode)}")
+    check_send_user(send_user, "agent_run_id.celery.install")
     with _lock:
         _disconnect(app)
-        installation = _Installation(app, mode)
+        installation = _Installation(app, mode, send_user)
         signals.before_task_publish.connect(installation.publish, weak=False)
         signals.task_postrun.connect(installation.postrun, weak=False)
         app.on_after_finalize.connect(installation.wrap_tasks, weak=False)

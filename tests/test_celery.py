@@ -24,7 +24,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 import agent_run_id.celery as run_celery
-from agent_run_id import RunContext, RunId, add_run_observer, current_run_id, remove_run_observer
+from agent_run_id import (
+    RunContext,
+    RunId,
+    add_run_observer,
+    annotate,
+    current_run,
+    current_run_id,
+    remove_run_observer,
+)
 from agent_run_id import otel as run_otel
 
 TIMEOUT = 20
@@ -34,6 +42,12 @@ def _lineage() -> list[str | None]:
     run = current_run_id()
     assert run is not None, "the task ran outside any run"
     return [run.value, None if run.parent is None else run.parent.value, run.root.value]
+
+
+def _facts() -> list[str | None]:
+    run = current_run()
+    assert run is not None, "the task ran outside any run"
+    return [run.session_id, run.user_id]
 
 
 def _make_app() -> Celery:
@@ -48,6 +62,21 @@ def _make_app() -> Celery:
     @app.task(name="lineage", shared=False)
     def lineage() -> list[str | None]:
         return _lineage()
+
+    @app.task(name="facts", shared=False)
+    def facts() -> list[str | None]:
+        return [*_lineage(), *_facts()]
+
+    @app.task(name="facts_step", shared=False)
+    def facts_step(seen: list[list[str | None]]) -> list[list[str | None]]:
+        return [*seen, _facts()]
+
+    @app.task(name="flaky_facts", shared=False, bind=True, max_retries=1)
+    def flaky_facts(self: Any, seen: list[list[str | None]]) -> list[list[str | None]]:
+        seen = [*seen, _facts()]
+        if self.request.retries == 0:
+            raise self.retry(args=(seen,), countdown=0)
+        return seen
 
     @app.task(name="step", shared=False)
     def step(seen: list[list[str | None]]) -> list[list[str | None]]:
@@ -444,3 +473,105 @@ def test_a_message_without_a_header_dict_is_sent_as_it_is(app: Celery) -> None:
 
 def test_public_surface_is_install_and_uninstall() -> None:
     assert run_celery.__all__ == ["install", "uninstall"]
+
+
+# The session, and the user only when opted in
+
+
+def test_the_task_runs_with_the_senders_session_and_without_its_user(
+    app: Celery, receivers: Receivers
+) -> None:
+    published: list[dict[str, Any]] = []
+    receivers.connect(signals.before_task_publish, lambda headers, **_: published.append(headers))
+    run_celery.install(app)
+    with RunContext(session_id="chat-42", user_id="user-7") as run:
+        result = app.tasks["facts"].delay()
+    value = run.run_id.value
+    assert result.get(timeout=TIMEOUT) == [value, None, value, "chat-42", None]
+    assert published[0]["X-Session-Id"] == "chat-42"
+    assert "X-User-Id" not in published[0]
+
+
+@pytest.mark.parametrize("mode", ["continue", "child"])
+def test_send_user_gives_the_task_the_senders_user_too(app: Celery, mode: str) -> None:
+    run_celery.install(app, mode=mode, send_user=True)
+    with RunContext(session_id="chat-42", user_id="user-7"):
+        facts = app.tasks["facts"].delay().get(timeout=TIMEOUT)
+    assert facts[3:] == ["chat-42", "user-7"]
+    with RunContext(user_id="Jane Doe"):  # no header can carry it: left out, the task runs
+        assert app.tasks["facts"].delay().get(timeout=TIMEOUT)[3:] == [None, None]
+
+
+def test_a_session_annotated_before_sending_goes_with_the_message(app: Celery) -> None:
+    run_celery.install(app)
+    with RunContext():
+        annotate(session_id="chat-late")
+        assert app.tasks["facts"].delay().get(timeout=TIMEOUT)[3] == "chat-late"
+
+
+def test_a_chain_and_a_retry_keep_the_session_and_the_user(app: Celery) -> None:
+    run_celery.install(app, mode="child", send_user=True)
+    step = app.tasks["facts_step"]
+    with RunContext(session_id="chat-42", user_id="user-7"):
+        steps = chain(step.s([]), step.s(), step.s()).apply_async()
+        retried = app.tasks["flaky_facts"].delay([])
+    assert steps.get(timeout=TIMEOUT) == [["chat-42", "user-7"]] * 3
+    assert retried.get(timeout=TIMEOUT) == [["chat-42", "user-7"]] * 2
+
+
+@pytest.mark.parametrize(
+    "session", ["chat 42", "a,b", "x" * 129, "chat-42\r\nX-Evil: 1", "jürgen", 42]
+)
+def test_a_message_with_a_bad_session_runs_without_one(app: Celery, session: object) -> None:
+    """Sent outside any run, the caller's header goes as it is; the worker takes it as absent."""
+    run_celery.install(app, send_user=True)
+    good = {"X-Session-Id": "chat-9", "X-User-Id": "user-9"}
+    facts = app.tasks["facts"].apply_async(headers=good).get(timeout=TIMEOUT)
+    assert facts[3:] == ["chat-9", "user-9"]
+    bad = {"X-Session-Id": session, "X-User-Id": session}
+    facts = app.tasks["facts"].apply_async(headers=bad).get(timeout=TIMEOUT)
+    assert facts[3:] == [None, None]
+
+
+def test_an_eager_task_inherits_the_session_of_the_run_it_is_called_in(app: Celery) -> None:
+    run_celery.install(app, mode="child")
+    with RunContext(session_id="chat-42"):
+        assert app.tasks["facts"].apply().get(timeout=TIMEOUT)[3] == "chat-42"
+
+
+def test_50_sender_threads_each_give_their_tasks_their_own_session(app: Celery) -> None:
+    run_celery.install(app, send_user=True)
+    barrier = threading.Barrier(50)
+
+    def send(i: int) -> tuple[list[str | None], list[str | None]]:
+        with RunContext(session_id=f"chat-{i}", user_id=f"user-{i}") as run:
+            barrier.wait(timeout=TIMEOUT)
+            result = app.tasks["facts"].delay()
+        value = run.run_id.value
+        return [value, None, value, f"chat-{i}", f"user-{i}"], result.get(timeout=TIMEOUT)
+
+    with ThreadPoolExecutor(50) as pool:
+        pairs = list(pool.map(send, range(50)))
+    assert [got for _, got in pairs] == [sent for sent, _ in pairs]
+
+
+async def test_200_asyncio_tasks_each_send_their_own_session(app: Celery) -> None:
+    run_celery.install(app)
+
+    async def agent(i: int) -> tuple[str, Any]:
+        async with RunContext(session_id=f"chat-{i}"):
+            await asyncio.sleep(0)
+            result = app.tasks["facts"].delay()
+            await asyncio.sleep(0)
+            return f"chat-{i}", result
+
+    sent = await asyncio.gather(*(agent(i) for i in range(200)))
+    got = await asyncio.gather(
+        *(asyncio.to_thread(result.get, timeout=TIMEOUT) for _, result in sent)
+    )
+    assert [facts[3] for facts in got] == [session for session, _ in sent]
+
+
+def test_install_rejects_a_send_user_that_is_not_a_bool(app: Celery) -> None:
+    with pytest.raises(TypeError, match=r"^agent_run_id.celery.install: send_user must be True"):
+        run_celery.install(app, send_user=1)  # type: ignore[arg-type]
