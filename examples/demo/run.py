@@ -1,11 +1,14 @@
-"""The whole story: a burst of agent requests, one fails, and its run tells everything.
+"""The whole story: eight users chat with an agent at once, one turn fails, and its run tells all.
 
 Starts three services on 127.0.0.1 (an agent API, a fake OpenAI-compatible LLM, a search tool;
-see ``services.py``), each logging JSON lines to a folder of its own. Sends eight concurrent user
-requests; the agent calls the LLM through the openai SDK and the tool through requests, and the
-run id travels with every call. One tool call fails. Then, as on-call would: the failing run's
-id from its 500 response, its record and its tree in the run registry, and every log line of it
-and its child runs across the three services.
+see ``services.py``), each logging JSON lines to a folder of its own. Eight users hold a
+conversation of two turns each, all at once: each request carries the user's token and the
+conversation's session id (``X-Session-Id``). The agent calls the LLM through the openai SDK and
+the tool through requests, and the run id and the session travel with every call. One tool call
+fails. Then, as on-call would: the failing run's id from its 500 response, its record (its user
+and its session) and its tree in the run registry, every log line of it and its child runs
+across the three services, and then the user's whole conversation: every run of the session,
+and every log line of every turn.
 
     python examples/demo/run.py [FOLDER]
 
@@ -33,15 +36,16 @@ FOLDER = HERE.parent.parent / "demo-logs"
 # What the demo writes in its folder; removed first, so that each run starts afresh.
 WRITES = ("agent", "llm", "tool")
 STARTUP = 20.0  # seconds a service may take to print its port
-QUESTIONS = {
-    "alice": "weather in Lisbon",
-    "bob": "flights from Oslo to Rome",
-    "carol": "weather in Reykjavik",
-    "dave": "open pull requests",
-    "erin": "train times to Porto",
-    "frank": "museum hours in Madrid",
-    "grace": "exchange rate EUR to NOK",
-    "heidi": "ferry to Helsinki",
+# Each user's conversation: two turns, the second sent when the first is answered.
+CONVERSATIONS = {
+    "alice": ("weather in Lisbon", "restaurants in Lisbon"),
+    "bob": ("flights from Oslo to Rome", "hotels in Rome"),
+    "carol": ("flights to Iceland", "weather in Reykjavik"),
+    "dave": ("open pull requests", "failing builds"),
+    "erin": ("train times to Porto", "wine tours in Porto"),
+    "frank": ("museum hours in Madrid", "tapas in Madrid"),
+    "grace": ("exchange rate EUR to NOK", "exchange rate EUR to SEK"),
+    "heidi": ("ferry to Helsinki", "saunas in Helsinki"),
 }
 
 
@@ -84,11 +88,25 @@ def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
         return ""
 
 
+def session_of(user: str) -> str:
+    """Return the id the chat client gives the user's conversation (its own string)."""
+    return f"chat-{user}"
+
+
+async def conversation(
+    client: httpx.AsyncClient, user: str, questions: tuple[str, ...]
+) -> list[httpx.Response]:
+    """Ask ``questions`` in turn as ``user``, in one session; return the responses."""
+    headers = {"Authorization": f"Bearer demo-token-{user}", "X-Session-Id": session_of(user)}
+    return [await client.post("/ask", json={"question": q}, headers=headers) for q in questions]
+
+
 async def burst(agent: str) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=agent, timeout=20) as client:
-        return await asyncio.gather(
-            *(client.post("/ask", json={"user": u, "question": q}) for u, q in QUESTIONS.items())
+        chats = await asyncio.gather(
+            *(conversation(client, user, turns) for user, turns in CONVERSATIONS.items())
         )
+    return [response for chat in chats for response in chat]
 
 
 def command(folder: Path, *argv: str) -> str:
@@ -125,17 +143,36 @@ def main(folder: Path) -> None:
     ):
         responses = asyncio.run(burst(agent))
     failed = [r for r in responses if r.status_code == 500]
-    print(f"{len(failed)} of {len(responses)} runs failed.")
+    print(
+        f"{len(failed)} of {len(responses)} requests failed "
+        f"({len(CONVERSATIONS)} users, a conversation of two turns each)."
+    )
     if not failed:
         sys.exit(f"no request failed: the tool should fail for Reykjavik; see the logs in {folder}")
     run = failed[0].headers["X-Run-Id"]
     print(f"The failing request's 500 response says X-Run-Id: {run}\n")
 
-    print(command(folder, "runs", "show", run[:8], "--db", "runs.db"))
-    print("The request's run has no user or task: those are on its agent run, one level down.\n")
+    record = command(folder, "runs", "show", run[:8], "--db", "runs.db")
+    print(record)
+    print(
+        "The request's run has its user, annotated once authenticated, and its session, from the\n"
+        "chat client's X-Session-Id header. The task is on its agent run, one level down.\n"
+    )
     print(command(folder, "runs", "tree", run[:8], "--db", "runs.db"))
     logs = ("agent.jsonl", "llm.jsonl", "tool.jsonl")
-    found = command(folder, "logs", run[:8], "--tree", "--json", *logs)
+    _print_lines(command(folder, "logs", run[:8], "--tree", "--json", *logs))
+
+    (session,) = [line.split()[1] for line in record.splitlines() if line[:11] == "session_id:"]
+    print(f"\nThe whole conversation of session {session}, every turn of it:\n")
+    print(command(folder, "runs", "list", "--session", session, "--db", "runs.db"))
+    found = command(folder, "logs", "--session", session, "--db", "runs.db", "--json", *logs)
+    _print_lines(found)
+    where = _shown(folder)
+    print(f"\nThe logs and the registry stay in {where}: cd {where} and try the commands above.")
+
+
+def _print_lines(found: str) -> None:
+    """Print the JSON lines ``logs --json`` found, one short line each."""
     print("(each line found, as the demo shows it: time, service, level, run, message)")
     for line in found.splitlines():
         record = json.loads(line)["record"]
@@ -143,8 +180,6 @@ def main(folder: Path) -> None:
             f"  {record['timestamp'][11:23]}  {record['service']:<5}  {record['level']:<7}"
             f"run {record['run_id'][:8]}  {record['message']}"
         )
-    where = _shown(folder)
-    print(f"\nThe logs and the registry stay in {where}: cd {where} and try the commands above.")
 
 
 def _shown(folder: Path) -> str:

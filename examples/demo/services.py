@@ -2,8 +2,10 @@
 
 Each runs in its own process (``python services.py NAME --log-dir DIR ...``), listens on a free
 port of 127.0.0.1, prints that port on its first line of output, and writes JSON log lines to
-``DIR/NAME.jsonl``. Every service has ``RunIdMiddleware``; only the agent API records its runs
-in the registry. The tool fails, the same way every time, for searches about Reykjavik.
+``DIR/NAME.jsonl``. Every service has ``RunIdMiddleware``, which takes the caller's run and its
+session (``X-Session-Id``); only the agent API records its runs in the registry, and puts the
+user on the request's run once it has authenticated them. The tool fails, the same way every
+time, for searches about Reykjavik.
 """
 
 from __future__ import annotations
@@ -16,17 +18,17 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx2
 import requests
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 from openai import AsyncOpenAI
 
 import agent_run_id.logging
-from agent_run_id import RunContext
+from agent_run_id import RunContext, annotate
 from agent_run_id.asgi import RunIdMiddleware
 from agent_run_id.httpx2 import AsyncRunIdTransport
 from agent_run_id.registry import SQLiteRunRegistry
@@ -36,7 +38,7 @@ log = logging.getLogger("demo")
 
 
 class JsonLines(logging.Formatter):
-    """One JSON object a line: time, service, level, message, and the run fields."""
+    """One JSON object a line: time, service, level, message, the run fields and the session."""
 
     converter = time.gmtime
 
@@ -56,6 +58,7 @@ class JsonLines(logging.Formatter):
                 "run_id": getattr(record, "run_id", None),
                 "parent_run_id": getattr(record, "parent_run_id", None),
                 "root_run_id": getattr(record, "root_run_id", None),
+                "session_id": getattr(record, "session_id", None),
             }
         )
 
@@ -106,6 +109,19 @@ class ToolFailed(Exception):
     """The tool answered with an error."""
 
 
+async def authenticated_user(authorization: Annotated[str, Header()] = "") -> str:
+    """Authenticate the caller (a demo token names its user), then annotate the request's run.
+
+    The middleware started the run before any authentication: ``annotate()`` gives it its user
+    from here on, in log records, the registry row and error reports.
+    """
+    user = authorization.removeprefix("Bearer demo-token-")
+    if not authorization.startswith("Bearer demo-token-") or not user.isalpha():
+        raise HTTPException(status_code=401, detail="unknown token")
+    annotate(user_id=user)
+    return user
+
+
 def agent_app(llm_url: str, tool_url: str, db: str) -> Any:
     """Answer a user's question: ask the LLM which search to make, then make it."""
     app = FastAPI()
@@ -118,9 +134,11 @@ def agent_app(llm_url: str, tool_url: str, db: str) -> Any:
     tools = instrument(requests.Session(), hosts=("127.0.0.1",))
 
     @app.post("/ask")
-    async def ask(request: Request) -> dict[str, Any]:
-        body = await request.json()
-        user, question = body["user"], body["question"]
+    async def ask(
+        request: Request, user: Annotated[str, Depends(authenticated_user)]
+    ) -> dict[str, Any]:
+        question = (await request.json())["question"]
+        # The agent's run: a child of the request's, in its session (inherited), for its user.
         async with RunContext(name="agent", user_id=user, task=question):
             log.info("agent started for %s: %r", user, question)
             async with RunContext(name="llm", task="choose a tool"):
