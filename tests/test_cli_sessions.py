@@ -410,7 +410,11 @@ def test_logs_session_finds_a_child_session_through_the_tree_of_its_parent(
     ],
 )
 def test_logs_session_mistakes_exit_2_with_a_clear_message(
-    tmp_path: Path, argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    argv: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.log").write_text(_line(1, TURN1, "x", session_id="chat-7"))
@@ -418,6 +422,20 @@ def test_logs_session_mistakes_exit_2_with_a_clear_message(
     assert result.code == 2
     assert message in result.err
     assert "Traceback" not in result.err
+    in_process = call(*argv)  # argparse's own messages go to sys.stderr
+    assert in_process.code == 2
+    assert message in in_process.err + capsys.readouterr().err
+
+
+def test_logs_session_with_a_file_that_is_not_a_registry_says_so(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    log = tmp_path / "x.log"
+    log.write_text(_line(1, TURN1, "x", session_id="chat-7"))
+    result = call("logs", "--session", "chat-7", "--db", str(junk), str(log))
+    assert result.code == 2
+    assert result.err.startswith(f"agent-run-id: cannot read {junk}: ")
+    assert result.out == ""
 
 
 def test_logs_session_with_no_line_of_it_is_an_error_after_the_summary(
