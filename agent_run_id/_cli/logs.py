@@ -80,13 +80,14 @@ def add_parser(commands: Any) -> None:
         "--db",
         metavar="PATH",
         help=f"with --session: the registry that knows the session's runs (default: ${ENV_DB}); "
-        "without one, only the lines that carry the session, and those of their runs, are found",
+        "without one, the lines that carry the session are found, and the later lines of "
+        "the runs they name",
     )
     parser.add_argument(
         "--json",
         action="store_true",
         help="print one JSON object per line found: file, line, time, run_id, and the line "
-        "as record (a JSON line) or text, exact",
+        "as record (a JSON line) or text, exact (run_id null for a session's line naming no run)",
     )
     parser.set_defaults(handler=run, parser=parser, check=check)
 
