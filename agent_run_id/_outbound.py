@@ -187,7 +187,7 @@ class OutboundHeaders:
         return type(self), (self.header, type(self).__name__, self.send_user)
 
     def __repr__(self) -> str:
-        return repr(self.header)
+        return f"{type(self).__name__}({self.options})"
 
 
 def take_off(headers: MutableMapping[str, str], added: Added) -> None:

@@ -20,6 +20,7 @@ import pytest
 from opentelemetry import baggage
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
+from opentelemetry.propagators import textmap
 from opentelemetry.sdk.trace import TracerProvider
 
 import agent_run_id
@@ -85,6 +86,20 @@ def test_a_carrier_holding_the_callers_run_header_gets_no_session_either() -> No
     with RunContext(RUN, session_id="chat-42"):
         RunIdPropagator().inject(carrier)
     assert carrier == {"X-Run-Id": "mine"}
+
+
+class PairSetter(textmap.Setter[list[tuple[str, str]]]):
+    """A setter for a carrier that is no mapping: a list of pairs, as some transports keep."""
+
+    def set(self, carrier: list[tuple[str, str]], key: str, value: str) -> None:
+        carrier.append((key, value))
+
+
+def test_a_carrier_that_is_no_mapping_gets_the_session_too() -> None:
+    carrier: list[tuple[str, str]] = [("x-session-id", "unread")]
+    with RunContext(RUN, session_id="chat-42"):
+        RunIdPropagator().inject(carrier, setter=PairSetter())
+    assert carrier[1:] == [("x-run-id", RUN.value), ("x-session-id", "chat-42")]
 
 
 def test_extract_round_trips_the_session_with_the_run() -> None:

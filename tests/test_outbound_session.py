@@ -390,6 +390,7 @@ def test_a_pickled_adapter_keeps_send_user() -> None:
     assert adapter._outbound.send_user is True
     assert adapter._outbound == OutboundHeaders("X-Run-Id", "owner", send_user=True)
     assert adapter._outbound != OutboundHeaders("X-Run-Id", "owner")
+    assert repr(adapter._outbound) == "OutboundHeaders(header_name='X-Run-Id', send_user=True)"
 
 
 def test_headers_holds_the_session_but_never_the_user() -> None:
