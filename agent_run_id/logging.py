@@ -142,10 +142,38 @@ def _run_fields(frame: Frame, options: _Options) -> tuple[str, ...]:
     return fields
 
 
+# The likeliest choices besides the default: the user added, and every field.
+_WITH_USER = (*DEFAULT_FIELDS, FACT_FIELDS[1])
+
+
 def _set_each(record: logging.LogRecord, names: tuple[str, ...], values: tuple[str, ...]) -> None:
-    """Set fields other than the default ones (those are set inline, on the hot path)."""
-    for name, value in zip(names, values, strict=True):
-        setattr(record, name, value)
+    """Set fields other than the default ones (those are set inline, on the hot path).
+
+    Setting attributes one by one in a loop costs several times an unpacking assignment, so the
+    likeliest choices are written out.
+    """
+    if names == _WITH_USER:
+        (
+            record.run_id,
+            record.run_id_short,
+            record.parent_run_id,
+            record.root_run_id,
+            record.session_id,
+            record.user_id,
+        ) = values
+    elif names == ALL_FIELDS:
+        (
+            record.run_id,
+            record.run_id_short,
+            record.parent_run_id,
+            record.root_run_id,
+            record.session_id,
+            record.user_id,
+            record.task,
+        ) = values
+    else:
+        for name, value in zip(names, values, strict=True):
+            setattr(record, name, value)
 
 
 class RunIdFilter(logging.Filter):

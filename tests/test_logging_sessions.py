@@ -94,6 +94,31 @@ def test_user_and_task_only_when_asked(records: Records) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [(*DEFAULT_FIELDS, "user_id"), ALL_FIELDS, ("run_id", "user_id"), ("task",)],
+    ids=["with the user", "all", "two", "one"],
+)
+def test_each_choice_stamps_exactly_its_fields(records: Records, fields: tuple[str, ...]) -> None:
+    run_logging.install(fields=fields)
+    with RunContext(session_id="chat-1", user_id="u-1", task="plan") as run:
+        log.info("in")
+    log.info("out")
+    value = run.run_id.value
+    known = {
+        "run_id": value,
+        "run_id_short": value[:8],
+        "parent_run_id": "-",
+        "root_run_id": value,
+        "session_id": "chat-1",
+        "user_id": "u-1",
+        "task": "plan",
+    }
+    inside, outside = (stamped(record) for record in records.records)
+    assert inside == {name: known[name] for name in fields}
+    assert outside == dict.fromkeys(fields, "-")
+
+
 def test_fields_are_stamped_in_one_order_whatever_the_order_given() -> None:
     given = ("user_id", "run_id", "user_id")
     assert RunIdFilter(fields=given).fields == ("run_id", "user_id")
