@@ -140,7 +140,7 @@ def fact_attributes(facts: Facts | RunView | None, user: bool) -> dict[str, str]
 _ENTRY_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
 
 
-def stamp_entry_span(run: RunId, facts: Mapping[str, str]) -> trace.Span | None:
+def stamp_entry_span(run: RunId, user: bool) -> trace.Span | None:
     """Stamp the current server or consumer span with ``run``, entered inside it first.
 
     OpenTelemetry's ASGI middleware, placed outside ours, starts the server span before our
@@ -152,7 +152,8 @@ def stamp_entry_span(run: RunId, facts: Mapping[str, str]) -> trace.Span | None:
     A span attribute cannot be removed: when the arrived run had a parent and the request runs
     as a new root run (``incoming="ignore"``), ``agent_run.parent_id`` becomes ``""``.
 
-    ``facts`` (the session, the user) are set too. Returns the span stamped, or None.
+    The run's session is set too, and its user when ``user``. Returns the span stamped, or
+    None.
     """
     if not is_outermost():
         return None
@@ -162,7 +163,7 @@ def stamp_entry_span(run: RunId, facts: Mapping[str, str]) -> trace.Span | None:
     fields = attributes(run)
     if run.parent is None and KEYS[1] in (getattr(span, "attributes", None) or {}):
         fields[KEYS[1]] = ""
-    span.set_attributes({**fields, **facts})
+    span.set_attributes({**fields, **fact_attributes(current_run(), user)})
     return span
 
 
@@ -182,17 +183,18 @@ class OtelObserver:
 
     def __call__(self, run_id: RunId, run: RunContext) -> RunFinisher | None:
         """Attach the run's OpenTelemetry context; return what detaches it."""
-        facts: Mapping[str, str] = {}
-        if self.stamp or self.tracer is not None:
-            facts = fact_attributes(current_run(), self.user)
-        entry = stamp_entry_span(run_id, facts) if self.stamp else None
+        entry = stamp_entry_span(run_id, self.user) if self.stamp else None
         if not self.baggage and self.tracer is None:
             return None
         context = otel_context.get_current()
         span = None
         if self.tracer is not None:
             # The run's own attributes too: without the span processor nothing else adds them.
-            fields = {_OPERATION: "invoke_agent", **attributes(run_id), **facts}
+            fields = {
+                _OPERATION: "invoke_agent",
+                **attributes(run_id),
+                **fact_attributes(current_run(), self.user),
+            }
             if run.name:
                 fields[_AGENT_NAME] = run.name
             span = self.tracer.start_span(
