@@ -117,7 +117,7 @@ class _Options:
         self.short = short
         self.default = default
         self.names = check_fields(fields)
-        # The default fields are stamped by hand-written code on the hot path; others in a loop.
+        # The default fields are stamped by hand-written code on the hot path; others by _set_each.
         self.standard = self.names == DEFAULT_FIELDS
         self.outside = (default,) * len(self.names)
 
