@@ -73,8 +73,8 @@ class Stamp:
         """Give ``request`` the current run's headers just before it is sent.
 
         Return the pairs added, which ``request.headers`` now holds. TransportBase.handle_request
-        has a copy of this method inlined; ``tests/test_httpx.py`` holds the two to the same
-        answers.
+        has a copy of this method inlined; ``tests/test_httpx.py`` and
+        ``tests/test_outbound_session.py`` hold the two to the same answers.
         """
         extensions = request.extensions
         if MARK in extensions:

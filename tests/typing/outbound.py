@@ -54,3 +54,14 @@ def lifecycle() -> None:
     with RunIdTransport() as transport:
         kept: RunIdTransport = transport
     del kept
+
+
+def user_opt_in() -> None:
+    internal = httpx.Client(
+        transport=RunIdTransport(hosts=("*.internal.example.com",), send_user=True)
+    )
+    session = instrument_session(requests.Session(), send_user=True)
+    config = trace_config(send_user=True)
+    with RunContext(session_id="chat-42", user_id="user-7"):
+        internal.get("https://tools.internal.example.com/")
+    del session, config
