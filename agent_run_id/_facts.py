@@ -43,45 +43,70 @@ class RunView:
     """A read-only view of a run as it is known now: its id and lineage, and its facts.
 
     Returned by ``agent_run_id.current_run()``; a later ``annotate()`` is not reflected in a
-    view taken before it.
+    view taken before it. Cheap to take (integrations take one per span or log event): the
+    facts are read, never copied, since ``annotate()`` replaces them rather than change them.
     """
 
-    __slots__ = ("metadata", "name", "run_id", "session_id", "task", "user_id")
+    __slots__ = ("_facts", "_run")
 
     def __init__(self, run_id: RunId, facts: Facts | None) -> None:
-        self.run_id = run_id
-        if facts is None:
-            self.session_id = self.user_id = self.task = self.name = None
-            self.metadata: Mapping[str, Any] = NO_METADATA
-        else:
-            self.session_id = facts.session_id
-            self.user_id = facts.user_id
-            self.task = facts.task
-            self.name = facts.name
-            self.metadata = MappingProxyType(dict(facts.metadata))
+        self._run = run_id
+        self._facts: tuple[str | None, str | None, str | None, str | None, Mapping[str, Any]] = (
+            _NO_FACTS
+            if facts is None
+            else (facts.session_id, facts.user_id, facts.task, facts.name, facts.metadata)
+        )
+
+    @property
+    def run_id(self) -> RunId:
+        """The run, as a RunId (with its lineage)."""
+        return self._run
 
     @property
     def id(self) -> str:
         """The run's id, in canonical form."""
-        return self.run_id.value
+        return self._run.value
 
     @property
     def parent(self) -> RunId | None:
         """The run this one was started by, if known."""
-        return self.run_id.parent
+        return self._run.parent
 
     @property
     def root(self) -> RunId:
         """The first run of the tree (this run for a root run)."""
-        return self.run_id.root
+        return self._run.root
 
-    def __setattr__(self, name: str, value: object) -> None:
-        if hasattr(self, "metadata"):  # set in __init__ last: from then on, read-only
-            raise AttributeError(f"RunView is read-only: annotate() changes the run, not {name}")
-        object.__setattr__(self, name, value)
+    @property
+    def session_id(self) -> str | None:
+        """The session (conversation, thread) the run belongs to, if known."""
+        return self._facts[0]
+
+    @property
+    def user_id(self) -> str | None:
+        """The user the run works for, if known."""
+        return self._facts[1]
+
+    @property
+    def task(self) -> str | None:
+        """A short summary of the run's task, if given."""
+        return self._facts[2]
+
+    @property
+    def name(self) -> str | None:
+        """What runs here (an agent's or function's name), if given."""
+        return self._facts[3]
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """Any other facts given to the run or annotated, read-only."""
+        return MappingProxyType(self._facts[4])
 
     def __repr__(self) -> str:
         return (
             f"RunView(id={self.id!r}, session_id={self.session_id!r}, "
             f"user_id={self.user_id!r}, task={self.task!r}, name={self.name!r})"
         )
+
+
+_NO_FACTS: tuple[None, None, None, None, Mapping[str, Any]] = (None, None, None, None, NO_METADATA)

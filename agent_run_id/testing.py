@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ._context import current
-from ._hooks import fallbacks, field_providers, observers, reported, resets
+from ._hooks import annotators, fallbacks, field_providers, observers, reported, resets
 from ._recording import set_default_registry
 
 __all__ = ["isolated_runs", "reset"]
@@ -29,15 +29,17 @@ def reset() -> None:
     """Undo every process-wide install of the library and leave no run current here.
 
     Calls each imported integration's uninstall (logging, OpenTelemetry, Celery's every app),
-    removes every run observer, incoming fallback and log field provider, forgets their logged
-    failures, and unsets the default registry. Integrations that were never imported have
-    nothing to undo. A registry given to a middleware or a ``RunContext`` stays with it. A run
-    entered and never left is no longer current, but what its observers set in other context
-    variables (OpenTelemetry's attached context) stays where it was set: leave runs you enter.
+    removes every run observer, annotator, incoming fallback and log field provider, forgets
+    their logged failures, and unsets the default registry. Integrations that were never
+    imported have nothing to undo. A registry given to a middleware or a ``RunContext`` stays
+    with it. A run entered and never left is no longer current, but what its observers set in
+    other context variables (OpenTelemetry's attached context) stays where it was set: leave
+    runs you enter.
     """
     for undo in resets.items:
         undo()
     observers.clear()
+    annotators.clear()
     fallbacks.clear()
     field_providers.clear()
     reported.clear()
