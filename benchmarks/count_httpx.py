@@ -3,8 +3,9 @@
 ``python -m benchmarks.count_httpx`` (run by ``make bench-count``). Three cases, each a sync
 ``httpx.Client`` on ``MockTransport`` sending GET requests inside a root run: the bare client, a
 hand-written request event hook that sets ``X-Run-Id`` from ``current_run_id()``, and the client
-with ``RunIdTransport``. The counts come from ``_callgrind``: each case in its own process, with
-no requests and with ``REQUESTS``, the difference divided by ``REQUESTS``.
+with ``RunIdTransport``; and, for information, the hook and ``RunIdTransport`` in a run with a
+session (one more header, ``X-Session-Id``). The counts come from ``_callgrind``: each case in its
+own process, with no requests and with ``REQUESTS``, the difference divided by ``REQUESTS``.
 
 Aim (issue 12, item 15): ``RunIdTransport`` adds fewer instructions over the bare client than the
 hand-written hook does (ours/hook under 1.0).
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 import httpx
 
-from agent_run_id import RunContext, RunId, current_run_id
+from agent_run_id import RunContext, RunId, current_run, current_run_id
 from agent_run_id.httpx import RunIdTransport
 
 from ._aims import aim
@@ -28,6 +29,8 @@ URL = "https://api.example.com/v1/chat/completions"
 BARE = "bare httpx.Client(MockTransport)"
 HOOK = "hand-written request event hook"
 OURS = "RunIdTransport(MockTransport)"
+HOOK_SESSION = "hook, run with a session"
+SESSION = "RunIdTransport, run with a session"
 
 
 def _answer(request: httpx.Request) -> httpx.Response:
@@ -41,17 +44,31 @@ def _hook(request: httpx.Request) -> None:
         request.headers["X-Run-Id"] = run_id.value
 
 
+def _session_hook(request: httpx.Request) -> None:
+    """Set ``X-Run-Id`` and ``X-Session-Id`` from ``current_run()``: the hook, with the session."""
+    run = current_run()
+    if run is not None:
+        request.headers["X-Run-Id"] = run.id
+        if run.session_id is not None:
+            request.headers["X-Session-Id"] = run.session_id
+
+
 CASES: dict[str, Callable[[httpx.MockTransport], httpx.Client]] = {
     BARE: lambda mock: httpx.Client(transport=mock),
     HOOK: lambda mock: httpx.Client(transport=mock, event_hooks={"request": [_hook]}),
     OURS: lambda mock: httpx.Client(transport=RunIdTransport(mock)),
+    HOOK_SESSION: lambda mock: httpx.Client(
+        transport=mock, event_hooks={"request": [_session_hook]}
+    ),
+    SESSION: lambda mock: httpx.Client(transport=RunIdTransport(mock)),
 }
 
 
 def _serve(case: str, requests: int) -> None:
     """Send ``requests`` requests of ``case`` (after a warm-up of 200) in this process."""
     client = CASES[case](httpx.MockTransport(_answer))
-    with RunContext(RunId.generate()):
+    session_id = "chat-42" if case in (HOOK_SESSION, SESSION) else None
+    with RunContext(RunId.generate(), session_id=session_id):
         for _ in range(200 + requests):
             client.get(URL)
 
