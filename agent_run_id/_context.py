@@ -7,6 +7,7 @@ named helpers below (``tests/test_structure.py`` holds that list).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -378,22 +379,26 @@ def annotate(
             raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
     if session_id is not None:
         check_session_id(session_id)
+    if metadata:
+        _check_metadata_keys(metadata)
     frame = current.get()
     if frame is None:
         return False
-    facts: Facts | None = frame[FACTS]
-    if facts is None:
-        owner: RunContext = frame[OWNER]
-        facts = frame[FACTS] = Facts(None, None, None, owner.name, owner.metadata)
-    if user_id is not None:
-        facts.user_id = user_id
-    if session_id is not None:
-        facts.session_id = session_id
-    if task is not None:
-        facts.task = task
-    if metadata:
-        facts.metadata = {**facts.metadata, **metadata}
-    frame[LOG_FIELDS] = None  # worked out again, with the new facts, at the next record
+    # Threads of one run (in_current_run) may annotate at once: each change is kept.
+    with _annotating:
+        facts: Facts | None = frame[FACTS]
+        if facts is None:
+            owner: RunContext = frame[OWNER]
+            facts = frame[FACTS] = Facts(None, None, None, owner.name, owner.metadata)
+        if user_id is not None:
+            facts.user_id = user_id
+        if session_id is not None:
+            facts.session_id = session_id
+        if task is not None:
+            facts.task = task
+        if metadata:
+            facts.metadata = {**facts.metadata, **metadata}  # replaced, never changed: views
+        frame[LOG_FIELDS] = None  # worked out again, with the new facts, at the next record
     run_id: RunId = frame[RUN]
     registry = _registry_in_effect(frame)
     if registry is not None:
@@ -404,3 +409,21 @@ def annotate(
         except Exception:
             report(hook, "annotation hook %r failed")
     return True
+
+
+_annotating = threading.Lock()
+# Keyword names that look like annotate()'s own options or a RunContext's: a typo or a mistake,
+# not metadata.
+_NOT_METADATA = {
+    "name": "name is given when the run is entered: RunContext(name=...)",
+    "metadata": "pass the metadata's items as keywords: annotate(**metadata)",
+    "run_id": "a run's id cannot change: enter a RunContext(run_id=...) instead",
+    "user": "the user is user_id=...",
+    "session": "the session is session_id=...",
+}
+
+
+def _check_metadata_keys(metadata: Mapping[str, Any]) -> None:
+    for key, fix in _NOT_METADATA.items():
+        if key in metadata:
+            raise TypeError(f"annotate() got {key}=, which is not metadata: {fix}")

@@ -1,7 +1,8 @@
 """What is known of a run beyond its id: session, user, task, name, metadata; and its view.
 
-A run's facts start with its ``RunContext``'s options, the session and the user inherited from
-the run it was entered in, and grow with ``annotate()``. They are kept with the run's frame, so
+A run's facts start with its ``RunContext``'s options and the session inherited from the run it
+was entered in (not the user: a nested run works for whoever it is entered for), and grow with
+``annotate()``. They are kept with the run's frame, so
 every task and thread inside the run sees the same ones.
 """
 

@@ -239,7 +239,12 @@ class OtelAnnotator:
         fields = fact_attributes(facts, self.user)
         if not fields:
             return
-        spans = [trace.get_current_span()]
+        spans = []
+        current_span = trace.get_current_span()
+        # The current span only when it was started in this run: in a run nested in another, it
+        # may be the enclosing run's, whose session and user are not this one's.
+        if (getattr(current_span, "attributes", None) or {}).get(KEYS[0]) == run_id.value:
+            spans.append(current_span)
         kept = otel_context.get_value(_SPANS)
         if isinstance(kept, tuple) and kept[0] is run_id:  # the run's, not an enclosing run's
             spans += [span for span in kept[1:] if span is not None]

@@ -20,7 +20,7 @@ from ._run_id import (
     lineage_fields,
     make_run_id,
 )
-from ._session import parse_session_id
+from ._session import check_session_id, parse_session_id
 from ._show import show_value
 from ._uuid import parse_wire_id
 
@@ -163,14 +163,22 @@ def environ() -> dict[str, str]:
 
 
 def session_from_env(env: Mapping[str, str] | None = None) -> str | None:
-    """Return the session passed in ``AGENT_RUN_SESSION_ID``, or None when unset, empty or invalid.
+    """Return the session passed in ``AGENT_RUN_SESSION_ID``, or None when unset or empty.
 
-    For a subprocess started with :func:`environ`::
+    Reads ``os.environ`` unless ``env`` is given. Raises ValueError naming the variable when it
+    holds anything the session rule refuses, as ``RunId.from_env()`` does for the run. For a
+    subprocess started with :func:`environ`::
 
         with RunContext(run_id=RunId.from_env(), session_id=session_from_env()): ...
     """
     env = os.environ if env is None else env
-    return parse_session_id(env.get(ENV_SESSION_ID))
+    text = env.get(ENV_SESSION_ID)
+    if not text or not text.strip(" \t"):
+        return None
+    session_id = parse_session_id(text)
+    if session_id is None:
+        check_session_id(text, f"${ENV_SESSION_ID}")  # raises, naming the variable
+    return session_id
 
 
 def run_headers(run_id: RunId, header: str = HEADER) -> tuple[tuple[str, str], ...]:

@@ -248,3 +248,23 @@ def test_concurrent_threads_stamp_their_own_user_and_session(
     with ThreadPoolExecutor(50) as pool:
         list(pool.map(agent, range(50)))
     check_no_cross_talk(exporter, 500)
+
+
+def test_annotate_in_a_nested_run_leaves_the_enclosing_runs_current_span_alone(
+    provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    """The span current when a nested run annotates may be the enclosing run's: not stamped."""
+    run_otel.install(tracer_provider=provider, baggage=False, user=True)
+    tracer = provider.get_tracer("test")
+    with (
+        RunContext(session_id="outer"),
+        tracer.start_as_current_span("outer work"),
+        RunContext(),
+    ):
+        annotate(user_id="inner-user", session_id="inner")
+        with tracer.start_as_current_span("inner work"):
+            pass
+    outer, inner = spans(exporter)["outer work"], spans(exporter)["inner work"]
+    assert outer[SESSION] == "outer"
+    assert USER not in outer
+    assert (inner[SESSION], inner[USER]) == ("inner", "inner-user")

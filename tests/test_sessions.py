@@ -14,7 +14,7 @@ import agent_run_id
 from agent_run_id import RunContext, RunId, annotate, current_run, headers
 from agent_run_id._session import MAX_SESSION, parse_session_id
 from agent_run_id.asgi import RunIdMiddleware
-from agent_run_id.registry import SQLiteRunRegistry
+from agent_run_id.registry import SQLiteRunRegistry, set_default
 from agent_run_id.wsgi import RunIdMiddleware as WsgiRunIdMiddleware
 
 RUN = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
@@ -115,8 +115,11 @@ def test_environ_and_session_from_env_carry_the_session() -> None:
         env = agent_run_id.environ()
     assert env["AGENT_RUN_SESSION_ID"] == "chat-7"
     assert agent_run_id.session_from_env(env) == "chat-7"
-    assert agent_run_id.session_from_env({"AGENT_RUN_SESSION_ID": "bad value"}) is None
+    assert agent_run_id.session_from_env({"AGENT_RUN_SESSION_ID": " chat-7\t"}) == "chat-7"
+    with pytest.raises(ValueError, match=r"\$AGENT_RUN_SESSION_ID 'bad value' is not a session"):
+        agent_run_id.session_from_env({"AGENT_RUN_SESSION_ID": "bad value"})
     assert agent_run_id.session_from_env({}) is None
+    assert agent_run_id.session_from_env({"AGENT_RUN_SESSION_ID": " "}) is None
 
 
 def session_app(seen: list[dict[str, Any]]) -> Any:
@@ -189,3 +192,51 @@ def test_a_run_id_view_has_its_lineage() -> None:
         assert view.parent == outer.run_id
         assert view.root == outer.run_id
         assert view.run_id.parent == outer.run_id
+
+
+@pytest.mark.parametrize(
+    ("key", "fix"),
+    [("name", "RunContext"), ("metadata", r"\*\*metadata"), ("user", "user_id"), ("run_id", "")],
+)
+def test_annotate_refuses_keywords_that_are_not_metadata(key: str, fix: str) -> None:
+    with RunContext(), pytest.raises(TypeError, match=f"{key}=, which is not metadata.*{fix}"):
+        annotate(**{key: "x"})
+
+
+def test_threads_of_one_run_annotating_at_once_keep_every_change() -> None:
+    with RunContext():
+        barrier = threading.Barrier(8)
+
+        def one(i: int) -> None:
+            barrier.wait()
+            annotate(**{f"k{i}": i})
+
+        threads = [
+            threading.Thread(target=agent_run_id.in_current_run(one), args=(i,)) for i in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        view = current_run()
+        assert view is not None
+        assert dict(view.metadata) == {f"k{i}": i for i in range(8)}
+
+
+def test_a_later_annotation_replaces_the_registry_rows_and_a_late_registry_gets_no_row(
+    tmp_path: Path,
+) -> None:
+    registry = SQLiteRunRegistry(tmp_path / "runs.db")
+    with RunContext(registry=registry, name="agent") as run:
+        annotate(user_id="anon", step="auth")
+        annotate(user_id="u-42", session_id="chat-2", plan="x")
+    record = registry.get(run.run_id)
+    assert (record.user_id, record.session_id) == ("u-42", "chat-2")
+    assert dict(record.metadata) == {"name": "agent", "step": "auth", "plan": "x"}
+    with RunContext() as late:
+        set_default(registry)
+        annotate(user_id="late")
+    registry.flush()
+    with pytest.raises(KeyError):
+        registry.get(late.run_id)
+    registry.close()

@@ -131,7 +131,11 @@ class RunRegistry(ABC):
         metadata: Mapping[str, Any] | None = None,
         session_id: str | None = None,
     ) -> None:
-        """Fill in what ``agent_run_id.annotate()`` learned of a running run: only what it lacks."""
+        """Record what ``agent_run_id.annotate()`` learned of a running run.
+
+        The values given are the run's facts as they are now: they replace the recorded ones;
+        those left None keep theirs. A run this registry never saw start gets no record.
+        """
 
     @abstractmethod
     def finish(self, run_id: RunId, *, error: BaseException | None = None) -> None:

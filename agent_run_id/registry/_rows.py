@@ -25,6 +25,7 @@ __all__ = [
     "HOST",
     "START",
     "Row",
+    "annotated_row",
     "check_args",
     "finish_row",
     "merge_rows",
@@ -57,14 +58,14 @@ START = (
     " metadata = CASE WHEN runs.metadata = '{}' THEN excluded.metadata ELSE runs.metadata END,"
     " session_id = COALESCE(runs.session_id, excluded.session_id)"
 )
-# An annotation fills in what the row lacks and changes nothing else: not the status or times.
+# An annotation gives the run's facts as they are now (annotate() keeps them whole): what it
+# knows replaces what the row has; nothing else changes, not the status or times. It updates a
+# row only: a run whose start this registry never recorded gets no row from an annotation.
+# Numbered parameters take the values from a whole row, in the order of its columns.
 ANNOTATE = (
-    "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (run_id) DO UPDATE"
-    " SET user_id = COALESCE(runs.user_id, excluded.user_id),"
-    " task = COALESCE(runs.task, excluded.task),"
-    " metadata = CASE WHEN runs.metadata = '{}' THEN excluded.metadata ELSE runs.metadata END,"
-    " session_id = COALESCE(runs.session_id, excluded.session_id)"
+    "UPDATE runs SET user_id = COALESCE(?8, user_id), task = COALESCE(?9, task),"
+    " metadata = CASE WHEN ?13 = '{}' THEN metadata ELSE ?13 END,"
+    " session_id = COALESCE(?14, session_id) WHERE run_id = ?1"
 )
 FINISH = (
     "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -143,6 +144,15 @@ def merge_rows(first: Row, later: Row) -> Row:
     metadata = later[12] if first[12] == "{}" else first[12]
     session_id = later[13] if first[13] is None else first[13]
     return (first[0], parent, root, *first[3:7], user_id, task, *first[9:12], metadata, session_id)
+
+
+def annotated_row(row: Row, annotation: Row) -> Row:
+    """Return a run's row with what an annotation knows in place of what the row had."""
+    user_id = row[7] if annotation[7] is None else annotation[7]
+    task = row[8] if annotation[8] is None else annotation[8]
+    metadata = row[12] if annotation[12] == "{}" else annotation[12]
+    session_id = row[13] if annotation[13] is None else annotation[13]
+    return (*row[:7], user_id, task, *row[9:12], metadata, session_id)
 
 
 def to_record(row: Any) -> RunRecord:

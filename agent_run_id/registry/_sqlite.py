@@ -33,6 +33,7 @@ from ._rows import (
     FINISH,
     START,
     Row,
+    annotated_row,
     check_args,
     finish_row,
     merge_rows,
@@ -181,18 +182,18 @@ class SQLiteRunRegistry(RunRegistry):
         metadata: Mapping[str, Any] | None = None,
         session_id: str | None = None,
     ) -> None:
-        """Fill in what ``agent_run_id.annotate()`` learned of a running run (queued).
+        """Record what ``agent_run_id.annotate()`` learned of a running run (queued).
 
-        Only what the row lacks is filled, as a second start would, but the run's entries are not
-        counted again and its status and times are left as they are.
+        The values given replace the row's (``annotate()`` passes the run's facts whole); those
+        left None keep theirs. The run's entries are not counted again and its status and times
+        are left as they are. A run whose start this registry never recorded gets no row.
         """
         check_args(run_id, user_id, task, session_id)
         row = start_row(run_id, user_id, task, metadata, session_id)
         with self._open_lock:
             entry = self._open.get(run_id.value)
             if entry is not None:
-                row = merge_rows(entry[0], row)
-                self._open[run_id.value] = (row, entry[1])
+                self._open[run_id.value] = (annotated_row(entry[0], row), entry[1])
         self._writer.put((ANNOTATE, row))
 
     def finish(self, run_id: RunId, *, error: BaseException | None = None) -> None:
