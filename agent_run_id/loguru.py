@@ -21,7 +21,7 @@ except ImportError as exc:
     raise missing_extra("loguru", "loguru", "loguru") from exc
 
 from ._context import current_run
-from .logging import DEFAULT_FIELDS, check_fields, field_values
+from ._log_fields import DEFAULT_FIELDS, check_fields, field_values
 
 if TYPE_CHECKING:
     from loguru import Record

@@ -17,7 +17,7 @@ except ImportError as exc:
     raise missing_extra("structlog", "structlog", "structlog") from exc
 
 from ._context import current_run
-from .logging import FACT_FIELDS, LINEAGE, check_fields, field_values
+from ._log_fields import FACT_FIELDS, LINEAGE, check_fields, field_values
 
 __all__ = ["DEFAULT_FIELDS", "RunIdProcessor", "add_run_id"]
 

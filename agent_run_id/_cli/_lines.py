@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
-from agent_run_id.logging import LINEAGE
+from agent_run_id._log_fields import LINEAGE
 
 __all__ = [
     "MAX_LINE",
