@@ -58,10 +58,14 @@ def _wrong_client(self: TransportBase | AsyncTransportBase, *args: object) -> No
     )
 
 
-class TransportBase:
-    """Send each request through the wrapped transport with the current run's headers."""
+class _Wrapper:
+    """What both transport bases share: the wrapped transport, its check, the stamp."""
 
     _module: ClassVar[ModuleType]
+    # The names, in the httpx module, of the default transport made when none is given and of
+    # the base class a wrapped transport must have.
+    _default: ClassVar[str]
+    _kind: ClassVar[str]
 
     def __init_subclass__(cls, *, module: ModuleType | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -78,8 +82,8 @@ class TransportBase:
     ) -> None:
         module = self._module
         if transport is None:
-            transport = module.HTTPTransport()
-        _check_transport(module, transport, module.BaseTransport, "HTTPTransport")
+            transport = getattr(module, self._default)()
+        _check_transport(module, transport, getattr(module, self._kind), self._default)
         self._transport = transport
         self._stamp = new_stamp(module, _owner(self), hosts, header_name, send_user)
 
@@ -87,6 +91,16 @@ class TransportBase:
     def transport(self) -> Any:
         """The wrapped transport."""
         return self._transport
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._transport!r}, {self._stamp!r})"
+
+
+class TransportBase(_Wrapper):
+    """Send each request through the wrapped transport with the current run's headers."""
+
+    _default = "HTTPTransport"
+    _kind = "BaseTransport"
 
     def handle_request(self, request: Any) -> Any:
         """Add the run current now to ``request`` and send it with the wrapped transport."""
@@ -149,39 +163,12 @@ class TransportBase:
     # that names the async transport, not an AttributeError at the first request.
     handle_async_request = __aenter__ = aclose = _wrong_client
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._transport!r}, {self._stamp!r})"
 
-
-class AsyncTransportBase:
+class AsyncTransportBase(_Wrapper):
     """Send each request through the wrapped async transport with the current run's headers."""
 
-    _module: ClassVar[ModuleType]
-
-    def __init_subclass__(cls, *, module: ModuleType | None = None, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if module is not None:  # a user's subclass keeps the module of its base
-            cls._module = module
-
-    def __init__(
-        self,
-        transport: Any = None,
-        *,
-        hosts: Iterable[str] | None = None,
-        header_name: str = HEADER,
-        send_user: bool = False,
-    ) -> None:
-        module = self._module
-        if transport is None:
-            transport = module.AsyncHTTPTransport()
-        _check_transport(module, transport, module.AsyncBaseTransport, "AsyncHTTPTransport")
-        self._transport = transport
-        self._stamp = new_stamp(module, _owner(self), hosts, header_name, send_user)
-
-    @property
-    def transport(self) -> Any:
-        """The wrapped transport."""
-        return self._transport
+    _default = "AsyncHTTPTransport"
+    _kind = "AsyncBaseTransport"
 
     async def handle_async_request(self, request: Any) -> Any:
         """Add the run current now to ``request`` and send it with the wrapped transport."""
@@ -210,6 +197,3 @@ class AsyncTransportBase:
 
     # See TransportBase: what a sync Client calls first raises a TypeError naming RunIdTransport.
     handle_request = __enter__ = close = _wrong_client
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._transport!r}, {self._stamp!r})"
