@@ -77,9 +77,13 @@ class Driver:
         package, _, how = kind.partition(".")
         http = importlib.import_module(package)
         ours = importlib.import_module(f"agent_run_id.{package}")
+        # 200 tasks share the pool of 100 connections: half wait for one, longer than the
+        # default 5 s on a busy 2-core machine, so the pool wait is given a wide bound.
+        timeout = http.Timeout(60.0)
         if how == "AsyncRunIdTransport":
-            return http.AsyncClient(transport=ours.AsyncRunIdTransport(**self.options))
-        return ours.instrument(http.AsyncClient(), **self.options)
+            transport = ours.AsyncRunIdTransport(**self.options)
+            return http.AsyncClient(transport=transport, timeout=timeout)
+        return ours.instrument(http.AsyncClient(timeout=timeout), **self.options)
 
     def get(self, url: str, headers: dict[str, str] | None = None) -> dict[str, str | None]:
         """Send a GET from this thread; return the wire headers the server got."""
