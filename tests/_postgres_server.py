@@ -20,7 +20,6 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -93,10 +92,8 @@ class PostgresServer:
         self._as = _as_postgres()
         if self._as:
             shutil.chown(self.folder, "postgres", "postgres")
-        self._run(
-            [str(bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust"]
-            + ["-E", "UTF8", "--no-sync", "--no-instructions"],
-        )
+        initdb = [str(bin_dir / "initdb"), "-D", str(self.data), "-U", "postgres"]
+        self._run([*initdb, "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"])
 
     def start(self) -> None:
         """Start the server and wait until it takes connections."""
@@ -201,6 +198,6 @@ def shared_server() -> PostgresServer:
 
 
 @pytest.fixture
-def postgres_dsn() -> Iterator[str]:
-    """Yield the DSN of a new, empty database on the test run's server."""
-    yield shared_server().fresh_dsn()
+def postgres_dsn() -> str:
+    """Return the DSN of a new, empty database on the test run's server."""
+    return shared_server().fresh_dsn()
