@@ -185,6 +185,16 @@ class RunId:
         """The id as a ``uuid.UUID``."""
         return uuid.UUID(self._value)
 
+    @property
+    def hex(self) -> str:
+        """The id as 32 lowercase hex digits, without dashes (``uuid.UUID.hex``).
+
+        What systems that take a UUID's hex want, such as the OpenAI Agents SDK's trace ids
+        (``f"trace_{run_id.hex}"``).
+        """
+        value = self._value
+        return value[:8] + value[9:13] + value[14:18] + value[19:23] + value[24:]
+
     def child(self) -> RunId:
         """Return a new run id whose parent is this run (``RunId.generate(parent=self)``)."""
         return RunId.generate(parent=self)
