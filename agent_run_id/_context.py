@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Final, TypeAlias, cast
 
 from . import _recording
+from ._external import check_external_ids
 from ._facts import NO_METADATA, Facts, RunView
 from ._hooks import RunFinisher, annotators, finish_run, observers, report
 from ._notes import note_run
@@ -357,15 +358,18 @@ def annotate(
     user_id: str | None = None,
     session_id: str | None = None,
     task: str | None = None,
+    external_ids: Mapping[str, str] | None = None,
     **metadata: Any,
 ) -> bool:
     """Set what became known of the current run, from anywhere inside it; return whether it ran.
 
     For what is learned after the run started: the user once authentication has run (a FastAPI
-    dependency, a Django view), the session, the task, any other facts as keyword metadata
-    (merged into the run's). From then on log records, spans, error reports and the run's
-    registry row carry them (the registry fills in what it lacks). Options left None are left
-    as they are. Outside any run it does nothing and returns False: it never breaks its caller.
+    dependency, a Django view), the session, the task, the ids other systems gave the run
+    (``external_ids={"langfuse_trace": trace_id}``, merged into those it has: the registry then
+    finds the run by them), any other facts as keyword metadata (merged into the run's). From
+    then on log records, spans, error reports and the run's registry row carry them (the
+    registry fills in what it lacks). Options left None are left as they are. Outside any run
+    it does nothing and returns False: it never breaks its caller.
 
     Example::
 
@@ -379,6 +383,8 @@ def annotate(
             raise TypeError(f"{what} must be a str or None, got {type(value).__name__}")
     if session_id is not None:
         check_session_id(session_id)
+    if external_ids is not None:
+        external_ids = check_external_ids(external_ids)
     if metadata:
         _check_metadata_keys(metadata)
     frame = current.get()
@@ -398,6 +404,8 @@ def annotate(
             facts.task = task
         if metadata:
             facts.metadata = {**facts.metadata, **metadata}  # replaced, never changed: views
+        if external_ids:
+            facts.external_ids = {**facts.external_ids, **external_ids}
         frame[LOG_FIELDS] = None  # worked out again, with the new facts, at the next record
     run_id: RunId = frame[RUN]
     registry = _registry_in_effect(frame)

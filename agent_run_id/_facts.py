@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from ._external import NO_EXTERNAL_IDS
 from ._run_id import RunId
 
 __all__ = ["NO_METADATA", "Facts", "RunView"]
@@ -23,7 +24,7 @@ NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 class Facts:
     """The facts of one run: changed only by entering it and by ``annotate()``."""
 
-    __slots__ = ("metadata", "name", "session_id", "task", "user_id")
+    __slots__ = ("external_ids", "metadata", "name", "session_id", "task", "user_id")
 
     def __init__(
         self,
@@ -32,12 +33,15 @@ class Facts:
         task: str | None,
         name: str | None,
         metadata: Mapping[str, Any],
+        external_ids: Mapping[str, str] = NO_EXTERNAL_IDS,
     ) -> None:
         self.session_id = session_id
         self.user_id = user_id
         self.task = task
         self.name = name
         self.metadata = metadata
+        # The ids other systems gave the run; replaced, never changed, as metadata is.
+        self.external_ids = external_ids
 
 
 class RunView:
@@ -52,10 +56,17 @@ class RunView:
 
     def __init__(self, run_id: RunId, facts: Facts | None) -> None:
         self._run = run_id
-        self._facts: tuple[str | None, str | None, str | None, str | None, Mapping[str, Any]] = (
+        self._facts: _Known = (
             _NO_FACTS
             if facts is None
-            else (facts.session_id, facts.user_id, facts.task, facts.name, facts.metadata)
+            else (
+                facts.session_id,
+                facts.user_id,
+                facts.task,
+                facts.name,
+                facts.metadata,
+                facts.external_ids,
+            )
         )
 
     @property
@@ -103,6 +114,11 @@ class RunView:
         """Any other facts given to the run or annotated, read-only."""
         return MappingProxyType(self._facts[4])
 
+    @property
+    def external_ids(self) -> Mapping[str, str]:
+        """The ids other systems gave the run (``system -> id``), read-only."""
+        return MappingProxyType(self._facts[5])
+
     def __repr__(self) -> str:
         return (
             f"RunView(id={self.id!r}, session_id={self.session_id!r}, "
@@ -110,4 +126,5 @@ class RunView:
         )
 
 
-_NO_FACTS: tuple[None, None, None, None, Mapping[str, Any]] = (None, None, None, None, NO_METADATA)
+_Known = tuple[str | None, str | None, str | None, str | None, Mapping[str, Any], Mapping[str, str]]
+_NO_FACTS: _Known = (None, None, None, None, NO_METADATA, NO_EXTERNAL_IDS)

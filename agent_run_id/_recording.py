@@ -86,13 +86,23 @@ def record_annotation(registry: Registry, run_id: RunId, facts: Facts) -> None:
     if annotate is None:
         return
     try:
-        annotate(
-            run_id,
-            user_id=facts.user_id,
-            task=facts.task,
-            metadata=_metadata(facts),
-            session_id=facts.session_id,
-        )
+        if facts.external_ids:  # a registry of the user's own may not know external ids
+            annotate(
+                run_id,
+                user_id=facts.user_id,
+                task=facts.task,
+                metadata=_metadata(facts),
+                session_id=facts.session_id,
+                external_ids=facts.external_ids,
+            )
+        else:
+            annotate(
+                run_id,
+                user_id=facts.user_id,
+                task=facts.task,
+                metadata=_metadata(facts),
+                session_id=facts.session_id,
+            )
     except Exception:
         report(registry, "run registry %r failed when the run was annotated")
 

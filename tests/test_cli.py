@@ -561,6 +561,7 @@ def test_runs_list_json_gives_records_with_their_field_names(db: Path) -> None:
         "host",
         "pid",
         "metadata",
+        "external_ids",
     }
 
 

@@ -151,7 +151,7 @@ def test_runs_show_puts_each_field_on_its_one_line_escaped(hostile_db: Path) -> 
     result = call("runs", "show", RUN, "--db", str(hostile_db))
     assert result.code == 0
     lines = result.out.splitlines()
-    assert len(lines) == 14  # one per field of the record
+    assert len(lines) == 15  # one per field of the record
     assert _safe(result.out)
     fields = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in lines}
     assert [line for line in lines if line.startswith("status:")] == ["status:     ok"]
@@ -166,7 +166,7 @@ def test_runs_show_puts_each_field_on_its_one_line_escaped(hostile_db: Path) -> 
 def test_runs_show_of_the_failed_run_shows_its_error_on_one_line(hostile_db: Path) -> None:
     result = call("runs", "show", CHILD, "--db", str(hostile_db))
     lines = result.out.splitlines()
-    assert len(lines) == 14
+    assert len(lines) == 15
     assert [line for line in lines if line.startswith("status:")] == ["status:     error"]
     assert "error:      ValueError: bad\\n\\x1b[2Jstatus:     ok" in lines
     assert _safe(result.out)

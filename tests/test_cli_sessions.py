@@ -135,6 +135,7 @@ def test_runs_show_prints_the_session_in_its_place(db: Path) -> None:
         "host",
         "pid",
         "metadata",
+        "external",
     ]
     assert "session_id: chat-7\n" in result.out  # inherited from its turn
     assert "user_id:    -\n" in result.out  # the user is not

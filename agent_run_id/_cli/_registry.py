@@ -3,7 +3,8 @@
 The command never creates, migrates or writes the file. A file of an older schema is read as
 it is: the columns it lacks read as empty (a schema-1 file, written before sessions, has no
 ``session_id``), in a view of the connection's own (a ``TEMP`` view, which writes nothing to
-the file) that stands in for the table.
+the file) that stands in for the table; a file before schema 3 has no external ids, and an
+empty ``TEMP`` table stands in for theirs.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ class ReadOnlyRegistry(SQLiteRunRegistry):
                 # A TEMP view lives in the connection's own temporary database, searched before
                 # the file's: every query of the registry reads it instead of main.runs.
                 conn.execute(f"CREATE TEMP VIEW runs AS SELECT *, {added} FROM main.runs")
+            tables = {row[0] for row in conn.execute("SELECT name FROM main.sqlite_master")}
+            if "external_ids" not in tables:  # before schema 3: an empty one of its own
+                conn.execute(
+                    "CREATE TEMP TABLE external_ids "
+                    "(external_id TEXT, system TEXT, run_id TEXT, "
+                    "PRIMARY KEY (external_id, system))"
+                )
         except BaseException:
             conn.close()
             raise

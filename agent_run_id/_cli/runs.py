@@ -6,15 +6,16 @@ import argparse
 import contextlib
 import re
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
 from agent_run_id._session import check_session_id
-from agent_run_id.registry import STATUSES, AmbiguousRunError, RunRecord
+from agent_run_id.registry import STATUSES, AmbiguousRunError, RunRecord, RunRegistry
 
 from ._errors import UsageError
 from ._lines import parse_time
+from ._links import link_templates, linked
 from ._output import count, json_line, printable
 from ._registry import ENV_DB, open_registry, registry_path
 
@@ -22,7 +23,10 @@ __all__ = ["add_parser", "session_option"]
 
 _AGO = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-_RUN_HELP = "the run id, or a unique prefix of at least 8 characters"
+_RUN_HELP = (
+    "the run id, a unique prefix of at least 8 characters, or an id another system gave the run "
+    "(an OpenAI trace id, a LangSmith run id: its external ids)"
+)
 
 
 def add_parser(commands: Any) -> None:
@@ -126,7 +130,8 @@ def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
                 stale=args.stale,
                 limit=args.limit,
             )
-        return registry.tree(args.run) if query == "tree" else [registry.get(args.run)]
+        run = _run_of(registry, args.run)
+        return registry.tree(run) if query == "tree" else [registry.get(run)]
     except AmbiguousRunError as exc:
         raise UsageError(str(exc)) from None
     except KeyError as exc:
@@ -137,6 +142,26 @@ def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
         raise UsageError(f"cannot read {registry.path}: {exc}") from None
     finally:
         registry.close()
+
+
+def _run_of(registry: RunRegistry, text: str) -> str:
+    """Return the id of the run ``text`` names: its id, a prefix, or one of its external ids.
+
+    Raises what ``get`` raised when no run has it as an external id either, and UsageError
+    when several runs carry it.
+    """
+    try:
+        return registry.get(text).run_id
+    except (KeyError, ValueError):
+        found = registry.by_external_id(text)
+        if not found:
+            raise
+        if len({record.run_id for record in found}) > 1:
+            runs = ", ".join(sorted({record.run_id for record in found}))
+            raise UsageError(
+                f"{text!r} is an external id of several runs ({runs}): give the run id"
+            ) from None
+        return found[0].run_id
 
 
 def _since(text: str) -> datetime:
@@ -191,12 +216,26 @@ def _show(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if args.json:
         _emit_json([record], out)
         return 0
+    templates = link_templates(err) if record.external_ids else {}
     for name, value in record.to_json().items():
+        if name == "external_ids":
+            _show_external(record.external_ids, templates, out)
+            continue
         if name == "metadata":
             value = json_line(value).rstrip("\n")
         shown = "-" if value is None else printable(str(value))
         out.write(f"{name + ':':<11} {shown}\n")
     return 0
+
+
+def _show_external(ids: Mapping[str, str], templates: Mapping[str, str], out: IO[str]) -> None:
+    """Write the run's external ids, one a line (``system=id``), each with its link if any."""
+    if not ids:
+        out.write(f"{'external:':<11} -\n")
+    for i, (system, external_id) in enumerate(sorted(ids.items())):
+        url = linked(system, external_id, templates)
+        shown = f"{system}={external_id}" + ("" if url is None else f"  {url}")
+        out.write(f"{'external:' if i == 0 else '':<11} {printable(shown)}\n")
 
 
 def _tree(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:

@@ -118,6 +118,7 @@ class RunRegistry(ABC):
         task: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         session_id: str | None = None,
+        external_ids: Mapping[str, str] | None = None,
     ) -> None:
         """Record that ``run_id`` started now, in this process."""
 
@@ -130,11 +131,14 @@ class RunRegistry(ABC):
         task: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         session_id: str | None = None,
+        external_ids: Mapping[str, str] | None = None,
     ) -> None:
         """Record what ``agent_run_id.annotate()`` learned of a running run.
 
         The values given are the run's facts as they are now: they replace the recorded ones;
         those left None keep theirs. A run this registry never saw start gets no record.
+        ``external_ids`` (``system -> id``) are added to the run's: an id given again, to
+        another run, moves to it.
         """
 
     @abstractmethod
@@ -167,6 +171,14 @@ class RunRegistry(ABC):
         ``since``/``until`` bound the start time (aware datetimes). ``stale=True`` keeps only
         runs still marked running whose process, on this host, is gone; with a ``status``
         other than ``"running"`` it raises ValueError.
+        """
+
+    @abstractmethod
+    def by_external_id(self, external_id: str, *, system: str | None = None) -> list[RunRecord]:
+        """Return the runs that carry ``external_id`` (of ``system``, or of any), newest first.
+
+        The id another system gave a run (``annotate(external_ids=...)``, or a framework
+        integration), such as an OpenAI trace id or a LangSmith run id. Empty when none does.
         """
 
     @abstractmethod

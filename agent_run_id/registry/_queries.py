@@ -11,7 +11,17 @@ from ._record import to_micros
 from ._rows import HOST
 from ._schema import COLUMNS
 
-__all__ = ["BY_ID", "BY_PREFIX", "CANDIDATES", "CHILDREN", "TREE", "alive", "find_query"]
+__all__ = [
+    "BY_EXTERNAL",
+    "BY_ID",
+    "BY_PREFIX",
+    "CANDIDATES",
+    "CHILDREN",
+    "TREE",
+    "alive",
+    "externals_of",
+    "find_query",
+]
 
 #: The most candidates an ambiguous prefix lists.
 CANDIDATES = 10
@@ -24,6 +34,21 @@ BY_PREFIX = (
     f"SELECT {COLUMNS} FROM runs WHERE run_id >= ? AND run_id < ? "
     f"ORDER BY run_id LIMIT {CANDIDATES + 1}"
 )
+#: The runs that carry the external id given, of the system given (None: of any system),
+#: newest first.
+BY_EXTERNAL = (
+    f"SELECT {', '.join('runs.' + c.strip() for c in COLUMNS.split(','))} FROM external_ids "
+    "JOIN runs ON runs.run_id = external_ids.run_id WHERE external_ids.external_id = ?1 "
+    "AND (?2 IS NULL OR external_ids.system = ?2) ORDER BY runs.started_at DESC, runs.run_id"
+)
+
+
+def externals_of(count: int) -> str:
+    """Return the statement that reads the external ids of ``count`` runs given as parameters."""
+    marks = ", ".join("?" * count)
+    return f"SELECT run_id, system, external_id FROM external_ids WHERE run_id IN ({marks})"
+
+
 #: The runs whose parent is the run given, in start order.
 CHILDREN = f"SELECT {COLUMNS} FROM runs WHERE parent_id = ? ORDER BY started_at, run_id"
 #: The run given and all its descendants, in no order.

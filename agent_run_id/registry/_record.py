@@ -54,6 +54,9 @@ class RunRecord:
         host: the host name of the machine it ran on.
         pid: the id of the process it ran in.
         metadata: any other JSON-able facts given to its RunContext.
+        external_ids: the ids other systems gave it (``system -> id``, such as
+            ``{"langsmith_run": "..."}``), set with ``annotate(external_ids=...)`` and by the
+            framework integrations.
     """
 
     run_id: str
@@ -71,6 +74,7 @@ class RunRecord:
     pid: int | None = None
     # Left out of the hash: a dict is unhashable, and run_id alone already tells records apart.
     metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    external_ids: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def to_json(self) -> dict[str, Any]:
         """Return the record as a JSON-able dict: field names as here, times in ISO 8601."""
@@ -79,4 +83,5 @@ class RunRecord:
             value = data[name]
             data[name] = None if value is None else value.isoformat()
         data["metadata"] = dict(self.metadata)
+        data["external_ids"] = dict(self.external_ids)
         return data

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from agent_run_id._external import check_external_ids
 from agent_run_id._run_id import RunId
 
 from ._limits import cut_text, dump_metadata, error_text
@@ -21,12 +22,14 @@ from ._record import RunRecord, from_micros
 
 __all__ = [
     "ANNOTATE",
+    "EXTERNAL",
     "FINISH",
     "HOST",
     "START",
     "Row",
     "annotated_row",
     "check_args",
+    "external_rows",
     "finish_row",
     "merge_rows",
     "start_row",
@@ -66,6 +69,11 @@ ANNOTATE = (
     "UPDATE runs SET user_id = COALESCE(?8, user_id), task = COALESCE(?9, task),"
     " metadata = CASE WHEN ?13 = '{}' THEN metadata ELSE ?13 END,"
     " session_id = COALESCE(?14, session_id) WHERE run_id = ?1"
+)
+# An external id names one run in its system: given again, to another run, the latest wins.
+EXTERNAL = (
+    "INSERT INTO external_ids VALUES (?, ?, ?)"
+    " ON CONFLICT (external_id, system) DO UPDATE SET run_id = excluded.run_id"
 )
 FINISH = (
     "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -114,6 +122,17 @@ def start_row(
     )
 
 
+def external_rows(run_id: RunId, external_ids: Mapping[str, str] | None) -> list[Row]:
+    """Return the rows of the ``external_ids`` table that give ``run_id`` its external ids.
+
+    Raises TypeError or ValueError, naming the argument, for ids that break their rule.
+    """
+    if not external_ids:
+        return []
+    checked = check_external_ids(external_ids)
+    return [(external_id, system, run_id.value) for system, external_id in checked.items()]
+
+
 def finish_row(run_id: RunId, start: Row | None, ended: int, error: BaseException | None) -> Row:
     """Return the row of ``run_id`` ended at ``ended`` (microseconds since the epoch).
 
@@ -155,7 +174,7 @@ def annotated_row(row: Row, annotation: Row) -> Row:
     return (*row[:7], user_id, task, *row[9:12], metadata, session_id)
 
 
-def to_record(row: Any) -> RunRecord:
+def to_record(row: Any, external_ids: Mapping[str, str] | None = None) -> RunRecord:
     """Return the RunRecord of a row read back; metadata that does not parse reads as empty."""
     try:
         metadata = json.loads(row[12])
@@ -176,4 +195,5 @@ def to_record(row: Any) -> RunRecord:
         pid=row[11],
         metadata=metadata if isinstance(metadata, dict) else {},
         session_id=row[13],
+        external_ids={} if external_ids is None else dict(external_ids),
     )

@@ -25,16 +25,28 @@ from agent_run_id._run_id import RunId
 from agent_run_id._show import show_value
 
 from ._base import AmbiguousRunError, RunRegistry, check_find, parse_run, preorder
-from ._queries import BY_ID, BY_PREFIX, CANDIDATES, CHILDREN, TREE, alive, find_query
+from ._queries import (
+    BY_EXTERNAL,
+    BY_ID,
+    BY_PREFIX,
+    CANDIDATES,
+    CHILDREN,
+    TREE,
+    alive,
+    externals_of,
+    find_query,
+)
 from ._readers import Readers
 from ._record import RunRecord, Status
 from ._rows import (
     ANNOTATE,
+    EXTERNAL,
     FINISH,
     START,
     Row,
     annotated_row,
     check_args,
+    external_rows,
     finish_row,
     merge_rows,
     start_row,
@@ -46,6 +58,8 @@ from ._writer import Writer
 __all__ = ["SQLiteRunRegistry"]
 
 _MIN_PENDING_BYTES = 1024 * 1024
+# How many run ids one read of external ids takes (SQLite allows 999 parameters in old builds).
+_IN_CHUNK = 500
 
 
 class SQLiteRunRegistry(RunRegistry):
@@ -150,6 +164,7 @@ class SQLiteRunRegistry(RunRegistry):
         task: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         session_id: str | None = None,
+        external_ids: Mapping[str, str] | None = None,
     ) -> None:
         r"""Record that ``run_id`` started now, in this process (queued).
 
@@ -165,6 +180,7 @@ class SQLiteRunRegistry(RunRegistry):
         refuses would otherwise be retried forever.
         """
         check_args(run_id, user_id, task, session_id)
+        externals = external_rows(run_id, external_ids)
         row = start_row(run_id, user_id, task, metadata, session_id)
         with self._open_lock:
             entry = self._open.get(run_id.value)
@@ -172,6 +188,8 @@ class SQLiteRunRegistry(RunRegistry):
                 row = merge_rows(entry[0], row)
             self._open[run_id.value] = (row, 1 if entry is None else entry[1] + 1)
         self._writer.put((START, row))
+        for external in externals:
+            self._writer.put((EXTERNAL, external))
 
     def annotate(
         self,
@@ -181,20 +199,25 @@ class SQLiteRunRegistry(RunRegistry):
         task: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         session_id: str | None = None,
+        external_ids: Mapping[str, str] | None = None,
     ) -> None:
         """Record what ``agent_run_id.annotate()`` learned of a running run (queued).
 
         The values given replace the row's (``annotate()`` passes the run's facts whole); those
         left None keep theirs. The run's entries are not counted again and its status and times
         are left as they are. A run whose start this registry never recorded gets no row.
+        ``external_ids`` are added to the run's; an id given before to another run moves here.
         """
         check_args(run_id, user_id, task, session_id)
+        externals = external_rows(run_id, external_ids)
         row = start_row(run_id, user_id, task, metadata, session_id)
         with self._open_lock:
             entry = self._open.get(run_id.value)
             if entry is not None:
                 self._open[run_id.value] = (annotated_row(entry[0], row), entry[1])
         self._writer.put((ANNOTATE, row))
+        for external in externals:
+            self._writer.put((EXTERNAL, external))
 
     def finish(self, run_id: RunId, *, error: BaseException | None = None) -> None:
         """Record that ``run_id`` ended now, with ``error`` if one escaped (queued).
@@ -259,7 +282,8 @@ class SQLiteRunRegistry(RunRegistry):
             raise KeyError(f"no run {key!r} in the registry {str(self.path)!r}")
         if len(rows) > 1:
             raise AmbiguousRunError(key, [row[0] for row in rows[:CANDIDATES]])
-        return to_record(rows[0])
+        (record,) = self._records(rows)
+        return record
 
     def find(
         self,
@@ -283,19 +307,30 @@ class SQLiteRunRegistry(RunRegistry):
         check_find(status, limit, since, until, stale)
         sql, params = find_query(status, user_id, session_id, since, until, stale)
         if not stale:
-            return [to_record(row) for row in self._query(f"{sql} LIMIT {limit}", params)]
-        found: list[RunRecord] = []
+            return self._records(self._query(f"{sql} LIMIT {limit}", params))
+        found: list[Any] = []
         for row in self._query(sql, params):
             if not alive(row[11]):
-                found.append(to_record(row))
+                found.append(row)
                 if len(found) == limit:
                     break
-        return found
+        return self._records(found)
+
+    def by_external_id(self, external_id: str, *, system: str | None = None) -> list[RunRecord]:
+        """Return the runs that carry ``external_id`` (of ``system``, or of any), newest first.
+
+        Raises TypeError when ``external_id`` or ``system`` is not a str.
+        """
+        if not isinstance(external_id, str):
+            raise TypeError(f"external_id must be a str, got {type(external_id).__name__}")
+        if system is not None and not isinstance(system, str):
+            raise TypeError(f"system must be a str or None, got {type(system).__name__}")
+        return self._records(self._query(BY_EXTERNAL, (external_id.strip(), system)))
 
     def children(self, run: RunId | str) -> list[RunRecord]:
         """Return the runs whose parent is ``run``, in start order."""
         key = self._resolve(run)
-        return [to_record(row) for row in self._query(CHILDREN, (key,))]
+        return self._records(self._query(CHILDREN, (key,)))
 
     def tree(self, run: RunId | str) -> list[RunRecord]:
         """Return ``run`` and all its descendants, depth first, children in start order.
@@ -303,11 +338,24 @@ class SQLiteRunRegistry(RunRegistry):
         Raises KeyError when ``run`` itself is not in the registry.
         """
         top = self.get(run).run_id
-        return preorder((to_record(row) for row in self._query(TREE, (top,))), top)
+        return preorder(self._records(self._query(TREE, (top,))), top)
 
     def _resolve(self, run: RunId | str) -> str:
         key, is_prefix = parse_run(run)
         return self.get(key).run_id if is_prefix else key
+
+    def _records(self, rows: list[Any]) -> list[RunRecord]:
+        """Return the records of ``rows`` read back, each with its external ids."""
+        if not rows:
+            return []
+        conn = self._readers.connection(self.open_reader)
+        externals: dict[str, dict[str, str]] = {}
+        ids = [row[0] for row in rows]
+        for i in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[i : i + _IN_CHUNK]
+            for run_id, system, external_id in conn.execute(externals_of(len(chunk)), chunk):
+                externals.setdefault(run_id, {})[system] = external_id
+        return [to_record(row, externals.get(row[0])) for row in rows]
 
     def _query(self, sql: str, params: Any, timeout: float | None = None) -> list[Any]:
         self._writer.flush(timeout)
