@@ -1,0 +1,46 @@
+"""The run in the ``baggage`` entry of an MCP ``_meta``, by the rules of ``agent_run_id.otel``.
+
+Imports OpenTelemetry at the top: ``agent_run_id._mcp_meta`` imports this module only when the
+OpenTelemetry API is installed (mcp 2.x depends on it, mcp 1.x does not), and leaves the
+``baggage`` entry alone without it.
+"""
+
+from __future__ import annotations
+
+from opentelemetry import context as otel_context
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import Context
+
+from ._otel_propagation import run_from_baggage_header, session_from_baggage_header
+from ._otel_runs import with_run_baggage
+from ._run_id import RunId
+
+__all__ = ["baggage_with_run", "run_in_baggage_text", "session_in_baggage_text"]
+
+_W3C = W3CBaggagePropagator()
+
+
+def baggage_with_run(existing: str | None, run: RunId, session_id: str | None) -> str | None:
+    """Return a W3C ``baggage`` value holding the run, merged as ``agent_run_id.otel`` merges it.
+
+    Into ``existing``, else into the current OpenTelemetry baggage: the run, its lineage and
+    ``session_id``. Every other entry is kept; when ours would take the baggage past the W3C
+    limits, ours are left out. None when there is nothing to write.
+    """
+    if existing:
+        context = _W3C.extract({"baggage": existing}, context=Context())
+    else:
+        context = otel_context.get_current()
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier, with_run_baggage(context, run, session_id))
+    return carrier.get("baggage")
+
+
+def run_in_baggage_text(text: str) -> RunId | None:
+    """Return the run in a W3C ``baggage`` value (``agent_run.id`` and its lineage), or None."""
+    return run_from_baggage_header({"baggage": text}.get)
+
+
+def session_in_baggage_text(text: str) -> str | None:
+    """Return the valid session in a W3C ``baggage`` value (``agent_run.session_id``), or None."""
+    return session_from_baggage_header({"baggage": text}.get)

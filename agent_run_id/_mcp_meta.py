@@ -1,0 +1,125 @@
+"""The run in an MCP request's ``params._meta``: the keys, writing them, reading them back.
+
+Stdlib only, and no import of the ``mcp`` package: the client and server sides of
+``agent_run_id.mcp`` share it with the benchmarks and the tests. The ``baggage`` entry needs
+the OpenTelemetry API (which mcp 2.x depends on); without it that entry is neither written
+nor read, and the prefixed keys carry the run alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._context import current_run_id, current_session_id
+from ._propagation import NAMES, SESSION_HEADER, run_from_wire
+from ._run_id import RunId, lineage_fields
+from ._session import parse_session_id
+
+_Merge = Callable[[str | None, RunId, str | None], str | None]
+_Read = Callable[[str], Any]
+baggage_with_run: _Merge | None
+run_in_baggage_text: _Read | None
+session_in_baggage_text: _Read | None
+try:
+    from ._mcp_baggage import baggage_with_run, run_in_baggage_text, session_in_baggage_text
+except ImportError:  # pragma: no cover - exercised only without the OpenTelemetry API
+    baggage_with_run = run_in_baggage_text = session_in_baggage_text = None
+
+__all__ = [
+    "BAGGAGE",
+    "PREFIX",
+    "RUN_KEYS",
+    "SESSION_KEY",
+    "WIRE_KEYS",
+    "WIRE_SESSION_KEY",
+    "incoming_run",
+    "meta_of_run",
+]
+
+#: The reverse-DNS prefix of this project's ``_meta`` keys: the project's home is
+#: github.com/MukundaKatta/agent-run-id, whose GitHub Pages name is mukundakatta.github.io.
+PREFIX = "io.github.mukundakatta.agent-run-id/"
+#: Our keys of the run, its parent and its root, in the order of ``lineage_fields``.
+RUN_KEYS = (f"{PREFIX}run-id", f"{PREFIX}parent-run-id", f"{PREFIX}root-run-id")
+#: Our key of the run's session.
+SESSION_KEY = f"{PREFIX}session-id"
+#: The keys ``agent_run_id.otel.RunIdPropagator`` writes (``x-run-id`` and its lineage), which
+#: mcp 2.x puts in ``_meta`` when the propagator is among ``OTEL_PROPAGATORS``.
+WIRE_KEYS = (NAMES[0].lower(), NAMES[1].lower(), NAMES[2].lower())
+#: The session key the propagator writes.
+WIRE_SESSION_KEY = SESSION_HEADER.lower()
+#: The W3C baggage entry of ``_meta`` (MCP's SEP-414).
+BAGGAGE = "baggage"
+
+
+def meta_of_run(base: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Return ``base`` (a copy) with the current run's entries added; outside a run, the copy.
+
+    Our prefixed keys for the run, its lineage and its session, and the run merged into the
+    ``baggage`` entry. A ``base`` that already names a run (one of our keys, or ``x-run-id``
+    and its lineage) is the caller's choice and comes back as it is; so does a ``baggage``
+    entry that is not a string. Every other entry is kept.
+    """
+    if base is None:
+        entries: dict[str, Any] = {}
+    elif isinstance(base, Mapping):
+        entries = dict(base)
+    else:
+        raise TypeError(
+            f"meta must be a mapping (the request's _meta) or None, got {type(base).__name__}"
+        )
+    run = current_run_id()
+    if run is None:
+        return entries
+    if entries and any(key in entries for key in (*RUN_KEYS, *WIRE_KEYS)):
+        return entries  # the caller's lineage: the outbound rule, never two runs in one request
+    session_id = current_session_id()
+    entries.update(lineage_fields(run, RUN_KEYS))
+    if session_id is not None and SESSION_KEY not in entries:
+        entries[SESSION_KEY] = session_id
+    if baggage_with_run is not None:
+        existing = entries.get(BAGGAGE)
+        if existing is None or isinstance(existing, str):
+            merged = baggage_with_run(existing, run, session_id)
+            if merged:
+                entries[BAGGAGE] = merged
+    return entries
+
+
+def _lineage(meta: Mapping[str, Any], names: tuple[str, str, str]) -> RunId | None:
+    raw = meta.get(names[0])
+    if not isinstance(raw, str):
+        return None
+    parent, root = meta.get(names[1]), meta.get(names[2])
+    return run_from_wire(
+        raw,
+        parent if isinstance(parent, str) else None,
+        root if isinstance(root, str) else None,
+    )
+
+
+def _session(meta: Mapping[str, Any], key: str) -> str | None:
+    value = meta.get(key)
+    return parse_session_id(value) if isinstance(value, str) else None
+
+
+def incoming_run(meta: Mapping[str, Any]) -> tuple[RunId | None, str | None]:
+    """Return the run and the session a request's ``_meta`` carries, each None when absent.
+
+    The first valid run of: our prefixed keys; ``x-run-id`` and its lineage as the OpenTelemetry
+    propagator writes them; ``agent_run.*`` in the ``baggage`` entry. The session likewise.
+    Client input: only values of the right type that pass the wire rules are taken (a UUID, a
+    session id of the session rule), and each key is looked up once, whatever else ``_meta``
+    holds, so the cost never grows with the number of entries.
+    """
+    run = _lineage(meta, RUN_KEYS) or _lineage(meta, WIRE_KEYS)
+    session_id = _session(meta, SESSION_KEY) or _session(meta, WIRE_SESSION_KEY)
+    if run is None or session_id is None:
+        baggage = meta.get(BAGGAGE)
+        if isinstance(baggage, str) and baggage and run_in_baggage_text is not None:
+            if run is None:
+                run = run_in_baggage_text(baggage)
+            if session_id is None and session_in_baggage_text is not None:
+                session_id = session_in_baggage_text(baggage)
+    return run, session_id

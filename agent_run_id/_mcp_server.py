@@ -1,0 +1,177 @@
+"""The server side of ``agent_run_id.mcp``: which run an MCP request runs as, and running it.
+
+Shared by the mcp 2.x middleware and the mcp 1.x handler wrappers, which differ only in where
+they find the method, the params and the HTTP request. No import of the ``mcp`` package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
+
+from ._context import RunContext, activate, capture, current_run_id, current_session_id, deactivate
+from ._inbound import InboundPolicy, IncomingOption
+from ._mcp_meta import incoming_run
+from ._propagation import HEADER
+from ._recording import check_registry
+from ._run_id import RunId, lineage_fields
+from ._types import Registry
+
+__all__ = ["RUN_METHODS", "ServerRuns", "ToolReportedError", "reported_error"]
+
+#: The requests that run as runs of their own, and the param naming what each one calls.
+RUN_METHODS: Mapping[str, str] = {
+    "tools/call": "name",
+    "resources/read": "uri",
+    "prompts/get": "name",
+}
+# A run's name holds at most this much of the tool, prompt or resource it calls.
+_MAX_TARGET = 200
+# And its registry error at most this much of a failing tool's text.
+_MAX_ERROR_TEXT = 500
+_NAMES = ("run", "parent", "root")
+
+R = TypeVar("R")
+
+
+class ToolReportedError(Exception):
+    """A tool's failure reported as a value (a result with ``isError: true``), never raised.
+
+    What the run of the ``tools/call`` ends with, so that its registry row and its span say
+    error as they do for an exception.
+    """
+
+
+def _no_header(name: str) -> None:
+    """Read no header: an MCP request's run comes from its ``_meta``, not the fallbacks'."""
+
+
+def _no_headers(request: object) -> Callable[[str], None]:
+    return _no_header
+
+
+def _http_run(http_request: object) -> tuple[RunId | None, str | None]:
+    """Return the run ``RunIdMiddleware`` gave the HTTP request, and its session when known."""
+    scope = getattr(http_request, "scope", None)
+    if not isinstance(scope, Mapping):
+        return None, None
+    state = scope.get("state")
+    run = state.get("run_id") if isinstance(state, Mapping) else None
+    if not isinstance(run, RunId):
+        return None, None
+    # The session is known when the handler runs in the HTTP request's own run (mcp 2.x); in a
+    # task started by an older request (mcp 1.x) the run current is another one.
+    return run, current_session_id() if current_run_id() is run else None
+
+
+def reported_error(method: str, target: str | None, result: object) -> ToolReportedError | None:
+    """Return the error a ``tools/call`` result reports (``isError: true``), or None."""
+    if method != "tools/call":
+        return None
+    if isinstance(result, Mapping):
+        flag, content = result.get("isError"), result.get("content")
+    else:
+        inner = getattr(result, "root", result)  # mcp 1.x wraps results in a ServerResult
+        flag = getattr(inner, "isError", None)
+        if flag is None:
+            flag = getattr(inner, "is_error", None)
+        content = getattr(inner, "content", None)
+    if flag is not True:
+        return None
+    text = None
+    for item in content if isinstance(content, list) else ():
+        text = item.get("text") if isinstance(item, Mapping) else getattr(item, "text", None)
+        if isinstance(text, str):
+            break
+    message = f"tool {target} reported an error"
+    if isinstance(text, str) and text:
+        message += f": {text[:_MAX_ERROR_TEXT]}"
+    return ToolReportedError(message)
+
+
+class ServerRuns:
+    """The checked options of a server side, and running one request as its own run.
+
+    Raises TypeError or ValueError naming the option for a bad one (``owner`` is the dotted
+    name of the class or function given it).
+    """
+
+    __slots__ = ("policy", "registry")
+
+    def __init__(self, *, incoming: IncomingOption, registry: Registry | None, owner: str) -> None:
+        check_registry(registry)
+        self.policy = InboundPolicy(
+            header_name=HEADER,
+            incoming=incoming,
+            on_invalid="replace",
+            response_header=False,
+            owner=owner,
+            header_getter=_no_headers,
+        )
+        self.registry = registry
+
+    def run_of(
+        self, request: object, meta: object, http_request: object
+    ) -> tuple[RunId, str | None]:
+        """Return the run a request runs as, and the session that came with it.
+
+        ``meta`` is the request's ``_meta`` as it came; ``request`` goes to a callable
+        ``incoming``. The run that came is the first valid one of ``_meta``, else the HTTP
+        request's; the policy makes it that run, a child of it or a new root run.
+        """
+        found, session_id = incoming_run(meta) if isinstance(meta, Mapping) else (None, None)
+        if found is None:
+            found, http_session = _http_run(http_request)
+            if session_id is None:
+                session_id = http_session
+        if found is None:
+            return self.policy.run_for(request, None) or RunId.generate(), session_id
+        wire = lineage_fields(found, _NAMES)
+        run = self.policy.run_for(request, wire["run"], wire.get("parent"), wire.get("root"))
+        return run or RunId.generate(), session_id  # the policy never rejects ("replace")
+
+    async def run(
+        self,
+        request: object,
+        method: str,
+        params: object,
+        http_request: object,
+        call: Callable[[], Awaitable[R]],
+    ) -> R:
+        """Await ``call()`` as the run of one request, named ``{method} {target}``.
+
+        The run is entered here, in the task that handles the request, from no run: never
+        nested in a run left current where the server started that task (mcp 1.x starts it in
+        the context of the session's first HTTP request). A ``tools/call`` result with
+        ``isError: true`` ends the run with a :class:`ToolReportedError`, as an exception would.
+        """
+        meta = target = None
+        if isinstance(params, Mapping):
+            meta = params.get("_meta")
+            value = params.get(RUN_METHODS[method])
+            if isinstance(value, str):
+                target = value[:_MAX_TARGET]
+        run, session_id = self.run_of(request, meta, http_request)
+        context = RunContext(
+            run_id=run,
+            name=method if target is None else f"{method} {target}",
+            registry=self.registry,
+            session_id=session_id,
+        )
+        aside = None if capture() is None else activate(None)
+        try:
+            context.__enter__()
+            try:
+                result = await call()
+            except BaseException as exc:
+                context.__exit__(type(exc), exc, exc.__traceback__)
+                raise
+            error = reported_error(method, target, result)
+            if error is None:
+                context.__exit__(None, None, None)
+            else:
+                context.__exit__(type(error), error, None)  # recorded, never raised
+            return result
+        finally:
+            if aside is not None:
+                deactivate(aside)
