@@ -62,6 +62,7 @@ class Step:
     #: The step's run: a child of the run it belongs to.
     run_id: RunId
     _context: contextvars.Context
+    _lock: threading.Lock
 
     def __init__(
         self,
