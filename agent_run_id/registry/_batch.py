@@ -30,6 +30,10 @@ class BatchWriter:
         self._conn: sqlite3.Connection | None = None
         self._inode: tuple[int, int] | None = None
 
+    def open(self) -> None:
+        """Open the connection now, if it is not open."""
+        self._connection()
+
     def write(self, batch: list[Held]) -> None:
         """Write one batch in one transaction.
 

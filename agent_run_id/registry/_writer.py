@@ -1,11 +1,13 @@
-"""The SQLite registry's writer: one thread per registry, batches in one transaction each.
+"""The registry's writer: one thread per registry, batches in one transaction each.
 
 Recording a run must cost the agent almost nothing and must never fail it, so ``start`` and
 ``finish`` only put a write in the writer's backlog (``_backlog``, which also keeps it within its
-budget). A writer thread takes what is held, writes it in one transaction (``_batch``), and on
-failure keeps the writes and retries them with the next batch: a database locked for a while by
-another process, or a disk full for a moment, loses nothing. After a fork, the child starts a
-writer thread of its own, holding none of its parent's writes.
+budget). A writer thread takes what is held, writes it in one transaction (the backend's batch
+writer: ``_batch`` for SQLite, ``_postgres_batch`` for PostgreSQL), and on failure keeps the
+writes and retries them with the next batch (and, for a backend that asks, every ``retry``
+seconds while it fails): a database locked for a while by another process, a disk full for a
+moment, a server restarted, loses nothing. After a fork, the child starts a writer thread of
+its own, holding none of its parent's writes and using none of its connections.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from ._backlog import Backlog, Held, Op, held_bytes
 from ._batch import BatchWriter
 
-__all__ = ["Writer"]
+__all__ = ["Batches", "Writer"]
 
 _log = logging.getLogger("agent_run_id.registry")
 
@@ -40,18 +43,51 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
 
 
+class Batches(Protocol):
+    """What a backend gives the writer: batches written in one transaction, on its connection."""
+
+    def open(self) -> None:
+        """Connect now, if not connected (the writer's first act, for an eager backend)."""
+
+    def write(self, batch: list[Held]) -> None:
+        """Write one batch in one transaction; raise one of the writer's ``errors`` on failure."""
+
+    def close(self) -> None:
+        """Close the connection, if open; the next batch opens it again."""
+
+
 class Writer:
-    """Write the writes put from one background thread; restart it after a fork."""
+    """Write the writes put from one background thread; restart it after a fork.
+
+    ``batches`` makes the backend's batch writer (once, and again in a forked child);
+    ``errors`` are the exceptions that mean the database failed (the writes are kept for a
+    retry); ``retry`` (seconds, None: never) retries while failing even when no write comes;
+    ``eager`` connects as soon as the thread starts (``warm()``), so that a database that
+    cannot be reached says so at once, in the log.
+    """
 
     def __init__(
         self,
-        path: Path,
-        connect: Callable[[], sqlite3.Connection],
+        path: Path | str,
+        connect: Callable[[], sqlite3.Connection] | None,
         max_pending: int,
         max_pending_bytes: int,
+        *,
+        batches: Callable[[], Batches] | None = None,
+        errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError),
+        retry: float | None = None,
     ) -> None:
         self._path = path
-        self._connect = connect
+        if batches is None:
+            if connect is None:  # pragma: no cover - a caller's mistake
+                raise TypeError("give connect (SQLite) or batches")
+            sqlite_connect = connect
+            batches = lambda: BatchWriter(Path(path), sqlite_connect)  # noqa: E731
+        self._make_batches = batches
+        self._errors = errors
+        self._retry = retry
+        self._opening = False
+        self.failures = 0  # failed attempts to write, since the writer was made
         self._lock = threading.Lock()  # starting and stopping the thread
         # Guards what follows. Re-entrant: a finalizer that ends a run may run inside put().
         self._held_lock = threading.RLock()
@@ -62,8 +98,15 @@ class Writer:
         self._pid = -1
         self._rows_pid = os.getpid()  # the process whose writes the backlog holds
         self._thread: threading.Thread | None = None
-        self._batches = BatchWriter(path, connect)
+        self._batches = batches()
         _writers.add(self)
+
+    def warm(self) -> None:
+        """Start the writer thread now and have it connect first (logged once if it cannot)."""
+        if self._pid != os.getpid():
+            self._opening = True
+            self._start()
+            self._wake.set()
 
     def put(self, op: Op) -> None:
         """Hold one write for the writer thread, starting it in this process if needed."""
@@ -106,8 +149,13 @@ class Writer:
             backlog = self._backlog
             return len(backlog.pending), backlog.writing, backlog.bytes
 
-    def stop(self) -> None:
-        """Write what is held, then end the writer thread and close its connection."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Write what is held, then end the writer thread and close its connection.
+
+        Wait ``timeout`` seconds at most (None: as long as it takes); return False when the
+        thread was still writing then (a database that never answers): it goes on in the
+        background, a daemon thread, and the writes it holds may be lost at exit.
+        """
         with self._lock:
             thread = self._thread if self._pid == os.getpid() else None
             stop = self._stop
@@ -118,7 +166,9 @@ class Writer:
             self._wake.set()
             # A registry dropped by the writer thread itself is stopped from that thread.
             if thread is not threading.current_thread():  # pragma: no branch
-                thread.join()
+                thread.join(timeout)
+                return not thread.is_alive()
+        return True
 
     def _start(self) -> None:
         with self._lock:
@@ -131,7 +181,7 @@ class Writer:
                 self._held_lock = threading.RLock()
                 self._backlog.clear()
                 self._flushes = []
-                self._batches = BatchWriter(self._path, self._connect)
+                self._batches = self._make_batches()
             self._wake = threading.Event()
             self._stop = threading.Event()
             self._thread = threading.Thread(
@@ -147,8 +197,17 @@ class Writer:
 
     def _loop(self, stop: threading.Event) -> None:
         wake = self._wake
+        if self._opening:
+            self._opening = False
+            try:
+                self._batches.open()
+            except self._errors as exc:
+                self._failed([], exc)
         while True:
-            wake.wait()
+            # While the database fails, a backend that asks retries every so often, so that
+            # what is kept is written once it is back even when no new write comes.
+            retry = self._retry if self._backlog.failing else None
+            wake.wait(retry)
             wake.clear()
             stopping = stop.is_set()
             self._drain()
@@ -181,7 +240,7 @@ class Writer:
         """Write one batch; on a database failure put it back in the backlog and return False."""
         try:
             self._batches.write(batch)
-        except (sqlite3.Error, OSError) as exc:
+        except self._errors as exc:
             self._failed(batch, exc)
             return False
         with self._held_lock:
@@ -198,6 +257,7 @@ class Writer:
 
     def _failed(self, batch: list[Held], exc: BaseException) -> None:
         self._batches.close()  # the next attempt reopens: the file may have been fixed or recreated
+        self.failures += 1
         with self._held_lock:
             first_failure, first_drop = self._backlog.give_back(batch)
         if first_failure:
