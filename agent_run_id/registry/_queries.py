@@ -17,6 +17,8 @@ __all__ = [
     "BY_PREFIX",
     "CANDIDATES",
     "CHILDREN",
+    "PRUNE",
+    "PRUNE_EXTERNAL_IDS",
     "TREE",
     "alive",
     "externals_of",
@@ -49,6 +51,12 @@ def externals_of(count: int) -> str:
     return f"SELECT run_id, system, external_id FROM external_ids WHERE run_id IN ({marks})"
 
 
+#: Retention: delete the runs started before the time given (microseconds since the epoch), and
+#: first their external ids.
+PRUNE = "DELETE FROM runs WHERE started_at < ?"
+PRUNE_EXTERNAL_IDS = (
+    "DELETE FROM external_ids WHERE run_id IN (SELECT run_id FROM runs WHERE started_at < ?)"
+)
 #: The runs whose parent is the run given, in start order.
 CHILDREN = f"SELECT {COLUMNS} FROM runs WHERE parent_id = ? ORDER BY started_at, run_id"
 #: The run given and all its descendants, in no order.
