@@ -66,12 +66,16 @@ def cut_text(text: str | None) -> str | None:
     r"""Return ``text`` cut to MAX_TEXT characters, and storable: a lone surrogate escaped.
 
     SQLite stores UTF-8, which has no lone surrogates ("bad \udcff", from a file name read with
-    ``surrogateescape``): such a row would fail its whole batch. Cheap when the text is ASCII.
+    ``surrogateescape``): such a row would fail its whole batch. PostgreSQL's text has no NUL
+    character either: it is stored escaped, ``\x00``, on both backends. Cheap when the text is
+    ASCII.
     """
     if text is None:
         return None
     if len(text) > MAX_TEXT:
         text = text[:MAX_TEXT]
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")[:MAX_TEXT]
     if not text.isascii():
         try:
             text.encode("utf-8")
