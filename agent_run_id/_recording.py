@@ -8,6 +8,7 @@ imports the registry package.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from ._run_id import RunId
 
 __all__ = [
+    "as_registry",
     "check_registry",
     "default",
     "default_registry",
@@ -40,9 +42,24 @@ def check_registry(registry: object) -> None:
         callable(getattr(registry, "start", None)) and callable(getattr(registry, "finish", None))
     ):
         raise TypeError(
-            f"registry must be a RunRegistry or None, got {type(registry).__name__}: "
-            "pass agent_run_id.registry.SQLiteRunRegistry(path), for example"
+            f"registry must be a RunRegistry, a SQLite file's path, a postgresql:// URL or None, "
+            f"got {type(registry).__name__}: pass agent_run_id.registry.SQLiteRunRegistry(path), "
+            "for example"
         )
+
+
+def as_registry(registry: object) -> Registry | None:
+    """Return the registry an option gives: a registry, None, or a name that opens one.
+
+    A name is a SQLite file's path or a PostgreSQL URL (``agent_run_id.registry.open_registry``:
+    the registry package is imported only then). Anything else raises TypeError.
+    """
+    if isinstance(registry, (str, os.PathLike)):
+        from agent_run_id.registry import open_registry  # only for a name: the core never needs it
+
+        return open_registry(registry)
+    check_registry(registry)
+    return registry  # type: ignore[return-value]
 
 
 def set_default_registry(registry: Registry | None) -> None:

@@ -6,6 +6,7 @@ none of them.
 
 from __future__ import annotations
 
+import os
 from types import MethodType
 
 from . import _recording, _run_id
@@ -23,7 +24,7 @@ from ._hooks import fallbacks, observers
 from ._inbound import InboundPolicy, IncomingOption
 from ._notes import note_run
 from ._propagation import HEADER
-from ._recording import check_registry
+from ._recording import as_registry
 from ._run_id import RunId
 from ._session import parse_session_id
 from ._types import ASGIApp, Receive, Registry, Scope, Send
@@ -59,7 +60,8 @@ class RunIdMiddleware:
             line), or ``"reject"`` the request with a 400 JSON answer (a WebSocket is closed
             with code 1008 before the handshake).
         registry: record each request's run in this registry (an
-            ``agent_run_id.registry.RunRegistry``); by default runs go to the process-wide
+            ``agent_run_id.registry.RunRegistry``, or its name: a SQLite file's path or a
+            ``postgresql://`` URL); by default runs go to the process-wide
             default registry, if one is set (``agent_run_id.registry.set_default``).
         response_header: send the run id back in the response (and the WebSocket handshake).
 
@@ -81,11 +83,10 @@ class RunIdMiddleware:
         incoming: IncomingOption = "continue",
         on_invalid: str = "replace",
         response_header: bool = True,
-        registry: Registry | None = None,
+        registry: Registry | str | os.PathLike[str] | None = None,
     ) -> None:
-        check_registry(registry)
         self.app = app
-        self.registry = registry
+        self.registry = as_registry(registry)
         self.policy = InboundPolicy(
             header_name=header_name,
             incoming=incoming,

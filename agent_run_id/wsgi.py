@@ -5,12 +5,13 @@ Works with any WSGI app (Flask, Django's WSGI handler, Pyramid, Bottle) and impo
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._inbound import InboundPolicy, IncomingOption
 from ._propagation import HEADER, PARENT_HEADER, ROOT_HEADER, SESSION_HEADER, run_headers
-from ._recording import check_registry
+from ._recording import as_registry
 from ._session import parse_session_id
 from ._types import Environ, Registry, StartResponse, WSGIApp
 from ._wsgi_body import Request, wrap_body
@@ -65,7 +66,8 @@ class RunIdMiddleware:
         on_invalid: ``"replace"`` an invalid incoming id with a new run (noted in one debug log
             line), or ``"reject"`` the request with a 400 JSON answer.
         registry: record each request's run in this registry (an
-            ``agent_run_id.registry.RunRegistry``); by default runs go to the process-wide
+            ``agent_run_id.registry.RunRegistry``, or its name: a SQLite file's path or a
+            ``postgresql://`` URL); by default runs go to the process-wide
             default registry, if one is set (``agent_run_id.registry.set_default``).
         response_header: send the run id back in the response.
 
@@ -87,11 +89,10 @@ class RunIdMiddleware:
         incoming: IncomingOption = "continue",
         on_invalid: str = "replace",
         response_header: bool = True,
-        registry: Registry | None = None,
+        registry: Registry | str | os.PathLike[str] | None = None,
     ) -> None:
-        check_registry(registry)
         self.app = app
-        self.registry = registry
+        self.registry = as_registry(registry)
         self.policy = InboundPolicy(
             header_name=header_name,
             incoming=incoming,

@@ -167,7 +167,7 @@ def test_bad_registry_arguments_are_refused_with_the_fix(tmp_path: Path) -> None
     with pytest.raises(TypeError, match="registry must be a RunRegistry"):
         RunContext(registry=object())
     with pytest.raises(TypeError, match="registry must be a RunRegistry"):
-        set_default("runs.db")  # type: ignore[arg-type]
+        set_default(42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="path must be a str or a path"):
         SQLiteRunRegistry(3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="path must name a file"):

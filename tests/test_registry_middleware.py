@@ -89,8 +89,8 @@ def test_wsgi_requests_are_recorded_when_their_response_closes(
 
 @pytest.mark.parametrize("middleware", [AsgiMiddleware, WsgiMiddleware])
 def test_a_registry_option_that_is_not_a_registry_is_refused(middleware: type) -> None:
-    with pytest.raises(TypeError, match="registry must be a RunRegistry or None, got str"):
-        middleware(lambda *a: None, registry="runs.db")
+    with pytest.raises(TypeError, match="registry must be a RunRegistry, a SQLite file's path"):
+        middleware(lambda *a: None, registry=42)
 
 
 async def test_a_service_continuing_the_callers_run_keeps_the_callers_record(

@@ -1,0 +1,49 @@
+"""One way to name a registry: a SQLite file's path, or a PostgreSQL URL.
+
+``set_default(...)``, the middleware's ``registry=``, ``$AGENT_RUN_ID_DB`` and the command's
+``--db`` all take either, and all choose the backend here.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ._buffered import BufferedRunRegistry
+from ._sqlite import SQLiteRunRegistry
+
+__all__ = ["DSN_SCHEMES", "is_dsn", "open_registry"]
+
+#: The URL schemes that name a PostgreSQL database.
+DSN_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_dsn(target: object) -> bool:
+    """Return whether ``target`` is a PostgreSQL URL (``postgresql://`` or ``postgres://``)."""
+    return isinstance(target, str) and target.strip().lower().startswith(DSN_SCHEMES)
+
+
+def open_registry(target: str | os.PathLike[str]) -> BufferedRunRegistry:
+    """Return the registry ``target`` names: a PostgreSQL URL, else a SQLite file's path.
+
+    ``postgresql://user:password@host:5432/dbname`` (or ``postgres://...``) opens a
+    :class:`PostgresRunRegistry` (the ``postgres`` extra: psycopg); anything else is the path
+    of a :class:`SQLiteRunRegistry` file. Making either never connects in the foreground: a
+    database that cannot be reached is logged once, and the runs go on.
+
+    Example::
+
+        registry = open_registry(os.environ.get("AGENT_RUN_ID_DB", "runs.db"))
+
+    Raises TypeError for a target that is neither a str nor a path, ImportError naming the
+    extra to install for a PostgreSQL URL without psycopg.
+    """
+    if isinstance(target, str) and is_dsn(target):
+        from ._postgres import PostgresRunRegistry  # psycopg: imported only for a URL
+
+        return PostgresRunRegistry(target.strip())
+    if not isinstance(target, (str, os.PathLike)):
+        raise TypeError(
+            f"a registry is named by a str or a path, got {type(target).__name__}: give a "
+            "SQLite file's path or a postgresql:// URL"
+        )
+    return SQLiteRunRegistry(target)
