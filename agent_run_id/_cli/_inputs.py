@@ -9,14 +9,15 @@ import shutil
 import sys
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, cast
 
 from ._errors import UsageError
-from ._lines import Stats, read_lines
+from ._lines import Stats
+from ._scan import Searched, candidates
 
-__all__ = ["check_files", "lines_of", "open_log", "spooled_stdin"]
+__all__ = ["check_files", "open_log", "read_log", "spooled_stdin"]
 
 _GZIP = b"\x1f\x8b"
 
@@ -72,12 +73,22 @@ def open_log(name: str, stdin: IO[bytes] | None = None) -> Iterator[IO[bytes]]:
             raw.close()
 
 
-def lines_of(name: str, stats: Stats, stdin: IO[bytes] | None = None) -> Iterator[bytes]:
-    """Yield the lines of log ``name``; a file that cannot be read raises UsageError."""
+def read_log(
+    name: str,
+    searched: Searched,
+    stats: Stats,
+    stdin: IO[bytes] | None = None,
+    *,
+    progress: Callable[[Stats], None] | None = None,
+) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line number, line)`` for the lines of log ``name`` that ``searched`` may want.
+
+    A file that cannot be read raises UsageError.
+    """
     shown = "(stdin)" if name == "-" else name
     try:
         with open_log(name, stdin) as stream:
-            yield from read_lines(stream, stats)
+            yield from candidates(stream, searched, stats, progress=progress)
     # A truncated or corrupt gzip file, or a file gone or unreadable since it was checked.
     except (EOFError, OSError, zlib.error) as exc:
         raise UsageError(f"cannot read {shown}: {exc}") from None

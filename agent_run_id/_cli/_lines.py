@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import IO, Any
+from typing import Any
 
 from agent_run_id._log_fields import LINEAGE
 
@@ -20,7 +20,6 @@ __all__ = [
     "iso",
     "parse",
     "parse_time",
-    "read_lines",
     "time_of",
 ]
 
@@ -82,24 +81,6 @@ class Line:
     parent_run_id: str | None
     root_run_id: str | None
     session_id: str | None = None
-
-
-def read_lines(stream: IO[bytes], stats: Stats) -> Iterator[bytes]:
-    """Yield the lines of ``stream``, skipping (and counting) those longer than MAX_LINE."""
-    readline = stream.readline
-    while True:
-        line = readline(MAX_LINE + 1)
-        if not line:
-            return
-        stats.lines += 1
-        stats.bytes += len(line)
-        if len(line) > MAX_LINE:
-            stats.too_long += 1
-            while line and not line.endswith(b"\n"):
-                line = readline(MAX_LINE)
-                stats.bytes += len(line)
-            continue
-        yield line
 
 
 def parse(raw: bytes, stats: Stats) -> Line | None:

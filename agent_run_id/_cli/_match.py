@@ -17,14 +17,39 @@ class Matcher:
 
     In a tree, a JSON line is a descendant's when its ``root_run_id`` is the run, or its
     ``parent_run_id`` is a run already known to be in the tree: one pass finds every descendant
-    whose lines carry the root, and those whose parent logged before them.
+    whose lines carry the root, and those whose parent logged before them. ``members`` are runs
+    known to be in the tree beforehand (the registry's), ``root`` the id of the tree's root.
+
+    For the scan's bytes-level search (``needles``): a line of the run holds its id; in a
+    JSON-lines log, a line of a descendant holds the id of the root of the whole tree (as
+    ``root_run_id``, which every log integration of the package writes), learned from the
+    run's first line that carries it when not given.
     """
 
-    def __init__(self, key: str, *, tree: bool) -> None:
+    def __init__(
+        self, key: str, *, tree: bool, members: Iterable[str] = (), root: str | None = None
+    ) -> None:
         self.key = key
         self.tree = tree
-        self.members: set[str] = {key}
-        self._needle = key.encode("ascii")
+        self.members: set[str] = {key, *members}
+        self._needles: tuple[bytes, ...] = (key.encode("ascii"),)
+        self._needle = self._needles[0]
+        if tree and root is not None and root != key:
+            self._needles += (root.encode("ascii"),)
+
+    def needles(self, json_lines: bool) -> tuple[bytes, ...] | None:
+        """Return the bytes one of which each line sought contains, or None: test each line.
+
+        A whole tree in a text log has none: a descendant's text line names its own id only.
+        """
+        if not self.tree or json_lines:
+            return self._needles
+        return None
+
+    @property
+    def text_lines(self) -> bool:
+        """Whether a text line among JSON lines may be the tree's without naming run or root."""
+        return self.tree
 
     def candidate(self, raw: bytes) -> bool:
         """Return whether ``raw`` may be the run's: a fast test before any parsing."""
@@ -38,10 +63,13 @@ class Matcher:
         """Return the id of the run (of the tree) that ``line`` belongs to, or None."""
         if line.run_id is not None:
             run = line.run_id
-            if run == self.key:
+            if run in self.members:
+                if self.tree:
+                    self._learn_root(line.root_run_id)
                 return run
             if self.tree and (line.root_run_id == self.key or line.parent_run_id in self.members):
                 self.members.add(run)
+                self._learn_root(line.root_run_id)
                 return run
             return None
         for found in UUID.findall(raw):
@@ -49,6 +77,10 @@ class Matcher:
             if text == self.key or (self.tree and text in self.members):
                 return text
         return None
+
+    def _learn_root(self, root: str | None) -> None:
+        if root is not None and len(self._needles) == 1 and root != self.key:
+            self._needles += (root.encode("ascii"),)
 
 
 class SessionMatcher:
@@ -66,6 +98,15 @@ class SessionMatcher:
         self.session = session
         self.members: set[str] = set(runs)
         self._needle = session.encode("ascii")
+
+    def needles(self, json_lines: bool) -> tuple[bytes, ...] | None:
+        """Return None: a session's runs grow as its lines are found, so each line is tested."""
+        return None
+
+    @property
+    def text_lines(self) -> bool:
+        """True: any line may name one of the session's runs."""
+        return True
 
     def candidate(self, raw: bytes) -> bool:
         """Return whether ``raw`` may be the session's: a fast test before any parsing."""

@@ -18,7 +18,7 @@ from typing import IO, Any
 from agent_run_id.registry._base import parse_run
 
 from ._errors import UsageError
-from ._inputs import check_files, lines_of, spooled_stdin
+from ._inputs import check_files, read_log, spooled_stdin
 from ._lines import UUID, Line, Stats, iso, parse, time_of
 from ._match import Matcher, SessionMatcher
 from ._output import count, json_line, printable, printable_line
@@ -252,12 +252,28 @@ def _ids_starting(names: list[str], prefix: str, stdin: IO[bytes] | None) -> set
     ids: set[str] = set()
     stats = Stats()
     for name in names:
-        for raw in lines_of(name, stats, stdin):
-            if needle in raw:
-                ids.update(f.decode() for f in UUID.findall(raw) if f.startswith(needle))
-                if len(ids) > _CANDIDATES:
-                    return ids
+        for _, raw in read_log(name, _Prefix(needle), stats, stdin):
+            ids.update(f.decode() for f in UUID.findall(raw) if f.startswith(needle))
+            if len(ids) > _CANDIDATES:
+                return ids
     return ids
+
+
+class _Prefix:
+    """The lines that hold a run id prefix, for the scan's bytes-level search."""
+
+    def __init__(self, needle: bytes) -> None:
+        self._needles = (needle,)
+
+    def needles(self, json_lines: bool) -> tuple[bytes, ...]:
+        return self._needles
+
+    @property
+    def text_lines(self) -> bool:
+        return False
+
+    def candidate(self, raw: bytes) -> bool:  # pragma: no cover - needles are always given
+        return self._needles[0] in raw
 
 
 def _scan(
@@ -270,11 +286,8 @@ def _scan(
 ) -> Iterator[Found]:
     last = float("-inf")  # a line without a time keeps its place after the line before it
     shown = "(stdin)" if name == "-" else name
-    for number, raw in enumerate(lines_of(name, stats, stdin), 1):
-        if progress is not None and not number & 0x3FFF:
-            progress.show(stats)
-        if not matcher.candidate(raw):
-            continue
+    show = None if progress is None else progress.show
+    for number, raw in read_log(name, matcher, stats, stdin, progress=show):
         line = parse(raw, stats)
         if line is None:
             continue

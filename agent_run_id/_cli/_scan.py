@@ -1,0 +1,248 @@
+"""Finding a run's lines in a log fast: a bytes-level search for its ids, in large blocks.
+
+Reading a log line by line in Python costs a few hundred nanoseconds a line whatever the line
+holds: about 250 MB/s. Most lines are not the run's. So the log is read in blocks of 8 MiB,
+and in each block ``bytes.find`` (C, several GB/s) looks for the bytes that a line of the run
+must contain, its *needles*: the run's id, and in a tree the id of its root, which every line
+stamped by this package carries as ``root_run_id``. Only the lines around a hit are cut out and
+handed on; the newlines are counted (``bytes.count``) to number the lines and count them all.
+
+Where no needle can be named (a text log searched for a whole tree, whose lines name a
+descendant by its id alone; a session, whose runs grow as lines are found), each line of the
+block is tested as it always was: the matcher's ``candidate``. A text line among JSON lines (a
+traceback, a banner) may name a descendant alone too: a regular expression finds those lines
+(a newline not followed by ``{``), and each is tested with ``candidate``.
+
+Lines longer than ``MAX_LINE`` are skipped and counted wherever they are, as ``read_lines``
+does: found by probing the block every half ``MAX_LINE`` bytes for a newline.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Protocol
+
+from ._lines import MAX_LINE, Stats
+
+__all__ = ["BLOCK", "Cursor", "Searched", "candidates"]
+
+#: How many bytes are read at once.
+BLOCK = 1 << 23
+_HALF = MAX_LINE // 2
+
+
+class Searched(Protocol):
+    """What the scan asks of a matcher: its needles, or a test line by line."""
+
+    def needles(self, json_lines: bool) -> tuple[bytes, ...] | None:
+        """Return bytes every candidate line contains (one of them), or None to test each line.
+
+        ``json_lines`` says whether the log is JSON lines (its first line is an object).
+        """
+
+    def candidate(self, raw: bytes) -> bool:
+        """Return whether ``raw`` may be a line sought."""
+
+    @property
+    def text_lines(self) -> bool:
+        """Whether a text line among JSON lines may be sought though it holds no needle.
+
+        Each such line is then tested with ``candidate`` (they are few in a JSON-lines log).
+        """
+
+
+@dataclass
+class Cursor:
+    """Where a scan of one log stands: the bytes read (complete lines) and the lines counted.
+
+    A scan that keeps only complete lines (``complete=True``: a log being written) leaves its
+    cursor after the last newline, where the next scan of the same file starts.
+    """
+
+    offset: int = 0
+    line: int = 0
+
+
+def candidates(
+    stream: IO[bytes],
+    searched: Searched,
+    stats: Stats,
+    *,
+    cursor: Cursor | None = None,
+    complete: bool = False,
+    progress: Callable[[Stats], None] | None = None,
+) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line number, line)`` for each line of ``stream`` that may be the one sought.
+
+    ``stats`` counts every line and byte read, and the lines too long to read. ``cursor``
+    (given back updated) numbers the lines from where an earlier scan stopped. With
+    ``complete``, a last line without its newline is left unread, for the next scan.
+    The matcher may add needles as it learns (a tree's root): they apply from the next line.
+    """
+    at = cursor if cursor is not None else Cursor()
+    carry = b""  # the start of a line that the next block ends
+    skipping = False  # inside a line already counted as too long
+    kind: bool | None = None  # is the log JSON lines: known from its first bytes
+    while True:
+        block = stream.read(BLOCK)
+        if not block:
+            break
+        stats.bytes += len(block)
+        if kind is None:
+            kind = (carry + block).lstrip()[:1] == b"{"
+        start = 0
+        if skipping:
+            newline = block.find(b"\n")
+            if newline < 0:
+                at.offset += len(block)
+                continue
+            skipping = False
+            start = newline + 1
+            at.offset += start
+        last = block.rfind(b"\n", start) + 1
+        if last == 0:  # no line ends in this block
+            carry += block[start:]
+            if len(carry) > MAX_LINE:
+                at.offset += len(carry)
+                carry, skipping = b"", True
+                stats.lines += 1
+                stats.too_long += 1
+                at.line += 1
+            continue
+        if carry:
+            newline = block.find(b"\n", start) + 1
+            line = carry + block[start:newline]
+            carry = b""
+            yield from _region(line, 0, len(line), searched, kind, stats, at)
+            start = newline
+        yield from _region(block, start, last, searched, kind, stats, at)
+        carry = block[last:]
+        if len(carry) > MAX_LINE:
+            at.offset += len(carry)
+            carry, skipping = b"", True
+            stats.lines += 1
+            stats.too_long += 1
+            at.line += 1
+        if progress is not None:
+            progress(stats)
+    if carry and not complete:
+        yield from _region(carry, 0, len(carry), searched, bool(kind), stats, at)
+
+
+def _region(
+    data: bytes, lo: int, hi: int, searched: Searched, json_lines: bool, stats: Stats, at: Cursor
+) -> Iterator[tuple[int, bytes]]:
+    """Yield the candidate lines of ``data[lo:hi]``: whole lines (the last may lack its newline).
+
+    Counts its lines into ``stats`` and ``at`` as it goes, the newlines between two hits at a
+    time: the block is read once by the search and once by the count.
+    """
+    first = at.line  # the number of the line before ``lo``
+    at.offset += hi - lo
+    long = _long_lines(data, lo, hi)
+    stats.too_long += len(long)
+    needles = searched.needles(json_lines)
+    number = first
+    pos = lo
+    ahead = None if needles is None else _Ahead(data, lo, hi, needles, searched.text_lines)
+    while pos < hi:
+        if ahead is None:
+            end = data.find(b"\n", pos, hi) + 1 or hi
+            number += 1
+            if pos not in long:
+                raw = data[pos:end]
+                if searched.candidate(raw):
+                    at.line = number
+                    yield number, raw
+            pos = end
+            continue
+        hit, text = ahead.first(pos)
+        if hit < 0:
+            number += data.count(b"\n", pos, hi)
+            if data[hi - 1 : hi] != b"\n":  # the last line, without its newline
+                number += 1
+            break
+        begin = hit if text else data.rfind(b"\n", lo, hit) + 1 or lo
+        end = data.find(b"\n", hit, hi) + 1 or hi
+        number += data.count(b"\n", pos, begin) + 1
+        pos = end
+        if begin in long:
+            continue
+        raw = data[begin:end]
+        if text and not searched.candidate(raw):
+            continue
+        at.line = number
+        yield number, raw
+        fresh = searched.needles(json_lines)
+        if fresh is None:  # the matcher can no longer name its needles: line by line
+            ahead = None
+        elif fresh != needles:
+            needles = fresh
+            ahead = _Ahead(data, lo, hi, needles, searched.text_lines)
+    stats.lines += number - first
+    at.line = number
+
+
+# A line that is no JSON object, among JSON lines: its newline before it, then not a brace.
+_TEXT_LINE = re.compile(rb"\n[^{\n]")
+
+
+class _Ahead:
+    """The next place of each needle in a block, each searched again only once passed.
+
+    With two needles, one frequent and one rare, the rare one is looked for once per block,
+    not once per hit of the other. With ``text_lines``, the next line that is no JSON object
+    is one more place, given as the start of its line.
+    """
+
+    def __init__(
+        self, data: bytes, lo: int, hi: int, needles: tuple[bytes, ...], text_lines: bool
+    ) -> None:
+        self._data = data
+        self._lo = lo
+        self._hi = hi
+        self._needles = needles
+        self._next = [-2] * len(needles)  # -2: not searched yet; -1: none left
+        self._text = -2 if text_lines else -1
+
+    def first(self, pos: int) -> tuple[int, bool]:
+        """Return where the first needle (or text line) is at or after ``pos``, or -1."""
+        best = -1
+        for i, place in enumerate(self._next):
+            if place == -2 or 0 <= place < pos:
+                place = self._next[i] = self._data.find(self._needles[i], pos, self._hi)
+            if place >= 0 and (best < 0 or place < best):
+                best = place
+        text = self._text
+        if text == -2 or 0 <= text < pos:
+            text = self._text = self._text_line(pos)
+        if text >= 0 and (best < 0 or text <= best):
+            return text, True
+        return best, False
+
+    def _text_line(self, pos: int) -> int:
+        data = self._data
+        if pos == self._lo and data[pos : pos + 1] not in (b"{", b"\n", b""):
+            return pos
+        found = _TEXT_LINE.search(data, max(pos - 1, self._lo), self._hi)
+        return -1 if found is None else found.start() + 1
+
+
+def _long_lines(data: bytes, lo: int, hi: int) -> set[int]:
+    """Return where each line of ``data[lo:hi]`` longer than MAX_LINE starts.
+
+    A line that long holds a whole stretch of ``MAX_LINE // 2`` bytes between two probes:
+    only there is a line measured.
+    """
+    if hi - lo <= MAX_LINE:
+        return set()
+    found: set[int] = set()
+    for probe in range(lo, hi - _HALF, _HALF):
+        if data.find(b"\n", probe, probe + _HALF) < 0:
+            begin = data.rfind(b"\n", lo, probe) + 1 or lo
+            end = data.find(b"\n", probe, hi) + 1 or hi
+            if end - begin > MAX_LINE:
+                found.add(begin)
+    return found
