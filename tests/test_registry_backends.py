@@ -1,0 +1,556 @@
+"""The behaviour every registry backend shares, one suite run on SQLite and on PostgreSQL.
+
+Each test runs once per backend (``[sqlite]``, ``[postgres]``), against a real database: a
+SQLite file, and a schema of its own on the test run's PostgreSQL server
+(``tests/_postgres_server.py``). The two backends can never drift: a rule that one breaks
+fails here, named by its backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from agent_run_id import RunContext, RunId, annotate, new_run
+from agent_run_id.registry import (
+    AmbiguousRunError,
+    RunRecord,
+    SQLiteRunRegistry,
+    get_default,
+    open_registry,
+    set_default,
+)
+from agent_run_id.registry._buffered import BufferedRunRegistry
+from tests._postgres_server import shared_server
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@dataclass
+class Store:
+    """Where a test's runs go: ``name`` opens (another) registry on it, as another process would."""
+
+    backend: str
+    name: str
+    schema: str | None = None
+
+    def open(self) -> BufferedRunRegistry:
+        if self.backend == "sqlite":
+            return SQLiteRunRegistry(self.name)
+        from agent_run_id.registry import PostgresRunRegistry
+
+        return PostgresRunRegistry(self.name, schema=self.schema)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    if request.param == "sqlite":
+        return Store("sqlite", str(tmp_path / "runs.db"))
+    return Store("postgres", shared_server().dsn, f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def registry(store: Store) -> Iterator[BufferedRunRegistry]:
+    registry = store.open()
+    try:
+        yield registry
+    finally:
+        set_default(None)
+        registry.close()
+
+
+def _make(registry: BufferedRunRegistry, *values: str) -> list[RunId]:
+    runs = [RunId.from_string(v) for v in values]
+    for run in runs:
+        registry.start(run)
+    return runs
+
+
+# -- recording ------------------------------------------------------------------------------
+
+
+def test_a_run_is_recorded_running_then_ok(registry: BufferedRunRegistry) -> None:
+    with RunContext(registry=registry, user_id="u-1", task="sum", metadata={"k": 1}) as run:
+        during = registry.get(run.run_id)
+    after = registry.get(run.run_id)
+    assert (during.status, during.ended_at, during.duration) == ("running", None, None)
+    assert after.status == "ok"
+    assert after.error is None
+    assert (after.run_id, after.parent_id, after.root_id) == (
+        run.run_id.value,
+        None,
+        run.run_id.value,
+    )
+    assert (after.user_id, after.task, dict(after.metadata)) == ("u-1", "sum", {"k": 1})
+    assert after.ended_at is not None
+    assert after.started_at.tzinfo is timezone.utc
+    assert after.started_at == during.started_at <= after.ended_at
+    assert after.duration is not None
+    assert after.duration >= 0
+    assert (after.pid, after.host) == (os.getpid(), during.host)
+    assert after.host
+
+
+def test_an_escaping_exception_is_recorded_and_propagates_untouched(
+    registry: BufferedRunRegistry,
+) -> None:
+    error = ValueError("tool failed")
+    with pytest.raises(ValueError, match="tool failed") as caught, RunContext(registry=registry):
+        raise error
+    assert caught.value is error
+    (record,) = registry.find()
+    assert (record.status, record.error) == ("error", "ValueError: tool failed")
+
+
+def test_nested_runs_make_a_tree(registry: BufferedRunRegistry) -> None:
+    with RunContext(registry=registry) as root:
+        with RunContext() as child, RunContext() as grandchild:
+            pass
+        with RunContext() as second:
+            pass
+    ids = [r.run_id for r in registry.tree(root.run_id)]
+    assert ids == [r.run_id.value for r in (root, child, grandchild, second)]
+    assert [r.run_id for r in registry.children(root.run_id.value[:12])] == [
+        child.run_id.value,
+        second.run_id.value,
+    ]
+    assert registry.get(grandchild.run_id).root_id == root.run_id.value
+    assert [r.run_id for r in registry.tree(child.run_id)] == [
+        child.run_id.value,
+        grandchild.run_id.value,
+    ]
+    assert registry.children(grandchild.run_id) == []
+
+
+def test_the_default_registry_records_runs_started_anywhere(registry: BufferedRunRegistry) -> None:
+    set_default(registry)
+    assert get_default() is registry
+
+    @new_run
+    def step() -> RunId | None:
+        from agent_run_id import current_run_id
+
+        return current_run_id()
+
+    run = step()
+    assert run is not None
+    assert registry.get(run).status == "ok"
+
+
+def test_annotate_replaces_the_facts_and_adds_external_ids(registry: BufferedRunRegistry) -> None:
+    with RunContext(registry=registry, task="plan", metadata={"k": 1}) as run:
+        annotate(user_id="u-42", session_id="chat-7", external_ids={"langsmith_run": "ls-1"})
+        annotate(external_ids={"openai_trace": "trace_abc"})
+    record = registry.get(run.run_id)
+    assert (record.user_id, record.session_id, record.task) == ("u-42", "chat-7", "plan")
+    assert record.metadata == {"k": 1}
+    assert record.external_ids == {"langsmith_run": "ls-1", "openai_trace": "trace_abc"}
+    assert registry.find(session_id="chat-7") == [record]
+    # A run this registry never saw start gets no row from an annotation.
+    stranger = RunId.generate()
+    registry.annotate(stranger, user_id="u")
+    with pytest.raises(KeyError):
+        registry.get(stranger)
+
+
+def test_by_external_id_finds_the_run_and_an_id_given_again_moves(
+    registry: BufferedRunRegistry,
+) -> None:
+    first, second = RunId.generate(), RunId.generate()
+    registry.start(first, external_ids={"langsmith_run": "ls-1", "openai_trace": "t-1"})
+    registry.start(second, external_ids={"langfuse_trace": "ls-1"})
+    found = registry.by_external_id("ls-1")
+    assert [r.run_id for r in found] == [second.value, first.value]  # newest first
+    assert [r.run_id for r in registry.by_external_id("ls-1", system="langsmith_run")] == [
+        first.value
+    ]
+    assert registry.by_external_id("nope") == []
+    registry.annotate(second, external_ids={"openai_trace": "t-1"})
+    assert [r.run_id for r in registry.by_external_id("t-1")] == [second.value]
+    assert registry.get(first).external_ids == {"langsmith_run": "ls-1"}
+    with pytest.raises(TypeError, match="external_id must be a str"):
+        registry.by_external_id(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="system must be a str"):
+        registry.by_external_id("x", system=3)  # type: ignore[arg-type]
+
+
+# -- look-ups -------------------------------------------------------------------------------
+
+
+def test_get_takes_a_run_id_its_text_in_any_form_or_a_unique_prefix(
+    registry: BufferedRunRegistry,
+) -> None:
+    (run,) = _make(registry, "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908")
+    for key in (run, run.value, run.value.upper(), run.value.replace("-", ""), "0b6f5d3e"):
+        assert registry.get(key).run_id == run.value, key
+    assert registry.get("0B6F5D3E-2C").run_id == run.value
+    assert registry.get(" 0b6f5d3e-2c1a ").run_id == run.value
+
+
+def test_unknown_runs_and_ambiguous_prefixes(registry: BufferedRunRegistry) -> None:
+    a, b, _ = _make(
+        registry,
+        "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908",
+        "0b6f5d3e-99aa-4e8b-9f7d-5a4c3b2a1908",
+        "0b6f5d3f-2c1a-4e8b-9f7d-5a4c3b2a1908",
+    )
+    with pytest.raises(AmbiguousRunError) as caught:
+        registry.get("0b6f5d3e")
+    assert caught.value.candidates == (a.value, b.value)
+    assert registry.get("0b6f5d3e-99").run_id == b.value
+    with pytest.raises(KeyError, match="no run"):
+        registry.get(RunId.generate())
+    with pytest.raises(KeyError, match="no run"):
+        registry.get("ffffffff")
+    with pytest.raises(KeyError):
+        registry.tree(RunId.generate())
+    with pytest.raises(ValueError, match="at least its first 8 characters"):
+        registry.get("0b6f5d3")
+
+
+def test_many_matching_runs_list_ten_candidates_in_id_order(registry: BufferedRunRegistry) -> None:
+    made = _make(registry, *(f"0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a19{i:02d}" for i in range(15)))
+    with pytest.raises(AmbiguousRunError) as caught:
+        registry.get("0b6f5d3e-2c1a")
+    assert caught.value.candidates == tuple(sorted(r.value for r in made)[:10])
+
+
+def test_find_filters_and_orders_newest_first(registry: BufferedRunRegistry) -> None:
+    runs = []
+    for i in range(6):
+        try:
+            with RunContext(registry=registry, user_id=f"u{i % 2}", session_id=f"s{i % 3}") as r:
+                runs.append(r.run_id.value)
+                if i == 3:
+                    raise RuntimeError("x")
+        except RuntimeError:
+            pass
+    assert [r.run_id for r in registry.find()] == runs[::-1]
+    assert [r.run_id for r in registry.find(limit=2)] == runs[:-3:-1]
+    assert [r.run_id for r in registry.find(user_id="u0")] == runs[4::-2]
+    assert [r.run_id for r in registry.find(session_id="s1")] == [runs[4], runs[1]]
+    assert [r.run_id for r in registry.find(user_id="u1", session_id="s0")] == [runs[3]]
+    assert [r.run_id for r in registry.find(status="error")] == [runs[3]]
+    assert len(registry.find(status="ok")) == 5
+    assert registry.find(status="running") == []
+    middle = registry.get(runs[2]).started_at
+    assert [r.run_id for r in registry.find(since=middle)] == runs[:1:-1]
+    assert [r.run_id for r in registry.find(until=middle)] == runs[1::-1]
+    later = datetime.now(timezone.utc) + timedelta(hours=1)
+    assert registry.find(since=later) == []
+    with pytest.raises(ValueError, match="status must be one of"):
+        registry.find(status="done")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="would find none"):
+        registry.find(stale=True, status="ok")
+
+
+def test_records_turn_into_json_with_the_field_names(registry: BufferedRunRegistry) -> None:
+    with RunContext(registry=registry, user_id="u") as run:
+        pass
+    data = registry.get(run.run_id).to_json()
+    assert list(data) == [f.name for f in RunRecord.__dataclass_fields__.values()]
+    assert json.loads(json.dumps(data)) == data
+
+
+# -- the rules of a run entered again ---------------------------------------------------------
+
+
+def test_a_finish_without_a_recorded_start_writes_the_whole_run(
+    registry: BufferedRunRegistry,
+) -> None:
+    parent = RunId.generate()
+    run = parent.child()
+    registry.finish(run, error=KeyError("k"))
+    record = registry.get(run)
+    assert (record.status, record.parent_id, record.root_id) == (
+        "error",
+        parent.value,
+        parent.value,
+    )
+    assert (record.error, record.duration) == ("KeyError: 'k'", 0)
+
+
+def test_a_run_entered_again_is_recorded_again(registry: BufferedRunRegistry) -> None:
+    context = RunContext(RunId.generate(), registry=registry)
+    with pytest.raises(OSError, match="first"), context:
+        raise OSError("first")
+    with context:
+        assert registry.get(context.run_id).status == "running"
+    record = registry.get(context.run_id)
+    assert (record.status, record.error) == ("ok", None)
+
+
+def test_a_run_entered_again_inside_itself_keeps_its_start_and_ends_with_the_outermost(
+    registry: BufferedRunRegistry,
+) -> None:
+    with RunContext(registry=registry, user_id="u-42", task="summarize") as outer:
+        first = registry.get(outer.run_id)
+        inner = RunContext(outer.run_id, registry=registry, task="other", metadata={"k": 1})
+        with pytest.raises(KeyError), inner:
+            raise KeyError("handled by the outer entry")
+        record = registry.get(outer.run_id)
+        assert (record.status, record.ended_at, record.error) == ("running", None, None)
+        assert (record.user_id, record.task, record.metadata) == ("u-42", "summarize", {"k": 1})
+        assert record.started_at == first.started_at
+    record = registry.get(outer.run_id)
+    assert (record.status, record.error, record.started_at) == ("ok", None, first.started_at)
+
+
+def test_a_start_from_another_process_never_clobbers_the_recorded_run(
+    registry: BufferedRunRegistry, store: Store
+) -> None:
+    """Another registry object on the same store stands for another process continuing the run."""
+    other = store.open()
+    run = RunId.generate()
+    try:
+        registry.start(run, user_id="u-42", task="summarize")
+        first = registry.get(run)
+        other.start(run, task="tool", metadata={"k": 1}, session_id="s")
+        other.flush()
+        record = registry.get(run)
+        assert (record.user_id, record.task, record.metadata) == ("u-42", "summarize", {"k": 1})
+        assert (record.started_at, record.pid, record.session_id) == (
+            first.started_at,
+            first.pid,
+            "s",
+        )
+        other.finish(run, error=TimeoutError("tool"))
+        other.flush()
+        assert registry.get(run).error == "TimeoutError: tool"
+        registry.finish(run)
+        record = registry.get(run)
+        assert (record.status, record.error, record.started_at) == ("ok", None, first.started_at)
+        assert record.duration is not None
+    finally:
+        other.close()
+
+
+def test_a_rerun_of_a_child_keeps_its_parent(registry: BufferedRunRegistry) -> None:
+    parent = RunId.generate()
+    run = parent.child()
+    registry.start(run)
+    registry.start(RunId(run.value), user_id="u")
+    registry.finish(run)
+    registry.finish(run)
+    record = registry.get(run)
+    assert (record.parent_id, record.root_id, record.user_id) == (parent.value, parent.value, "u")
+    assert record.status == "ok"
+
+
+# -- what is stored ---------------------------------------------------------------------------
+
+
+def test_text_is_cut_and_stored_whatever_it_holds(registry: BufferedRunRegistry) -> None:
+    """Long text is cut; a lone surrogate and a NUL (PostgreSQL's text has none) are escaped."""
+    with RunContext(registry=registry, user_id="u" * 5000, task="bad \udcff and \x00 end") as a:
+        pass
+    with pytest.raises(ValueError, match="nul"), RunContext(registry=registry) as b:
+        raise ValueError("a nul \x00 in the error")
+    record = registry.get(a.run_id)
+    assert record.user_id == "u" * 4096
+    assert record.task == "bad \\udcff and \\x00 end"
+    assert registry.get(b.run_id).error == "ValueError: a nul \\x00 in the error"
+
+
+def test_metadata_that_is_not_json_or_too_big_is_kept_as_a_marker(
+    registry: BufferedRunRegistry,
+) -> None:
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = cyclic
+    with RunContext(registry=registry, metadata={"when": datetime(2024, 1, 1), "z": "\x00"}) as a:
+        pass
+    with RunContext(registry=registry, metadata=cyclic) as b:
+        pass
+    with RunContext(registry=registry, name="big", metadata={"blob": "x" * 20_000}) as c:
+        pass
+    assert registry.get(a.run_id).metadata == {
+        "when": "datetime.datetime(2024, 1, 1, 0, 0)",
+        "z": "\x00",
+    }
+    assert "unrecorded" in registry.get(b.run_id).metadata
+    assert registry.get(c.run_id).metadata == {
+        "metadata_cut": {"json_bytes": 20_027, "limit": 16_384},
+        "name": "big",
+    }
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+
+def test_many_threads_record_every_run_without_cross_talk(registry: BufferedRunRegistry) -> None:
+    barrier = threading.Barrier(8)
+    seen: dict[str, str | None] = {}
+
+    def work(n: int) -> None:
+        barrier.wait()
+        for _ in range(100):
+            with RunContext(registry=registry, user_id=f"t{n}") as run, RunContext() as child:
+                seen[child.run_id.value] = run.run_id.value
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = registry.find(limit=10_000)
+    assert len(records) == 1600
+    assert all(r.status == "ok" for r in records)
+    assert {r.run_id: r.parent_id for r in records if r.parent_id is not None} == seen
+    assert {r.user_id for r in records if r.parent_id is None} == {f"t{n}" for n in range(8)}
+
+
+async def test_many_tasks_record_their_own_runs(registry: BufferedRunRegistry) -> None:
+    async def task(n: int) -> tuple[str, str]:
+        async with RunContext(user_id=f"a{n}") as run:
+            await asyncio.sleep(0)
+            annotate(external_ids={"task": f"x{n}"})
+            return run.run_id.value, f"a{n}"
+
+    async with RunContext(registry=registry) as outer:
+        results = await asyncio.gather(*(task(n) for n in range(200)))
+    records = {r.run_id: r for r in await asyncio.to_thread(registry.children, outer.run_id)}
+    assert len(records) == 200
+    for n, (run_id, user) in enumerate(results):
+        record = records[run_id]
+        assert (record.user_id, record.status, record.external_ids) == (
+            user,
+            "ok",
+            {"task": f"x{n}"},
+        )
+
+
+def _record_runs(store: Store, count: int, user_id: str) -> None:
+    registry = store.open()
+    for _ in range(count):
+        with RunContext(registry=registry, user_id=user_id):
+            pass
+    registry.close()
+
+
+def _start_and_die(store: Store) -> None:
+    registry = store.open()
+    registry.start(RunId.generate(), task="dies")
+    registry.flush()
+    os._exit(0)
+
+
+def test_several_processes_record_into_one_store_and_lose_nothing(
+    registry: BufferedRunRegistry, store: Store
+) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    workers = [spawn.Process(target=_record_runs, args=(store, 150, f"p{n}")) for n in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    records = registry.find(limit=1000)
+    assert len(records) == 450
+    assert {r.user_id for r in records} == {"p0", "p1", "p2"}
+    assert all(r.status == "ok" for r in records)
+
+
+def test_runs_of_a_dead_process_stay_running_and_show_as_stale(
+    registry: BufferedRunRegistry, store: Store
+) -> None:
+    worker = multiprocessing.get_context("spawn").Process(target=_start_and_die, args=(store,))
+    worker.start()
+    worker.join(60)
+    with RunContext(registry=registry):
+        (stale,) = registry.find(stale=True)
+    assert (stale.task, stale.status, stale.pid) == ("dies", "running", worker.pid)
+    assert registry.find(stale=True, status="running") == [stale]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX only")
+def test_a_forked_child_records_on_its_own_connection_and_the_parent_goes_on(
+    registry: BufferedRunRegistry,
+) -> None:
+    """gunicorn and Celery prefork: the child never uses (or closes) its parent's connections."""
+    with RunContext(registry=registry) as before:
+        pass
+    assert registry.get(before.run_id).status == "ok"  # the parent's connections are open
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        code = 1
+        try:
+            with RunContext(registry=registry, task="child") as run:
+                pass
+            ok = registry.get(run.run_id).status == "ok"
+            os.write(write, run.run_id.value.encode() if ok else b"bad")
+            registry.close()
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    child_run = os.read(read, 100).decode()
+    os.close(read)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with RunContext(registry=registry) as after:
+        pass
+    assert registry.get(after.run_id).status == "ok"  # the parent's connection still works
+    record = registry.get(child_run)
+    assert (record.task, record.status, record.pid) == ("child", "ok", pid)
+
+
+# -- the registry object ----------------------------------------------------------------------
+
+
+def test_writes_after_close_start_the_writer_again(registry: BufferedRunRegistry) -> None:
+    registry.close()
+    with RunContext(registry=registry) as run:
+        pass
+    assert registry.get(run.run_id).status == "ok"
+    assert registry.failures == 0
+
+
+def test_a_name_opens_the_backend_it_names(store: Store) -> None:
+    name = store.name
+    opened = open_registry(name)
+    try:
+        expected = "SQLiteRunRegistry" if store.backend == "sqlite" else "PostgresRunRegistry"
+        assert type(opened).__name__ == expected
+        assert set_default(name) is not None
+        assert type(get_default()).__name__ == expected
+    finally:
+        registry = get_default()
+        set_default(None)
+        assert registry is not None
+        registry.close()  # type: ignore[attr-defined]
+        opened.close()
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+def test_prune_deletes_the_runs_older_than_the_age_given(registry: BufferedRunRegistry) -> None:
+    old = [RunId.generate() for _ in range(3)]
+    for run in old:
+        registry.start(run, external_ids={"langsmith_run": f"old-{run.hex[:6]}"})
+        registry.finish(run)
+    middle = registry.get(old[-1]).started_at + timedelta(microseconds=1)
+    with RunContext(registry=registry) as kept:
+        annotate(external_ids={"langsmith_run": "new"})
+    assert registry.prune(middle) == 3
+    assert [r.run_id for r in registry.find()] == [kept.run_id.value]
+    assert registry.by_external_id(f"old-{old[0].hex[:6]}") == []
+    assert registry.get(kept.run_id).external_ids == {"langsmith_run": "new"}
+    assert registry.prune(timedelta(days=30)) == 0
+    with pytest.raises(ValueError, match="positive age"):
+        registry.prune(timedelta(0))
+    with pytest.raises(ValueError, match="aware datetime"):
+        registry.prune(datetime(2024, 1, 1))
+    with pytest.raises(TypeError, match="timedelta or a datetime"):
+        registry.prune(30)  # type: ignore[arg-type]
