@@ -24,7 +24,7 @@ import pytest
 from sybil import Example, Sybil
 from sybil.parsers.markdown import CodeBlockParser
 
-from agent_run_id import RunContext, RunId
+from agent_run_id import RunContext, RunId, annotate
 from agent_run_id.registry import SQLiteRunRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +66,8 @@ def a_folder_the_commands_name(folder: Path) -> None:
         with RunContext(
             run_id=RUN, registry=registry, user_id="u-42", session_id=SESSION, task="plan a trip"
         ):
+            # the OpenAI Agents SDK's trace id of this run, as its integration records it
+            annotate(external_ids={"openai_trace": f"trace_{RUN.hex}"})
             with RunContext(task="search") as child:
                 pass
             raise TimeoutError("search backend did not answer")
