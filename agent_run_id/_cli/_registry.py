@@ -1,6 +1,8 @@
 """The run registry as the command reads it: found by ``--db`` or ``$AGENT_RUN_ID_DB``, read-only.
 
-The command never creates, migrates or writes the file. A file of an older schema is read as
+Either names a SQLite file or a PostgreSQL database (a ``postgresql://`` URL: the ``postgres``
+extra), read alike. The command never creates, migrates or writes the file (or the tables),
+but for ``runs prune``, which deletes the old runs. A file of an older schema is read as
 it is: the columns it lacks read as empty (a schema-1 file, written before sessions, has no
 ``session_id``), in a view of the connection's own (a ``TEMP`` view, which writes nothing to
 the file) that stands in for the table; a file before schema 3 has no external ids, and an
@@ -11,13 +13,20 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
+from typing import TYPE_CHECKING
 
+from agent_run_id._optional import install_command
 from agent_run_id.registry import SQLiteRunRegistry
+from agent_run_id.registry._open import is_dsn
 from agent_run_id.registry._schema import connect_read_only
 
 from ._errors import UsageError
 
-__all__ = ["ENV_DB", "ReadOnlyRegistry", "open_registry", "registry_path"]
+if TYPE_CHECKING:
+    from agent_run_id.registry._buffered import BufferedRunRegistry
+
+__all__ = ["ENV_DB", "ReadOnlyRegistry", "open_registry", "read_errors", "registry_path"]
 
 #: The environment variable naming the registry when ``--db`` is not given.
 ENV_DB = "AGENT_RUN_ID_DB"
@@ -57,10 +66,33 @@ def registry_path(option: str | None) -> str | None:
     return option or os.environ.get(ENV_DB) or None
 
 
-def open_registry(path: str | None) -> SQLiteRunRegistry:
-    """Return the registry at ``path`` (see ``registry_path``) to read only, or raise UsageError."""
+def open_registry(path: str | None) -> BufferedRunRegistry:
+    """Return the registry ``path`` names (see ``registry_path``) to read only, or raise UsageError.
+
+    ``path`` is a SQLite file's path, or a ``postgresql://`` URL (nothing is connected yet).
+    """
     if not path:
         raise UsageError(f"no registry database: give --db PATH or set ${ENV_DB}")
+    if is_dsn(path):
+        try:
+            from agent_run_id.registry._postgres_read_only import ReadOnlyPostgresRegistry
+        except ImportError:
+            raise UsageError(
+                f"a postgresql:// registry needs the psycopg package: {install_command('postgres')}"
+            ) from None
+        try:
+            return ReadOnlyPostgresRegistry(path.strip())
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if not os.path.isfile(path):
         raise UsageError(f"no registry database at {path}")
     return ReadOnlyRegistry(path)
+
+
+def read_errors() -> tuple[type[BaseException], ...]:
+    """Return the errors that mean the registry cannot be read: SQLite's, and psycopg's.
+
+    psycopg's only once it is imported, as it is for a PostgreSQL registry: never otherwise.
+    """
+    psycopg = sys.modules.get("psycopg")
+    return (sqlite3.Error,) if psycopg is None else (sqlite3.Error, psycopg.Error)

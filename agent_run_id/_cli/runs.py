@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
-import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
@@ -13,11 +12,12 @@ from typing import IO, Any
 from agent_run_id._session import check_session_id
 from agent_run_id.registry import STATUSES, AmbiguousRunError, RunRecord, RunRegistry
 
+from . import prune
 from ._errors import UsageError
 from ._lines import parse_time
 from ._links import link_templates, linked
 from ._output import count, json_line, printable
-from ._registry import ENV_DB, open_registry, registry_path
+from ._registry import ENV_DB, open_registry, read_errors, registry_path
 
 __all__ = ["add_parser", "session_option"]
 
@@ -34,11 +34,12 @@ def add_parser(commands: Any) -> None:
     runs = commands.add_parser(
         "runs",
         help="read the run registry",
-        description="Read the run registry (the SQLite file of SQLiteRunRegistry), read-only. "
+        description="Read the run registry (a SQLite file, or a PostgreSQL database given as a "
+        "postgresql:// URL), read-only; prune deletes the old runs. "
         "The text in a run's record (task, user, error, host, metadata) is shown with its "
         "control characters escaped, so each field stays on its line; --json gives it exact.",
     )
-    actions = runs.add_subparsers(dest="action", required=True, metavar="{list,show,tree}")
+    actions = runs.add_subparsers(dest="action", required=True, metavar="{list,show,tree,prune}")
     listing = _add(
         actions,
         "list",
@@ -88,6 +89,7 @@ def add_parser(commands: Any) -> None:
     )
     tree.add_argument("run", metavar="RUN", help=_RUN_HELP)
     tree.set_defaults(handler=_tree)
+    prune.add_parser(actions)
 
 
 def _add(
@@ -97,7 +99,11 @@ def _add(
     parser: argparse.ArgumentParser = actions.add_parser(
         name, help=summary, description=description
     )
-    parser.add_argument("--db", metavar="PATH", help=f"the registry database (default: ${ENV_DB})")
+    parser.add_argument(
+        "--db",
+        metavar="DB",
+        help=f"the registry: a SQLite file or a postgresql:// URL (default: ${ENV_DB})",
+    )
     parser.add_argument("--json", action="store_true", help=json_help)
     parser.set_defaults(parser=parser)  # whose usage an unknown option is shown with
     return parser
@@ -135,11 +141,11 @@ def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
     except AmbiguousRunError as exc:
         raise UsageError(str(exc)) from None
     except KeyError as exc:
-        raise UsageError(f"unknown run {args.run!r} in {registry.path}") from exc
+        raise UsageError(f"unknown run {args.run!r} in {registry.where}") from exc
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    except sqlite3.Error as exc:
-        raise UsageError(f"cannot read {registry.path}: {exc}") from None
+    except read_errors() as exc:
+        raise UsageError(f"cannot read {registry.where}: {exc}") from None
     finally:
         registry.close()
 
