@@ -9,9 +9,11 @@ fails here, named by its backend.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import multiprocessing
 import os
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from agent_run_id import RunContext, RunId, annotate, new_run
+from agent_run_id._cli.main import main
 from agent_run_id.registry import (
     AmbiguousRunError,
     RunRecord,
@@ -554,3 +557,103 @@ def test_prune_deletes_the_runs_older_than_the_age_given(registry: BufferedRunRe
         registry.prune(datetime(2024, 1, 1))
     with pytest.raises(TypeError, match="timedelta or a datetime"):
         registry.prune(30)  # type: ignore[arg-type]
+
+
+# -- the command ----------------------------------------------------------------------------
+
+
+def _command(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def target(store: Store) -> str:
+    """A registry's name as --db takes it: the file, or a database of its own (a URL)."""
+    return store.name if store.backend == "sqlite" else shared_server().fresh_dsn()
+
+
+def test_the_runs_commands_read_either_backend_the_same(
+    target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = open_registry(target)
+    with RunContext(registry=registry, user_id="u-42", task="plan") as root:
+        annotate(external_ids={"langsmith_run": "ls-9"})
+        with pytest.raises(TimeoutError), RunContext(task="tool"):
+            raise TimeoutError("slow")
+    registry.close()
+    code, out, err = _command("runs", "list", "--db", target)
+    assert code == 0
+    assert root.run_id.value in out
+    assert "2 runs" in err
+    code, out, _ = _command("runs", "list", "--status", "error", "--json", "--db", target)
+    (line,) = out.splitlines()
+    assert json.loads(line)["error"] == "TimeoutError: slow"
+    monkeypatch.setenv("AGENT_RUN_ID_DB", target)
+    code, out, _ = _command("runs", "show", "ls-9")  # an external id, the registry from $
+    assert code == 0
+    assert f"run_id:     {root.run_id.value}" in out
+    code, out, _ = _command("runs", "tree", root.run_id.value[:8])
+    assert code == 0
+    assert out.splitlines()[1].startswith("  ")
+    assert "TimeoutError: slow" in out.splitlines()[1]
+    code, _, err = _command("runs", "show", "ffffffff")
+    assert code == 2
+    assert "unknown run 'ffffffff'" in err
+
+
+def test_runs_prune_deletes_the_old_runs_on_either_backend(target: str) -> None:
+    registry = open_registry(target)
+    old = RunId.generate()
+    registry.finish(old)
+    registry.flush()
+    with RunContext(registry=registry) as kept:
+        pass
+    registry.close()
+    code, out, _ = _command("runs", "prune", "--older-than", "30d", "--db", target)
+    assert (code, out.split(" deleted")[0]) == (0, "no runs older than 30d")
+    # Make the first run 31 days old, as a month of waiting would.
+    month = 31 * 24 * 3600 * 1_000_000
+    _age_run(target, old.value, month)
+    code, out, _ = _command("runs", "prune", "--older-than", "30d", "--db", target)
+    assert (code, out.split(" deleted")[0]) == (0, "1 run older than 30d")
+    reader = open_registry(target)
+    try:
+        assert [r.run_id for r in reader.find()] == [kept.run_id.value]
+    finally:
+        reader.close()
+    for bad in ("30", "0d", "-1d", "30y"):
+        code, _, err = _command("runs", "prune", f"--older-than={bad}", "--db", target)
+        assert code == 2
+        assert "is not an age: give 30d, 12h or 90m" in err
+
+
+def _age_run(target: str, run_id: str, micros: int) -> None:
+    sql = f"UPDATE runs SET started_at = started_at - {micros} WHERE run_id = '{run_id}'"
+    if target.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute(sql.encode())
+    else:
+        conn = sqlite3.connect(target)
+        with conn:
+            conn.execute(sql)
+        conn.close()
+
+
+def test_the_command_refuses_what_is_not_a_registry(tmp_path: Path) -> None:
+    not_registry = tmp_path / "other.db"
+    sqlite3.connect(not_registry).close()
+    empty = shared_server().fresh_dsn()
+    for target in (str(not_registry), empty):
+        for argv in (("runs", "list"), ("runs", "prune", "--older-than", "1d")):
+            code, _, err = _command(*argv, "--db", target)
+            assert code == 2, (argv, target)
+            assert "cannot read" in err
+            assert "not a run registry" in err
+    code, _, err = _command("runs", "list", "--db", "postgresql://who:s3cret@127.0.0.1:1/db")
+    assert code == 2
+    assert "cannot read postgresql://who@127.0.0.1:1/db" in err
+    assert "s3cret" not in err

@@ -114,6 +114,11 @@ def connect(
     TCP keepalives and ``statement_timeout`` make a server that stops answering an error after a
     while rather than a thread blocked for good.
     """
+    extra = dict(settings or {})
+    if "options" in extra:  # added to the DSN's own options, never in their place
+        given = psycopg.conninfo.conninfo_to_dict(dsn).get("options")
+        if given:
+            extra["options"] = f"{given} {extra['options']}"
     conn = psycopg.connect(
         dsn,
         autocommit=True,
@@ -123,7 +128,7 @@ def connect(
         keepalives_idle=10,
         keepalives_interval=5,
         keepalives_count=3,
-        **dict(settings or {}),
+        **extra,
     )
     try:
         conn.execute(
