@@ -1,4 +1,7 @@
-"""``agent-run-id``: the command line (``new``, ``logs``, ``runs``), standard library only."""
+"""``agent-run-id``: the command line (``new``, ``logs``, ``runs``, ``serve``); the stdlib only.
+
+``serve`` and ``runs report`` import the viewer (extra ``viewer``) when they run.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import IO, Any
 from agent_run_id import __version__
 from agent_run_id._run_id import RunId
 
-from . import logs, runs
+from . import logs, runs, serve
 from ._errors import UsageError
 from ._output import printable
 
@@ -121,4 +124,5 @@ def _parser() -> argparse.ArgumentParser:
     new.set_defaults(handler=_new, parser=new)
     logs.add_parser(commands)
     runs.add_parser(commands)
+    serve.add_parser(commands)
     return parser

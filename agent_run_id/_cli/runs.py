@@ -12,7 +12,7 @@ from typing import IO, Any
 from agent_run_id._session import check_session_id
 from agent_run_id.registry import STATUSES, AmbiguousRunError, RunRecord, RunRegistry
 
-from . import prune
+from . import prune, report
 from ._errors import UsageError
 from ._lines import parse_time
 from ._links import link_templates, linked
@@ -39,7 +39,9 @@ def add_parser(commands: Any) -> None:
         "The text in a run's record (task, user, error, host, metadata) is shown with its "
         "control characters escaped, so each field stays on its line; --json gives it exact.",
     )
-    actions = runs.add_subparsers(dest="action", required=True, metavar="{list,show,tree,prune}")
+    actions = runs.add_subparsers(
+        dest="action", required=True, metavar="{list,show,tree,prune,report}"
+    )
     listing = _add(
         actions,
         "list",
@@ -90,6 +92,7 @@ def add_parser(commands: Any) -> None:
     tree.add_argument("run", metavar="RUN", help=_RUN_HELP)
     tree.set_defaults(handler=_tree)
     prune.add_parser(actions)
+    report.add_parser(actions)
 
 
 def _add(

@@ -1,0 +1,140 @@
+"""``agent-run-id serve``: the run viewer, a read-only web app on this machine (extra ``viewer``).
+
+It binds 127.0.0.1 by default. It has no authentication: whoever reaches its port reads every
+run and log line it shows, so another address is refused unless ``--allow-remote`` says so,
+and then it warns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import socket
+from typing import IO, Any
+
+from agent_run_id._optional import install_command
+
+from ._errors import UsageError
+from ._inputs import check_files
+from ._output import count, printable
+from ._registry import ENV_DB, open_registry, registry_path
+
+__all__ = ["add_parser", "is_loopback", "run"]
+
+#: The port served when none is given.
+PORT = 8765
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``serve`` command to the command's subparsers."""
+    parser = commands.add_parser(
+        "serve",
+        help="browse the runs, their trees and their log lines in a local web page",
+        description="Serve the run viewer: the runs of the registry (newest first, filtered, "
+        "found by id, prefix or external id) and each run's tree on a timeline with the log "
+        "lines of the run and its descendants from the FILEs, kept live while runs are "
+        "recorded. Read-only. It has no authentication: it binds 127.0.0.1 unless --host "
+        "names another address and --allow-remote is given. Needs the viewer extra.",
+    )
+    parser.add_argument(
+        "files",
+        metavar="FILE",
+        nargs="*",
+        default=[],
+        help="log files whose lines the run pages show (JSON lines or text, gzip too)",
+    )
+    parser.add_argument("--db", metavar="PATH", help=f"the registry (default: ${ENV_DB})")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=PORT, help=f"the port (default {PORT}; 0: any free one)"
+    )
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="listen on an address other machines reach: anyone who reaches it reads every "
+        "run and log line, as there is no authentication",
+    )
+    parser.set_defaults(handler=run, parser=parser)
+
+
+def is_loopback(host: str) -> bool:
+    """Return whether ``host`` is this machine only: ``localhost`` or a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    """Serve the viewer until interrupted; return 0."""
+    host: str = args.host
+    if not is_loopback(host) and not args.allow_remote:
+        raise UsageError(
+            f"refusing to serve on {host!r}: the viewer has no authentication, and anyone who "
+            "reaches that address would read every run and log line; serve on 127.0.0.1 (the "
+            "default), or add --allow-remote if that is what you want"
+        )
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
+    if "-" in args.files:
+        raise UsageError("serve reads log files, not standard input: give their paths")
+    check_files(args.files)
+    try:
+        import uvicorn
+
+        from agent_run_id._viewer._app import create_app
+    except ImportError:
+        raise UsageError(f"serve needs the viewer extra: {install_command('viewer')}") from None
+    path = registry_path(args.db)
+    registry = open_registry(path)
+    try:
+        sock = _listen(host, args.port)
+        try:
+            port = sock.getsockname()[1]
+            shown = f"[{host.strip('[]')}]" if ":" in host else host
+            if not is_loopback(host):
+                err.write(
+                    f"agent-run-id: warning: serving on {printable(host)} with no "
+                    "authentication: anyone who reaches it reads every run and log line\n"
+                )
+            logs = f" and {count(len(args.files), 'log file')}" if args.files else ""
+            out.write(
+                f"agent-run-id: serving {printable(str(path))}{logs} at http://{shown}:{port}/ "
+                "(read-only; Ctrl-C stops)\n"
+            )
+            out.flush()
+            config = uvicorn.Config(
+                create_app(registry, args.files),
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+            )
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            sock.close()
+    finally:
+        registry.close()
+    return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Return a socket bound to ``host:port``, or raise UsageError saying why not."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
