@@ -1,0 +1,138 @@
+"""Run the OpenAI Agents SDK under our run: its trace is our run, its spans our child runs.
+
+Two parts, used together:
+
+- :func:`run_config` returns the ``RunConfig`` of an agent run inside the current run: the
+  trace's id is ``trace_<the run's 32 hex digits>``, its group the run's session, its metadata
+  our ids, so the OpenAI Traces dashboard shows the run by our id and the other way round;
+- :func:`install` registers a :class:`RunIdTracingProcessor` next to the SDK's own exporter: it
+  records each agent, model, tool, handoff and guardrail span as a child run in the registry
+  and runs each function tool's body inside its child run.
+
+Example::
+
+    agent_run_id.openai_agents.install()
+    with RunContext(session_id="chat-42"):
+        result = await Runner.run(agent, "plan a trip", run_config=run_config())
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+try:
+    from agents import RunConfig, add_trace_processor
+    from agents.run_config import ToolErrorFormatter, ToolErrorFormatterArgs
+except ImportError as error:
+    from ._optional import missing_extra
+
+    raise missing_extra("openai_agents", "openai-agents", "openai-agents") from error
+
+from ._context import current_run
+from ._hooks import add_reset, report
+from ._log_fields import FACT_FIELDS, LINEAGE
+from ._openai_agents_spans import RunIdTracingProcessor, note_tool_error
+from ._outbound import check_send_user, current_user_id
+from ._run_id import lineage_fields
+from ._show import show_value
+
+__all__ = ["RunIdTracingProcessor", "install", "run_config", "uninstall"]
+
+
+def run_config(*, send_user: bool = False, **kwargs: Any) -> RunConfig:
+    """Return a ``RunConfig`` that makes the agent run's trace the current run's.
+
+    What you pass wins: ``trace_id`` is ``f"trace_{run.hex}"`` and ``group_id`` the run's session
+    only when you give none (or None); ``trace_metadata`` holds ``run_id``, ``root_run_id``,
+    ``parent_run_id`` (for a child run) and ``session_id``, under your own entries, which win
+    on the same key. A ``tool_error_formatter`` of yours is kept and called as before: ours only
+    hands the processor the exception a function tool raised, so its run records it (the SDK
+    tells tracing only that the tool failed). Outside any run nothing of ours is set but that.
+
+    Args:
+        send_user: also put the run's ``user_id`` in the trace's metadata. It is personal data
+            sent to OpenAI: only with ``True``.
+        **kwargs: any other ``RunConfig`` field (``workflow_name``, ``model``, ...).
+
+    Example::
+
+        result = await Runner.run(agent, "plan a trip", run_config=run_config(workflow_name="trip"))
+    """
+    check_send_user(send_user, "run_config")
+    metadata = kwargs.get("trace_metadata")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(
+            f"run_config: trace_metadata must be a mapping or None, got {show_value(metadata)}: "
+            "pass a dict of your own entries (ours are added under them)"
+        )
+    run = current_run()
+    if run is not None:
+        if kwargs.get("trace_id") is None:
+            kwargs["trace_id"] = f"trace_{run.run_id.hex}"
+        if kwargs.get("group_id") is None and run.session_id is not None:
+            kwargs["group_id"] = run.session_id
+        ours: dict[str, Any] = lineage_fields(run.run_id, LINEAGE, own_root=True)
+        if run.session_id is not None:
+            ours[FACT_FIELDS[0]] = run.session_id
+        user_id = current_user_id() if send_user else None
+        if user_id is not None:
+            ours[FACT_FIELDS[1]] = user_id
+        kwargs["trace_metadata"] = {**ours, **(metadata or {})}
+    kwargs["tool_error_formatter"] = _ToolErrorNote(kwargs.get("tool_error_formatter"))
+    return RunConfig(**kwargs)
+
+
+class _ToolErrorNote:
+    """The SDK's ``tool_error_formatter``: notes a tool's exception, then formats as before."""
+
+    __slots__ = ("formatter",)
+
+    def __init__(self, formatter: ToolErrorFormatter | None) -> None:
+        self.formatter = formatter
+
+    def __call__(self, args: ToolErrorFormatterArgs[Any]) -> Any:
+        if args.kind == "tool_exception" and args.error is not None:
+            try:
+                note_tool_error(args.error)
+            except Exception:
+                report(self, "OpenAI Agents tool error note %r failed")
+        # None: the SDK's own message for the model.
+        return None if self.formatter is None else self.formatter(args)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.formatter!r})"
+
+
+_installed: RunIdTracingProcessor | None = None
+_install_lock = threading.Lock()
+
+
+def install() -> RunIdTracingProcessor:
+    """Register a :class:`RunIdTracingProcessor` next to the SDK's other processors; return it.
+
+    Called again, it returns the same processor (turned on again after :func:`uninstall`). The
+    SDK's own exporter is kept: traces still go to the OpenAI Traces dashboard, with our ids.
+    """
+    global _installed
+    with _install_lock:
+        if _installed is None:
+            _installed = RunIdTracingProcessor()
+            add_trace_processor(_installed)
+        _installed.enabled = True
+        return _installed
+
+
+def uninstall() -> None:
+    """Stop recording: the installed processor stays registered with the SDK but does nothing.
+
+    The SDK has no way to remove one processor; steps already started still end when their
+    spans do.
+    """
+    with _install_lock:
+        if _installed is not None:
+            _installed.enabled = False
+
+
+add_reset(uninstall)
