@@ -22,7 +22,7 @@ try:
 except ImportError as exc:
     from ._optional import missing_extra
 
-    raise missing_extra("langchain", "langchain_core", "langchain") from exc
+    raise missing_extra("langchain", "langchain-core", "langchain") from exc
 
 from ._context import annotate, current_run
 from ._facts import RunView
