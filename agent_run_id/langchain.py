@@ -48,7 +48,8 @@ def config(*, send_user: bool = False, **extra: Any) -> RunnableConfig:
     - ``metadata``: ``agent_run_id``, ``agent_parent_run_id`` and ``agent_root_run_id`` (for a
       child run), ``agent_session_id`` (when the run has a session) and, with
       ``send_user=True`` only, ``agent_user_id``.
-    - ``configurable.thread_id``: the run's session, when it has one and none is given.
+    - ``configurable.thread_id``: the run's session, when it has one and none is given; the
+      thread id is in the metadata too (``thread_id``, what LangSmith groups threads by).
     - ``callbacks``: a new :class:`RunIdCallbackHandler` added to those given.
 
     Keys given in ``extra`` win: a ``run_id``, a ``metadata`` or ``configurable`` key, and
@@ -96,9 +97,12 @@ def config(*, send_user: bool = False, **extra: Any) -> RunnableConfig:
         ours["agent_session_id"] = run.session_id
     if send_user and run.user_id is not None:
         ours["agent_user_id"] = run.user_id
-    result["metadata"] = {**ours, **metadata}
     if run.session_id is not None:
-        result["configurable"] = {"thread_id": run.session_id, **(extra.get("configurable") or {})}
+        configurable = {"thread_id": run.session_id, **(extra.get("configurable") or {})}
+        result["configurable"] = configurable
+        # What LangSmith groups a conversation's traces by, on every run of the trace.
+        ours["thread_id"] = configurable["thread_id"]
+    result["metadata"] = {**ours, **metadata}
     result["callbacks"] = _with_handler(extra.get("callbacks"))
     return cast(RunnableConfig, result)
 

@@ -91,6 +91,7 @@ def test_config_gives_langchain_the_runs_id_our_ids_the_session_as_thread_and_a_
             "agent_parent_run_id": run.run_id.parent.value,  # type: ignore[union-attr]
             "agent_root_run_id": run.run_id.root.value,
             "agent_session_id": "chat-7",
+            "thread_id": "chat-7",  # LangSmith's threads
         }  # no user: personal data goes only when asked for
         assert made["configurable"] == {"thread_id": "chat-7"}
         (handler,) = made["callbacks"]  # type: ignore[misc]
@@ -141,6 +142,7 @@ def test_config_keeps_what_the_caller_gives_and_adds_ours_beside_it() -> None:
     assert made["metadata"] == {
         "agent_run_id": "mine",
         "agent_session_id": "chat-7",
+        "thread_id": "t-1",  # the thread LangGraph is given
         "team": "travel",
     }
     assert made["configurable"] == {"thread_id": "t-1", "model": "small"}
