@@ -7,12 +7,15 @@ OpenTelemetry API is installed (mcp 2.x depends on it, mcp 1.x does not), and le
 
 from __future__ import annotations
 
+from urllib.parse import quote_plus
+
+from opentelemetry import baggage
 from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 
 from ._otel_propagation import run_from_baggage_header, session_from_baggage_header
-from ._otel_runs import with_run_baggage
+from ._otel_runs import SESSION_KEY, attributes, with_run_baggage
 from ._run_id import RunId
 
 __all__ = ["baggage_with_run", "run_in_baggage_text", "session_in_baggage_text"]
@@ -31,6 +34,13 @@ def baggage_with_run(existing: str | None, run: RunId, session_id: str | None) -
         context = _W3C.extract({"baggage": existing}, context=Context())
     else:
         context = otel_context.get_current()
+        if not baggage.get_all(context):
+            # Nothing else in it: ours alone, as OpenTelemetry's propagator would write them
+            # (a test holds the two to the same text), without building three contexts.
+            ours = attributes(run)
+            if session_id is not None:
+                ours[SESSION_KEY] = session_id
+            return ",".join(f"{quote_plus(key)}={quote_plus(value)}" for key, value in ours.items())
     carrier: dict[str, str] = {}
     _W3C.inject(carrier, with_run_baggage(context, run, session_id))
     return carrier.get("baggage")

@@ -12,10 +12,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ._context import current_run_id, current_session_id
-from ._propagation import NAMES, SESSION_HEADER, run_from_wire
+from ._propagation import NAMES, SESSION_HEADER
 from ._run_id import RunId, lineage_fields
 from ._session import parse_session_id
+from ._uuid import parse_wire_id
 
+#: A run as it came on the wire: its id (valid), its parent's and its root's (not checked yet).
+Wire = tuple[str, str | None, str | None]
+_NAMES = ("run", "parent", "root")
 _Merge = Callable[[str | None, RunId, str | None], str | None]
 _Read = Callable[[str], Any]
 baggage_with_run: _Merge | None
@@ -33,6 +37,7 @@ __all__ = [
     "SESSION_KEY",
     "WIRE_KEYS",
     "WIRE_SESSION_KEY",
+    "Wire",
     "incoming_run",
     "meta_of_run",
 ]
@@ -87,12 +92,17 @@ def meta_of_run(base: Mapping[str, Any] | None) -> dict[str, Any]:
     return entries
 
 
-def _lineage(meta: Mapping[str, Any], names: tuple[str, str, str]) -> RunId | None:
+def _lineage(meta: Mapping[str, Any], names: tuple[str, str, str]) -> Wire | None:
+    """Return the run, parent and root under ``names`` as they came, if the run is valid.
+
+    Only the run id is checked here; the lineage is checked where the run is made from them
+    (an invalid parent or root is dropped there, the run kept).
+    """
     raw = meta.get(names[0])
-    if not isinstance(raw, str):
+    if not isinstance(raw, str) or parse_wire_id(raw) is None:
         return None
     parent, root = meta.get(names[1]), meta.get(names[2])
-    return run_from_wire(
+    return (
         raw,
         parent if isinstance(parent, str) else None,
         root if isinstance(root, str) else None,
@@ -104,22 +114,27 @@ def _session(meta: Mapping[str, Any], key: str) -> str | None:
     return parse_session_id(value) if isinstance(value, str) else None
 
 
-def incoming_run(meta: Mapping[str, Any]) -> tuple[RunId | None, str | None]:
-    """Return the run and the session a request's ``_meta`` carries, each None when absent.
+def incoming_run(meta: Mapping[str, Any]) -> tuple[Wire | None, str | None]:
+    """Return the run a request's ``_meta`` carries (as wire values) and its session, or Nones.
 
     The first valid run of: our prefixed keys; ``x-run-id`` and its lineage as the OpenTelemetry
-    propagator writes them; ``agent_run.*`` in the ``baggage`` entry. The session likewise.
-    Client input: only values of the right type that pass the wire rules are taken (a UUID, a
-    session id of the session rule), and each key is looked up once, whatever else ``_meta``
-    holds, so the cost never grows with the number of entries.
+    propagator writes them; ``agent_run.*`` in the ``baggage`` entry. The session is the one
+    that came with that run, in the same place. Client input: only values of the right type
+    that pass the wire rules count (a UUID, a session id of the session rule), and each key is
+    looked up once, whatever else ``_meta`` holds, so the cost never grows with its entries.
     """
-    run = _lineage(meta, RUN_KEYS) or _lineage(meta, WIRE_KEYS)
-    session_id = _session(meta, SESSION_KEY) or _session(meta, WIRE_SESSION_KEY)
-    if run is None or session_id is None:
-        baggage = meta.get(BAGGAGE)
-        if isinstance(baggage, str) and baggage and run_in_baggage_text is not None:
-            if run is None:
-                run = run_in_baggage_text(baggage)
-            if session_id is None and session_in_baggage_text is not None:
-                session_id = session_in_baggage_text(baggage)
-    return run, session_id
+    found = _lineage(meta, RUN_KEYS)
+    if found is not None:
+        return found, _session(meta, SESSION_KEY)
+    found = _lineage(meta, WIRE_KEYS)
+    if found is not None:
+        return found, _session(meta, WIRE_SESSION_KEY)
+    text = meta.get(BAGGAGE)
+    if not isinstance(text, str) or not text or run_in_baggage_text is None:
+        return None, None
+    run = run_in_baggage_text(text)
+    if run is None or session_in_baggage_text is None:
+        return None, None
+    fields = lineage_fields(run, _NAMES)
+    wire = (fields["run"], fields.get("parent"), fields.get("root"))
+    return wire, session_in_baggage_text(text)

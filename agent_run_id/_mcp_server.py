@@ -15,9 +15,10 @@ from ._mcp_meta import incoming_run
 from ._propagation import HEADER
 from ._recording import check_registry
 from ._run_id import RunId, lineage_fields
+from ._steps import ReportedError
 from ._types import Registry
 
-__all__ = ["RUN_METHODS", "ServerRuns", "ToolReportedError", "reported_error"]
+__all__ = ["RUN_METHODS", "ServerRuns", "reported_error"]
 
 #: The requests that run as runs of their own, and the param naming what each one calls.
 RUN_METHODS: Mapping[str, str] = {
@@ -32,14 +33,6 @@ _MAX_ERROR_TEXT = 500
 _NAMES = ("run", "parent", "root")
 
 R = TypeVar("R")
-
-
-class ToolReportedError(Exception):
-    """A tool's failure reported as a value (a result with ``isError: true``), never raised.
-
-    What the run of the ``tools/call`` ends with, so that its registry row and its span say
-    error as they do for an exception.
-    """
 
 
 def _no_header(name: str) -> None:
@@ -64,7 +57,7 @@ def _http_run(http_request: object) -> tuple[RunId | None, str | None]:
     return run, current_session_id() if current_run_id() is run else None
 
 
-def reported_error(method: str, target: str | None, result: object) -> ToolReportedError | None:
+def reported_error(method: str, target: str | None, result: object) -> ReportedError | None:
     """Return the error a ``tools/call`` result reports (``isError: true``), or None."""
     if method != "tools/call":
         return None
@@ -86,7 +79,7 @@ def reported_error(method: str, target: str | None, result: object) -> ToolRepor
     message = f"tool {target} reported an error"
     if isinstance(text, str) and text:
         message += f": {text[:_MAX_ERROR_TEXT]}"
-    return ToolReportedError(message)
+    return ReportedError(message)
 
 
 class ServerRuns:
@@ -121,13 +114,14 @@ class ServerRuns:
         """
         found, session_id = incoming_run(meta) if isinstance(meta, Mapping) else (None, None)
         if found is None:
-            found, http_session = _http_run(http_request)
-            if session_id is None:
-                session_id = http_session
+            http_run, session_id = _http_run(http_request)
+            if http_run is not None:
+                fields = lineage_fields(http_run, _NAMES)
+                found = (fields["run"], fields.get("parent"), fields.get("root"))
         if found is None:
-            return self.policy.run_for(request, None) or RunId.generate(), session_id
-        wire = lineage_fields(found, _NAMES)
-        run = self.policy.run_for(request, wire["run"], wire.get("parent"), wire.get("root"))
+            run = self.policy.run_for(request, None)
+        else:
+            run = self.policy.run_for(request, *found)
         return run or RunId.generate(), session_id  # the policy never rejects ("replace")
 
     async def run(
@@ -143,7 +137,7 @@ class ServerRuns:
         The run is entered here, in the task that handles the request, from no run: never
         nested in a run left current where the server started that task (mcp 1.x starts it in
         the context of the session's first HTTP request). A ``tools/call`` result with
-        ``isError: true`` ends the run with a :class:`ToolReportedError`, as an exception would.
+        ``isError: true`` ends the run with a :class:`ReportedError`, as an exception would.
         """
         meta = target = None
         if isinstance(params, Mapping):

@@ -216,7 +216,7 @@ async def test_a_tool_error_reported_as_a_value_fails_its_run(
     row = server.row(tool_run)
     assert row["parent_id"] == run.run_id.value
     assert row["status"] == "error"
-    assert row["error"].startswith("ToolReportedError: tool fail reported an error: ")
+    assert row["error"].startswith("ReportedError: tool fail reported an error: ")
     _, status = server.span_of("invoke_agent tools/call fail", tool_run)
     assert status == "ERROR"
 
