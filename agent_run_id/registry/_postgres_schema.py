@@ -149,11 +149,20 @@ def connect(
 
 
 def read_version(conn: psycopg.Connection[Any], schema: str | None) -> int | None:
-    """Return the schema version of ``schema`` (None: the search path's), None without tables."""
-    table = _qualified(schema, _VERSION_TABLE)
-    found = conn.execute("SELECT to_regclass(%s)", (table.as_string(conn),)).fetchone()
-    if found is None or found[0] is None:
+    """Return the schema version of ``schema`` (None: the search path's), None without tables.
+
+    The catalog is read with a query, whose snapshot sees what another worker committed while
+    this one waited for the migration lock (``to_regclass`` may not, in the same transaction).
+    """
+    found = conn.execute(
+        "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE c.relname = %s "
+        "AND n.nspname = COALESCE(%s, current_schema())",
+        (_VERSION_TABLE, schema),
+    ).fetchone()
+    if found is None:
         return None
+    table = _qualified(schema, _VERSION_TABLE)
     row = conn.execute(sql.SQL("SELECT version FROM {}").format(table)).fetchone()
     return 0 if row is None else int(row[0])
 
