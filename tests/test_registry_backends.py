@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -484,7 +485,9 @@ def test_a_forked_child_records_on_its_own_connection_and_the_parent_goes_on(
         pass
     assert registry.get(before.run_id).status == "ok"  # the parent's connections are open
     read, write = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe
         code = 1
         try:

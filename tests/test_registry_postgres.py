@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -263,8 +264,10 @@ def test_many_workers_starting_at_once_make_the_schema_once(dsn: str, schema: st
     context = multiprocessing.get_context("fork" if hasattr(os, "fork") else "spawn")
     go = context.Event()
     workers = [context.Process(target=_first_start, args=(dsn, schema, go)) for _ in range(8)]
-    for worker in workers:
-        worker.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        for worker in workers:
+            worker.start()
     go.set()
     for worker in workers:
         worker.join(60)
