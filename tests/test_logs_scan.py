@@ -149,7 +149,7 @@ def test_a_line_longer_than_any_block_is_skipped_counted_and_the_next_found(
 ) -> None:
     monkeypatch.setattr(_scan, "BLOCK", 4096)
     run = str(uuid.uuid4())
-    data = b"y" * (MAX_LINE + 5000) + run.encode() + b"\n" + f"after {run}\n".encode()
+    data = b"y" * (MAX_LINE + 20_000) + run.encode() + b"\n" + f"after {run}\n".encode()
     found, stats = _scanned(data, Matcher(run, tree=False))
     assert found == [(2, run)]
     assert (stats.lines, stats.too_long) == (2, 1)
@@ -166,3 +166,14 @@ def test_logs_tree_finds_the_text_line_of_a_descendant_among_json_lines(tmp_path
     expected, _ = _by_lines(data, Matcher(root, tree=True))
     assert sorted((row["line"], row["run_id"]) for row in rows) == sorted(expected)
     assert any(row["text"] and row["text"].startswith("Traceback") for row in rows)
+
+
+def test_a_long_unfinished_line_after_the_last_newline_of_a_block_is_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_scan, "BLOCK", 2 * MAX_LINE + 100)
+    run = str(uuid.uuid4())
+    data = f"first {run}\n".encode() + b"z" * (2 * MAX_LINE) + b"\n" + f"last {run}".encode()
+    found, stats = _scanned(data, Matcher(run, tree=False))
+    assert found == [(1, run), (3, run)]
+    assert (stats.lines, stats.too_long) == (3, 1)
