@@ -176,9 +176,7 @@ def _region(
         at.line = number
         yield number, raw
         fresh = searched.needles(json_lines)
-        if fresh is None:  # the matcher can no longer name its needles: line by line
-            ahead = None
-        elif fresh != needles:
+        if fresh is not None and fresh != needles:  # it learned more (a tree's root)
             needles = fresh
             ahead = _Ahead(data, lo, hi, needles, searched.text_lines)
     stats.lines += number - first

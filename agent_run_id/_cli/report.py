@@ -59,10 +59,7 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         raise UsageError(f"report needs the viewer extra: {install_command('viewer')}") from None
     registry = open_registry(registry_path(args.db))
     try:
-        try:
-            record, candidates = find_run(registry, args.run)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        record, candidates = find_run(registry, args.run)
         if record is None:
             if candidates:
                 shown = ", ".join(r.run_id for r in candidates[:10])

@@ -124,9 +124,7 @@ def _lines(
     last = float("-inf")
     try:
         with open_log(name) as stream:
-            if _is_gzip(stream):
-                if cursor.offset:
-                    return []
+            if _is_gzip(stream):  # read whole (from its start) once
                 done = -1
             else:
                 stream.seek(cursor.offset)
@@ -175,12 +173,15 @@ def _shown(
 
 
 def _first(record: Mapping[str, Any], keys: tuple[str, ...]) -> object:
-    for key in keys:
-        value = record.get(key)
-        if isinstance(value, dict):  # loguru: "level": {"name": "INFO", ...}
-            value = value.get("name")
-        if value is not None:
-            return value
+    """Return the first of ``keys`` in ``record``, else in its ``record`` (loguru serialized)."""
+    nested = record.get("record")
+    for obj in (record, nested) if isinstance(nested, dict) else (record,):
+        for key in keys:
+            value = obj.get(key)
+            if isinstance(value, dict):  # loguru: "level": {"name": "INFO", ...}
+                value = value.get("name")
+            if value is not None:
+                return value
     return None
 
 

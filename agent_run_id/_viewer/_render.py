@@ -66,15 +66,15 @@ def _env() -> jinja2.Environment:
     return env
 
 
-def _when(value: datetime | None) -> str:
-    if value is None:
-        return "-"
+def _when(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}"
 
 
 def _clock(iso: str) -> str:
-    """``2026-12-06T12:14:55.387000+00:00`` -> ``12:14:55.387``."""
-    return iso[11:23] if len(iso) >= 23 else iso[11:19]
+    """``2026-12-06T12:14:55.387000+00:00`` -> ``12:14:55.387`` (``.000`` without a fraction)."""
+    clock = iso[11:19]
+    fraction = iso[19:23] if iso[19:20] == "." else ".000"
+    return clock + fraction if clock else ""
 
 
 def _json(value: Any) -> str:
