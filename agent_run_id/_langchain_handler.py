@@ -149,8 +149,8 @@ class RunIdCallbackHandler(BaseCallbackHandler):
         self._end(run_id, None)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        """End the chain's step with its error (LangGraph's interrupts are not failures)."""
-        self._end(run_id, None if _bubbles_up(error) else error)
+        """End the chain's step with its error."""
+        self._end(run_id, error)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
         """End the tool's step: ok, or failed with the message of an error it returned."""
@@ -212,6 +212,8 @@ class RunIdCallbackHandler(BaseCallbackHandler):
         return step
 
     def _end(self, run_id: UUID, error: BaseException | str | None) -> None:
+        if isinstance(error, BaseException) and _bubbles_up(error):
+            error = None  # LangGraph's interrupts and commands to a parent graph: no failure
         with self._lock:
             step = self._steps.pop(run_id, None)
             token = self._entered.pop(run_id, None)

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from langchain_core.callbacks import CallbackManager
 from langchain_core.callbacks.manager import CallbackManagerForRetrieverRun
@@ -27,6 +28,7 @@ from langchain_core.tracers.run_collector import RunCollectorCallbackHandler
 import agent_run_id.langchain
 import agent_run_id.logging
 from agent_run_id import RunContext, RunId, current_run, current_run_id
+from agent_run_id.httpx import AsyncRunIdTransport
 from agent_run_id.langchain import RunIdCallbackHandler, config
 from agent_run_id.registry import RunRecord, SQLiteRunRegistry, set_default
 
@@ -261,6 +263,35 @@ def test_an_async_tool_runs_in_its_step(
     assert seen == [RunId(one(registry, run, "tool lookup").run_id)]
 
 
+def test_a_tools_outbound_calls_carry_its_step(registry: SQLiteRunRegistry) -> None:
+    sent: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, text="sunny")
+
+    transport = AsyncRunIdTransport(httpx.MockTransport(answer))
+
+    async def weather(city: str) -> str:
+        async with httpx.AsyncClient(transport=transport) as client:
+            return (await client.get(f"http://127.0.0.1/weather/{city}")).text
+
+    weather_tool = StructuredTool.from_function(coroutine=weather, name="weather", description="W.")
+    chain = RunnableLambda(lambda text: {"city": text}, name="prepare") | weather_tool
+
+    async def main() -> RunId:
+        with RunContext(registry=registry, session_id="chat-3") as run:
+            assert await chain.ainvoke("Oslo", config()) == "sunny"
+        return run.run_id
+
+    run = asyncio.run(main())
+    (request,) = sent
+    step = one(registry, run, "tool weather")
+    assert request.headers["X-Run-Id"] == step.run_id
+    assert request.headers["X-Parent-Run-Id"] == run.value
+    assert request.headers["X-Session-Id"] == "chat-3"
+
+
 def test_a_tool_invoked_as_the_root_is_the_run_itself(
     registry: SQLiteRunRegistry, stamped: pytest.LogCaptureFixture
 ) -> None:
@@ -382,8 +413,13 @@ def test_a_langgraph_interrupt_is_not_a_failure(registry: SQLiteRunRegistry) -> 
     from langgraph.graph import START, MessagesState, StateGraph
     from langgraph.types import interrupt
 
+    @tool
+    def ask(question: str) -> str:
+        """Ask the user ``question``."""
+        return str(interrupt(question))
+
     def approve(state: MessagesState) -> dict[str, Any]:
-        interrupt("approve the booking?")
+        ask.invoke({"question": "approve the booking?"})
         return {}  # pragma: no cover
 
     graph = StateGraph(MessagesState)
@@ -393,7 +429,10 @@ def test_a_langgraph_interrupt_is_not_a_failure(registry: SQLiteRunRegistry) -> 
     with RunContext(registry=registry, session_id="chat-9") as run:
         state = app.invoke({"messages": []}, config())
     assert "__interrupt__" in state
-    assert steps(registry, run.run_id) == [("chain approve", "", "ok")]
+    assert steps(registry, run.run_id) == [
+        ("chain approve", "", "ok"),
+        ("tool ask", "chain approve", "ok"),
+    ]
 
 
 def test_a_failing_handler_never_breaks_the_agent(

@@ -135,6 +135,25 @@ def test_an_async_langgraph_agent_is_the_runs_tree_and_each_tool_runs_in_its_ste
     check_tool_lines(tool_lines, tree, "Reykjavik")
 
 
+def test_a_streamed_langgraph_agent_is_the_runs_tree_too(
+    registry: SQLiteRunRegistry, tool_lines: list[logging.LogRecord]
+) -> None:
+    async def main() -> RunId:
+        with RunContext(registry=registry) as run:
+            chunks = [
+                chunk
+                async for chunk in build_agent("Turku").astream(
+                    {"messages": [("user", "plan")]}, config(), stream_mode="updates"
+                )
+            ]
+        assert chunks
+        return run.run_id
+
+    run = asyncio.run(main())
+    tree = check_tree(registry, run, "Turku")
+    check_tool_lines(tool_lines, tree, "Turku")
+
+
 def _all_runs(run: Any) -> Iterator[Any]:
     for child in run.child_runs:
         yield child
