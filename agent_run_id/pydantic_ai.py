@@ -1,0 +1,193 @@
+"""Run Pydantic AI agents under our run: its run id is ours, its tools and model calls our runs.
+
+Pydantic AI takes a run's ids directly: ``agent.run(..., run_id=, conversation_id=)``.
+:func:`run_kwargs` returns them for the current run (the run's id, its session), with a
+:class:`RunIdCapability` that records each model request and tool call as a child run and runs
+each tool inside its child run, so a tool's log lines and outbound calls carry it.
+
+Pydantic AI runs each tool call in an asyncio task of its own made from the run's context (a
+sync tool in a worker thread, with a copy of that context): the current run is already the
+agent's inside a tool; the capability makes it the tool's own.
+
+Example::
+
+    with RunContext(session_id="chat-42"):
+        result = await agent.run("plan a trip", **run_kwargs())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextvars import ContextVar
+from typing import Any
+
+try:
+    from pydantic_ai.capabilities import AbstractCapability
+    from pydantic_ai.exceptions import ToolFailedError, ToolRetryError
+    from pydantic_ai.messages import ModelResponse, ToolCallPart
+    from pydantic_ai.tools import RunContext as AgentContext
+except ImportError as error:
+    from ._optional import missing_extra
+
+    raise missing_extra("pydantic_ai", "pydantic-ai-slim", "pydantic-ai") from error
+
+from ._context import annotate, current_run
+from ._hooks import report
+from ._steps import Step
+
+__all__ = ["RUN_SYSTEM", "RunIdCapability", "run_kwargs"]
+
+#: The external id system of a Pydantic AI run's id, on the run it ran in.
+RUN_SYSTEM = "pydantic_ai_run"
+_CONVERSATION_SYSTEM = "pydantic_ai_conversation"
+
+# The step a RunIdCapability is running now here, by (agent run, step): a second instance of it
+# in the same agent run (the agent's own and run_kwargs()'s) passes through instead.
+_running: ContextVar[tuple[str, str] | None] = ContextVar(
+    "agent_run_id.pydantic_ai.running", default=None
+)
+
+
+def run_kwargs(**kwargs: Any) -> dict[str, Any]:
+    """Return ``agent.run()`` keywords that make the agent's run the current run.
+
+    ``run_id`` is the current run's id and ``conversation_id`` its session, unless you give them
+    (or a ``conversation``); a :class:`RunIdCapability` is added to your ``capabilities``. Outside
+    any run only the capability is added. Pydantic AI refuses a ``run_id`` that is already on the
+    ``message_history``: a second agent run inside one run of ours needs a run of its own (enter
+    a ``RunContext()`` around it), which this function says before Pydantic AI does.
+
+    Args:
+        **kwargs: any other keyword of ``agent.run()``, ``run_sync()`` or ``iter()``, returned
+            with ours.
+
+    Example::
+
+        result = await agent.run("plan a trip", **run_kwargs(deps=deps))
+    """
+    run = current_run()
+    if run is not None:
+        if kwargs.get("run_id") is None:
+            _check_history(kwargs.get("message_history"), run.id)
+            kwargs["run_id"] = run.id
+        given = kwargs.get("conversation_id") is not None or kwargs.get("conversation")
+        if not given and run.session_id is not None:
+            kwargs["conversation_id"] = run.session_id
+    capabilities = kwargs.get("capabilities")
+    if capabilities is not None and not isinstance(capabilities, Sequence):
+        raise TypeError(
+            f"run_kwargs: capabilities must be a sequence of capabilities or None, got "
+            f"{type(capabilities).__name__}: pass a list (a RunIdCapability is added to it)"
+        )
+    capabilities = list(capabilities or ())
+    if not any(isinstance(c, RunIdCapability) for c in capabilities):
+        capabilities.append(RunIdCapability())
+    kwargs["capabilities"] = capabilities
+    return kwargs
+
+
+def _check_history(history: object, run_id: str) -> None:
+    """Raise when the message history already holds an agent run of this run's id."""
+    if isinstance(history, Sequence):
+        for message in history:
+            if getattr(message, "run_id", None) == run_id:
+                raise ValueError(
+                    f"run_kwargs: message_history already holds an agent run of run {run_id} "
+                    "and Pydantic AI takes each run_id once: run each agent run in a run of its "
+                    "own (with RunContext(): ...), or pass run_id= yourself"
+                )
+
+
+class RunIdCapability(AbstractCapability[Any]):
+    """A Pydantic AI capability recording the agent's model requests and tool calls as our runs.
+
+    Each model request is a child run named ``model <model name>``, each tool call one named
+    ``tool <tool name>`` made current for the tool's body; a failed call's run records the error
+    (a tool's ``ModelRetry`` or ``ToolFailed`` message too, though the agent goes on). The agent
+    run's ``run_id`` (and ``conversation_id``) are recorded as external ids of the run it runs
+    in. Give it to the agent (``Agent(..., capabilities=[RunIdCapability()])``) or to a run with
+    :func:`run_kwargs`; given twice, it records once. Its own failures are logged once as a
+    warning on the ``agent_run_id`` logger and never reach the agent.
+    """
+
+    async def wrap_run(self, ctx: AgentContext[Any], *, handler: Any) -> Any:
+        """Record the agent run's ids on the run it runs in, then run it."""
+        try:
+            ids = {
+                system: value
+                for system, value in (
+                    (RUN_SYSTEM, ctx.run_id),
+                    (_CONVERSATION_SYSTEM, ctx.conversation_id),
+                )
+                if value
+            }
+            annotate(external_ids=ids)
+        except Exception:
+            report(self, "Pydantic AI capability %r failed when an agent run started")
+        return await handler()
+
+    async def wrap_model_request(
+        self, ctx: AgentContext[Any], *, request_context: Any, handler: Any
+    ) -> ModelResponse:
+        """Run the model request inside a child run of its own."""
+        model = getattr(request_context.model, "model_name", None)
+        name = "model" if model is None else f"model {model}"
+        key = (str(ctx.run_id), f"model {ctx.run_step}")
+        response: ModelResponse = await self._in_step(key, name, {}, handler, request_context)
+        return response
+
+    async def wrap_tool_execute(
+        self,
+        ctx: AgentContext[Any],
+        *,
+        call: ToolCallPart,
+        tool_def: Any,
+        args: Any,
+        handler: Any,
+    ) -> Any:
+        """Run the tool call inside a child run of its own: its body's log lines carry it."""
+        key = (str(ctx.run_id), f"tool {call.tool_call_id}")
+        metadata = {"tool_call_id": call.tool_call_id}
+        return await self._in_step(key, f"tool {call.tool_name}", metadata, handler, args)
+
+    async def _in_step(
+        self, key: tuple[str, str], name: str, metadata: dict[str, Any], handler: Any, arg: Any
+    ) -> Any:
+        if _running.get() == key:  # a second instance of ours, inside the first one's step
+            return await handler(arg)
+        try:
+            step = Step(name, metadata={"pydantic_ai_step": name.split(" ", 1)[0], **metadata})
+        except Exception:
+            report(self, "Pydantic AI capability %r failed when a step started")
+            return await handler(arg)
+        token = step.enter()
+        running = _running.set(key)
+        try:
+            result = await handler(arg)
+        except BaseException as exc:
+            _running.reset(running)
+            step.leave(token)
+            self._finish(step, _recorded(exc))
+            raise
+        _running.reset(running)
+        step.leave(token)
+        self._finish(step, None)
+        return result
+
+    def _finish(self, step: Step, error: BaseException | None) -> None:
+        try:
+            step.finish(error)
+        except Exception:
+            report(self, "Pydantic AI capability %r failed when a step ended")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _recorded(error: BaseException) -> BaseException:
+    """Return what a failed call's run records: the tool's own ``ModelRetry``, ``ToolFailed``."""
+    if isinstance(error, ToolRetryError | ToolFailedError):
+        cause = error.__cause__
+        if isinstance(cause, Exception):
+            return cause
+    return error
