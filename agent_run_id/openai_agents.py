@@ -32,24 +32,40 @@ except ImportError as error:
 
 from ._context import current_run
 from ._hooks import add_reset, report
-from ._log_fields import FACT_FIELDS, LINEAGE
 from ._openai_agents_spans import RunIdTracingProcessor, note_tool_error
 from ._outbound import check_send_user, current_user_id
 from ._run_id import lineage_fields
 from ._show import show_value
 
-__all__ = ["RunIdTracingProcessor", "install", "run_config", "uninstall"]
+__all__ = [
+    "METADATA_LINEAGE",
+    "METADATA_SESSION",
+    "METADATA_USER",
+    "RunIdTracingProcessor",
+    "install",
+    "run_config",
+    "uninstall",
+]
+
+#: The trace metadata keys of the run, its parent and its root (those two for a child run), as
+#: ``agent_run_id.langchain`` names them in LangSmith's metadata.
+METADATA_LINEAGE = ("agent_run_id", "agent_parent_run_id", "agent_root_run_id")
+#: The trace metadata key of the run's session.
+METADATA_SESSION = "agent_session_id"
+#: The trace metadata key of the run's user, with ``send_user=True`` only.
+METADATA_USER = "agent_user_id"
 
 
 def run_config(*, send_user: bool = False, **kwargs: Any) -> RunConfig:
     """Return a ``RunConfig`` that makes the agent run's trace the current run's.
 
     What you pass wins: ``trace_id`` is ``f"trace_{run.hex}"`` and ``group_id`` the run's session
-    only when you give none (or None); ``trace_metadata`` holds ``run_id``, ``root_run_id``,
-    ``parent_run_id`` (for a child run) and ``session_id``, under your own entries, which win
-    on the same key. A ``tool_error_formatter`` of yours is kept and called as before: ours only
-    hands the processor the exception a function tool raised, so its run records it (the SDK
-    tells tracing only that the tool failed). Outside any run nothing of ours is set but that.
+    only when you give none (or None); ``trace_metadata`` holds ``agent_run_id``,
+    ``agent_parent_run_id`` and ``agent_root_run_id`` (for a child run) and ``agent_session_id``,
+    with your own entries, which win on the same key. A ``tool_error_formatter`` of yours is
+    kept and called as before: ours only hands the processor the exception a function tool
+    raised, so its run records it (the SDK tells tracing only that the tool failed). Outside any
+    run nothing of ours is set but that.
 
     Args:
         send_user: also put the run's ``user_id`` in the trace's metadata. It is personal data
@@ -73,12 +89,12 @@ def run_config(*, send_user: bool = False, **kwargs: Any) -> RunConfig:
             kwargs["trace_id"] = f"trace_{run.run_id.hex}"
         if kwargs.get("group_id") is None and run.session_id is not None:
             kwargs["group_id"] = run.session_id
-        ours: dict[str, Any] = lineage_fields(run.run_id, LINEAGE, own_root=True)
+        ours: dict[str, Any] = lineage_fields(run.run_id, METADATA_LINEAGE)
         if run.session_id is not None:
-            ours[FACT_FIELDS[0]] = run.session_id
+            ours[METADATA_SESSION] = run.session_id
         user_id = current_user_id() if send_user else None
         if user_id is not None:
-            ours[FACT_FIELDS[1]] = user_id
+            ours[METADATA_USER] = user_id
         kwargs["trace_metadata"] = {**ours, **(metadata or {})}
     kwargs["tool_error_formatter"] = _ToolErrorNote(kwargs.get("tool_error_formatter"))
     return RunConfig(**kwargs)

@@ -215,21 +215,17 @@ def test_run_config_puts_our_ids_in_the_trace(recorder: Recorder) -> None:
     assert exported is not None
     assert exported["group_id"] == "chat-1"
     assert exported["metadata"] == {
-        "run_id": child.run_id.value,
-        "parent_run_id": a.run_id.value,
-        "root_run_id": a.run_id.value,
-        "session_id": "chat-1",
+        "agent_run_id": child.run_id.value,
+        "agent_parent_run_id": a.run_id.value,
+        "agent_root_run_id": a.run_id.value,
+        "agent_session_id": "chat-1",
     }
 
 
 def test_run_config_sends_the_user_only_when_asked() -> None:
     with RunContext(user_id="u-1") as a:
         config = run_config(send_user=True)
-    assert config.trace_metadata == {
-        "run_id": a.run_id.value,
-        "root_run_id": a.run_id.value,
-        "user_id": "u-1",
-    }
+    assert config.trace_metadata == {"agent_run_id": a.run_id.value, "agent_user_id": "u-1"}
     assert config.group_id is None  # no session
 
 
@@ -238,7 +234,7 @@ def test_what_the_caller_gives_run_config_wins() -> None:
         config = run_config(
             trace_id="trace_" + "ab" * 16,
             group_id="group-9",
-            trace_metadata={"run_id": "mine", "team": "travel"},
+            trace_metadata={"agent_run_id": "mine", "team": "travel"},
             workflow_name="trip",
         )
         defaults = run_config(trace_id=None, group_id=None, trace_metadata=None)
@@ -248,10 +244,13 @@ def test_what_the_caller_gives_run_config_wins() -> None:
         "trip",
     )
     assert config.trace_metadata == {
-        "run_id": "mine",
-        "root_run_id": a.run_id.value,
-        "session_id": "chat-1",
+        "agent_run_id": "mine",
+        "agent_session_id": "chat-1",
         "team": "travel",
+    }
+    assert defaults.trace_metadata == {
+        "agent_run_id": a.run_id.value,
+        "agent_session_id": "chat-1",
     }
     assert defaults.trace_id == f"trace_{a.run_id.hex}"
     assert defaults.group_id == "chat-1"
