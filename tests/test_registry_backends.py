@@ -522,6 +522,16 @@ def test_writes_after_close_start_the_writer_again(registry: BufferedRunRegistry
     assert registry.failures == 0
 
 
+def test_a_name_opens_the_backend_it_names_for_the_middleware_too(store: Store) -> None:
+    from agent_run_id.wsgi import RunIdMiddleware
+
+    app = RunIdMiddleware(lambda environ, start: [b""], registry=store.name)
+    assert app.registry is not None
+    app.registry.close()  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match="a registry is named by a str or a path, got int"):
+        open_registry(3)  # type: ignore[arg-type]
+
+
 def test_a_name_opens_the_backend_it_names(store: Store) -> None:
     name = store.name
     opened = open_registry(name)

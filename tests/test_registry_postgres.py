@@ -409,3 +409,51 @@ class _Text:
 
     def isatty(self) -> bool:
         return False
+
+
+def test_a_write_the_driver_cannot_run_is_dropped_alone(
+    registry: PostgresRunRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = _runs(registry, 3)
+    registry._writer.put(("not a statement", ()))  # a bug upstream, never a user's input
+    after = _runs(registry, 3)
+    assert {r.run_id for r in registry.find()} == set(before + after)
+    (warning,) = _warnings(caplog)
+    assert "writes dropped, refused by the database (KeyError" in warning
+
+
+def test_the_command_keeps_the_options_of_the_url(dsn: str) -> None:
+    """A URL's own options (a search path here) stay, beside the command's read-only session."""
+    registry = PostgresRunRegistry(dsn, schema="agents")
+    (run,) = _runs(registry, 1)
+    registry.close()
+    from agent_run_id._cli.main import main
+
+    url = f"{dsn}?options=-csearch_path%3Dagents"
+    code = main(["runs", "show", run, "--db", url], stdout=(out := _Text()), stderr=_Text())
+    assert code == 0
+    assert run in out.text
+    code = main(["runs", "show", run, "--db", dsn], stdout=_Text(), stderr=(err := _Text()))
+    assert code == 2  # public has no registry
+    assert "not a run registry" in err.text
+
+
+def test_runs_prune_without_the_right_to_delete_says_so(dsn: str) -> None:
+    registry = PostgresRunRegistry(dsn)
+    _runs(registry, 1)
+    registry.close()
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN".encode())
+        admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}".encode())
+    from agent_run_id._cli.main import main
+
+    url = dsn.replace("postgres@", f"{role}@")
+    code = main(
+        ["runs", "prune", "--older-than", "1m", "--db", url],
+        stdout=_Text(),
+        stderr=(err := _Text()),
+    )
+    assert code == 2
+    assert f"cannot prune postgresql://{role}@" in err.text
+    assert "permission denied for table" in err.text

@@ -31,7 +31,7 @@ inherited: list[Any] = []
 _live: weakref.WeakSet[PostgresBatches] = weakref.WeakSet()
 
 
-def _after_fork() -> None:
+def _after_fork() -> None:  # pragma: no cover - runs in a forked child, not collected
     for batches in list(_live):
         conn, batches.conn = batches.conn, None
         if conn is not None:
@@ -107,10 +107,7 @@ class PostgresBatches:
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn = self.conn
-        if conn is not None and (conn.closed or conn.broken):
-            self.close()
-            conn = None
-        if conn is None:
+        if conn is None:  # the first batch, or the one after a failure (the writer closed it)
             conn = self.conn = self._connect()
         return conn
 

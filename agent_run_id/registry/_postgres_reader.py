@@ -32,7 +32,7 @@ class Reader:
 
     def fetch(self, sql: Any, params: Any) -> list[Any]:
         """Run one read and return its rows; a connection found ended is reopened, once."""
-        if self._pid != os.getpid():
+        if self._pid != os.getpid():  # pragma: no cover - a forked child's, not collected
             self._forked()
         with self._lock:
             for attempt in (1, 2):
@@ -47,12 +47,12 @@ class Reader:
 
     def close(self) -> None:
         """Close the connection, if open in this process; a later read opens a new one."""
-        if self._pid != os.getpid():
+        if self._pid != os.getpid():  # pragma: no cover - a forked child's, not collected
             self._forked()
         with self._lock:
             self._close()
 
-    def _forked(self) -> None:
+    def _forked(self) -> None:  # pragma: no cover - runs in a forked child, not collected
         # A forked child: the connection is the parent's, and the lock may have been held by
         # another thread of the parent at the fork.
         if self._conn is not None:
@@ -63,10 +63,7 @@ class Reader:
 
     def _connection(self) -> psycopg.Connection[Any]:
         conn = self._conn
-        if conn is not None and (conn.closed or conn.broken):
-            self._close()
-            conn = None
-        if conn is None:
+        if conn is None:  # the first read, or the one after a connection the server ended
             conn = self._conn = self._connect()
         return conn
 

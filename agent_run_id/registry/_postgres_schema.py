@@ -87,11 +87,8 @@ def check_schema_name(schema: object) -> str | None:
 
 
 def show_dsn(dsn: str) -> str:
-    """Return the DSN without its password, to show in a log line or an error."""
-    try:
-        params = psycopg.conninfo.conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "postgresql://(a DSN that does not parse)"
+    """Return the DSN (one that parses) without its password, to show in a log or an error."""
+    params = psycopg.conninfo.conninfo_to_dict(dsn)
     user = params.get("user")
     host = params.get("host") or "localhost"
     port = params.get("port")
