@@ -76,8 +76,8 @@ def config(*, send_user: bool = False, **extra: Any) -> RunnableConfig:
     for key in extra:
         if key not in _KEYS:
             raise TypeError(
-                f"config() got {key}=, which is not a RunnableConfig key: give one of "
-                f"{', '.join(sorted(_KEYS))} (LangGraph's options go in configurable={{...}})"
+                f"config() got the key {show_value(key)}, which is not a RunnableConfig key: "
+                f"give {', '.join(sorted(_KEYS))} (LangGraph's options go in configurable=...)"
             )
     result: dict[str, Any] = dict(extra)
     run = current_run()

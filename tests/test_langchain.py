@@ -177,7 +177,8 @@ def test_config_adds_its_handler_to_a_callback_manager_and_never_twice() -> None
 @pytest.mark.parametrize(
     ("options", "error"),
     [
-        ({"thread_id": "t-1"}, "config() got thread_id=, which is not a RunnableConfig key"),
+        ({"thread_id": "t-1"}, "config() got the key 'thread_id', which is not a RunnableConf"),
+        ({"\x1b[31m": 1}, "config() got the key '\\x1b[31m', which is not a RunnableConfig"),
         ({"callbacks": "stdout"}, "callbacks must be a list of LangChain callback handlers"),
         ({"callbacks": [print]}, "callbacks must be a list of LangChain callback handlers"),
         ({"send_user": "yes"}, "send_user must be True or False, got 'yes'"),
