@@ -616,6 +616,21 @@ def test_the_runs_commands_read_either_backend_the_same(
     assert "unknown run 'ffffffff'" in err
 
 
+def test_logs_session_finds_the_runs_in_either_backend(target: str, tmp_path: Path) -> None:
+    """A text line names a run, not its session: the registry says the run is the session's."""
+    registry = open_registry(target)
+    with RunContext(registry=registry, session_id="chat-9"), RunContext() as child:
+        pass
+    registry.close()
+    log = tmp_path / "agent.log"
+    log.write_text(f"2026-12-06T10:00:00Z INFO {child.run_id.value} tool called\n")
+    code, out, err = _command("logs", "--session", "chat-9", "--db", target, str(log))
+    assert code == 0
+    assert "tool called" in out
+    assert "2 runs of it in" in err
+    assert "s3cret" not in err
+
+
 def test_runs_prune_deletes_the_old_runs_on_either_backend(target: str) -> None:
     registry = open_registry(target)
     old = RunId.generate()

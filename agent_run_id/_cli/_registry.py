@@ -26,7 +26,14 @@ from ._errors import UsageError
 if TYPE_CHECKING:
     from agent_run_id.registry._buffered import BufferedRunRegistry
 
-__all__ = ["ENV_DB", "ReadOnlyRegistry", "open_registry", "read_errors", "registry_path"]
+__all__ = [
+    "ENV_DB",
+    "ReadOnlyRegistry",
+    "open_registry",
+    "read_errors",
+    "registry_path",
+    "shown_registry",
+]
 
 #: The environment variable naming the registry when ``--db`` is not given.
 ENV_DB = "AGENT_RUN_ID_DB"
@@ -87,6 +94,18 @@ def open_registry(path: str | None) -> BufferedRunRegistry:
     if not os.path.isfile(path):
         raise UsageError(f"no registry database at {path}")
     return ReadOnlyRegistry(path)
+
+
+def shown_registry(path: str) -> str:
+    """Return the registry's name to print: a PostgreSQL URL without its password."""
+    if not is_dsn(path):
+        return path
+    try:
+        from agent_run_id.registry._postgres_schema import show_dsn
+
+        return show_dsn(path.strip())
+    except Exception:  # no psycopg, or a URL that does not parse: show no part of it
+        return "postgresql://..."
 
 
 def read_errors() -> tuple[type[BaseException], ...]:

@@ -9,7 +9,6 @@ import argparse
 import contextlib
 import heapq
 import os
-import sqlite3
 import time
 from collections.abc import Iterator
 from operator import itemgetter
@@ -22,7 +21,7 @@ from ._inputs import check_files, read_log, spooled_stdin
 from ._lines import UUID, Line, Stats, iso, parse, time_of
 from ._match import Matcher, SessionMatcher
 from ._output import count, json_line, printable, printable_line
-from ._registry import ENV_DB, open_registry, registry_path
+from ._registry import ENV_DB, open_registry, read_errors, registry_path, shown_registry
 from .runs import session_option
 
 __all__ = ["add_parser", "check", "run"]
@@ -154,7 +153,7 @@ def _session(args: argparse.Namespace, out: IO[bytes], err: IO[str]) -> int:
     if path is None:
         known = f"; no registry (--db or ${ENV_DB}): found by the session_id of the lines"
     else:
-        known = f"; {count(len(runs), 'run')} of it in {path}"
+        known = f"; {count(len(runs), 'run')} of it in {shown_registry(path)}"
     err.write(_summary(f"session {session}", stats, len(names), known))
     if not stats.matched:
         raise UsageError(f"no line of session {session} in {_shown(names)}")
@@ -170,13 +169,14 @@ def _session_runs(path: str, session: str, err: IO[str]) -> set[str]:
         for record in records:
             if record.parent_id not in runs:  # a top run of the session: a turn
                 runs.update(descendant.run_id for descendant in registry.tree(record.run_id))
-    except sqlite3.Error as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
+    except read_errors() as exc:
+        raise UsageError(f"cannot read {shown_registry(path)}: {exc}") from None
     finally:
         registry.close()
     if len(records) == MAX_SESSION_RUNS:
         err.write(
-            f"agent-run-id: session {session} has more than {MAX_SESSION_RUNS:,} runs in {path}: "
+            f"agent-run-id: session {session} has more than {MAX_SESSION_RUNS:,} runs in "
+            f"{shown_registry(path)}: "
             "the lines of the latest of them are found, and every line that carries the session\n"
         )
     return runs
