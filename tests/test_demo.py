@@ -126,6 +126,9 @@ def test_the_demo_finds_the_failing_run_across_three_services(tmp_path: Path) ->
     where = f"{tmp_path.resolve()}/"
     assert out.endswith(
         f"\nThe logs and the registry stay in {where}: cd {where} and try the commands above.\n"
+        f"Or browse them (the viewer extra), the failing run at "
+        f"http://127.0.0.1:8765/runs/{run[:8]}:\n"
+        "$ agent-run-id serve --db runs.db agent.jsonl llm.jsonl tool.jsonl\n"
     )
     as_make_demo_prints = out.replace(where, "demo-logs/")
     for document in (ROOT / "README.md", ROOT / "docs" / "registry.md"):

@@ -169,6 +169,10 @@ def main(folder: Path) -> None:
     _print_lines(found)
     where = _shown(folder)
     print(f"\nThe logs and the registry stay in {where}: cd {where} and try the commands above.")
+    print(
+        f"Or browse them (the viewer extra), the failing run at http://127.0.0.1:8765/runs/{run[:8]}:"
+    )
+    print(f"$ agent-run-id serve --db runs.db {' '.join(logs)}")
 
 
 def _print_lines(found: str) -> None:
