@@ -654,3 +654,94 @@ def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
         importlib.import_module("agent_run_id.openai_agents")
     assert str(raised.value).startswith("agent_run_id.openai_agents needs the openai-agents")
     assert "agent-run-id[openai-agents]" in str(raised.value)
+
+
+def test_a_streamed_agent_run_records_the_same_tree(
+    recorder: Recorder, registry: SQLiteRunRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent_run_id.logging.install()
+
+    async def streamed() -> None:
+        result = Runner.run_streamed(planner(), "plan a trip", run_config=run_config())
+        async for _ in result.stream_events():
+            pass
+        assert result.final_output == "done planner"
+
+    with caplog.at_level(logging.INFO, logger="tests.tools"), RunContext(registry=registry) as a:
+        asyncio.run(streamed())
+    nodes = assert_tree_of_one_agent_run(registry, a.run_id)
+    (booking,) = [r for r in caplog.records if r.getMessage() == "booking planner inn"]
+    assert booking.run_id == nodes["tool book"][0].run_id  # type: ignore[attr-defined]
+
+
+def test_an_agent_called_as_a_tool_runs_under_the_tools_run(
+    recorder: Recorder, registry: SQLiteRunRegistry
+) -> None:
+    researcher = Agent(
+        name="researcher",
+        model=ScriptedModel(
+            [
+                [function_call("search", {"query": "museums"}, call_id="r1")],
+                [assistant_message("three museums")],
+            ],
+            emit_traces=True,
+        ),
+        tools=[search],
+    )
+    lead = Agent(
+        name="lead",
+        model=ScriptedModel(
+            [
+                [function_call("research", {"input": "museums"}, call_id="l1")],
+                [assistant_message("go to the museums")],
+            ],
+            emit_traces=True,
+        ),
+        tools=[researcher.as_tool("research", "Research a topic.")],
+    )
+    with RunContext(registry=registry) as a:
+        result = Runner.run_sync(lead, "plan", run_config=run_config())
+    assert result.final_output == "go to the museums"
+    tree = registry.tree(a.run_id)
+    nodes = by_name(tree[1:])
+    (research,) = nodes["tool research"]
+    (nested,) = nodes["agent researcher"]
+    (searched,) = nodes["tool search"]
+    assert nested.parent_id == research.run_id  # the nested agent run is the tool's body
+    assert searched.root_id == a.run_id.value
+    assert len(recorder.traces) == 1  # one trace: the nested run is in the outer one
+
+
+def test_an_mcp_tool_call_runs_as_a_child_of_the_tools_run(
+    recorder: Recorder, registry: SQLiteRunRegistry, tmp_path: Path
+) -> None:
+    """With ``agent_run_id.mcp.meta_resolver``, the server's run is the tool step's child."""
+    from agents.mcp import MCPServerStdio
+
+    import agent_run_id.mcp
+    from tests._mcp_helpers import read_jsonl, stdio_command
+
+    server = MCPServerStdio(
+        params=stdio_command(tmp_path),  # type: ignore[arg-type]
+        tool_meta_resolver=agent_run_id.mcp.meta_resolver,
+        client_session_timeout_seconds=30,
+    )
+    model = ScriptedModel(
+        [[function_call("echo", {"n": 7}, call_id="m1")], [assistant_message("echoed")]],
+        emit_traces=True,
+    )
+    agent = Agent(name="caller", model=model, mcp_servers=[server])
+
+    async def with_server() -> None:
+        async with server:
+            result = await Runner.run(agent, "echo", run_config=run_config())
+        assert result.final_output == "echoed"
+
+    with RunContext(registry=registry) as a:
+        asyncio.run(with_server())
+    nodes = by_name(registry.tree(a.run_id)[1:])
+    (echo,) = nodes["tool echo"]
+    assert echo.status == "ok"
+    (line,) = [x for x in read_jsonl(tmp_path / "server.jsonl") if x["message"] == "tool echo 7"]
+    assert line["parent_run_id"] == echo.run_id
+    assert line["root_run_id"] == a.run_id.value

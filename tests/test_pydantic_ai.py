@@ -13,7 +13,7 @@ import socket
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pytest
 from pydantic_ai import Agent, ModelRetry, ToolFailed
 from pydantic_ai import RunContext as AgentContext
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
-from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 from pydantic_ai.models.test import TestModel
 
 import agent_run_id.logging
@@ -81,10 +81,28 @@ def both_tools_then_answer(messages: list[ModelMessage], info: AgentInfo) -> Mod
     return ModelResponse(parts=[TextPart("done")])
 
 
+async def both_tools_then_answer_streamed(
+    messages: list[ModelMessage], info: AgentInfo
+) -> AsyncIterator[str | DeltaToolCalls]:
+    """What both_tools_then_answer says, streamed."""
+    if len(messages) == 1:
+        yield {
+            0: DeltaToolCall("search", '{"query": "hotels"}', tool_call_id="c1"),
+            1: DeltaToolCall("book", '{"hotel": "inn"}', tool_call_id="c2"),
+        }
+    else:
+        yield "done"
+
+
 def planner(**options: Any) -> Agent[str, str]:
     """An agent whose tools log and name the run's deps; book always fails."""
+    model = FunctionModel(
+        both_tools_then_answer,
+        stream_function=both_tools_then_answer_streamed,
+        model_name="planner-model",
+    )
     agent: Agent[str, str] = Agent(
-        FunctionModel(both_tools_then_answer, model_name="planner-model"),
+        model,
         deps_type=str,
         **options,
     )
@@ -399,3 +417,39 @@ def test_missing_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
         importlib.import_module("agent_run_id.pydantic_ai")
     assert str(raised.value).startswith("agent_run_id.pydantic_ai needs the pydantic-ai-slim")
     assert "agent-run-id[pydantic-ai]" in str(raised.value)
+
+
+def test_a_model_request_runs_inside_its_own_run(
+    registry: SQLiteRunRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What the model client does (its log lines, its HTTP calls) carries the request's run."""
+    agent_run_id.logging.install()
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        logging.getLogger("tests.model").info("model called")
+        return ModelResponse(parts=[TextPart("hello")])
+
+    agent: Agent[None, str] = Agent(FunctionModel(answer, model_name="m"))
+    with caplog.at_level(logging.INFO, logger="tests.model"), RunContext(registry=registry) as a:
+        agent.run_sync("hi", **run_kwargs())
+    (model,) = registry.tree(a.run_id)[1:]
+    (called,) = [r for r in caplog.records if r.getMessage() == "model called"]
+    assert called.run_id == model.run_id  # type: ignore[attr-defined]
+    assert model.metadata == {"name": "model m", "pydantic_ai_step": "model"}
+
+
+def test_a_streamed_agent_run_records_the_same_tree(
+    registry: SQLiteRunRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    agent_run_id.logging.install()
+
+    async def streamed() -> str:
+        async with planner().run_stream("plan", deps="ivy", **run_kwargs()) as result:
+            output: str = await result.get_output()
+            return output
+
+    with caplog.at_level(logging.INFO, logger="tests.tools"), RunContext(registry=registry) as a:
+        assert asyncio.run(streamed()) == "done"
+    nodes = assert_tree_of_one_agent_run(registry, a.run_id, "ivy")
+    (booking,) = [r for r in caplog.records if r.getMessage() == "booking inn for ivy"]
+    assert booking.run_id == nodes["tool book"][0].run_id  # type: ignore[attr-defined]
