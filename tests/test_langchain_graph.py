@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Iterator
@@ -210,8 +211,10 @@ def test_fifty_concurrent_agent_runs_and_many_threads_never_mix(
 
 
 def test_runs_show_finds_a_step_by_its_langchain_id_and_the_run_by_the_root_id(
-    registry: SQLiteRunRegistry, db: Path
+    registry: SQLiteRunRegistry, db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    langsmith = "https://smith.langchain.com/o/ORG/projects/p/PROJECT/r/{id}"
+    monkeypatch.setenv("AGENT_RUN_ID_LINKS", json.dumps({"langchain_run": langsmith}))
     collector = RunCollectorCallbackHandler()
     with RunContext(registry=registry) as run:
         build_agent("Bergen").invoke({"messages": [("user", "go")]}, config(callbacks=[collector]))
@@ -225,9 +228,11 @@ def test_runs_show_finds_a_step_by_its_langchain_id_and_the_run_by_the_root_id(
     assert shown.out.startswith(f"run_id:     {step.run_id}\n")
     assert f"parent_id:  {step.parent_id}\n" in shown.out
     assert "error:      TimeoutError: hotel API timed out for Bergen\n" in shown.out
-    assert f"external:   langchain_run={tool.id}\n" in shown.out
+    link = langsmith.replace("{id}", str(tool.id))
+    assert f"external:   langchain_run={tool.id}  {link}\n" in shown.out
 
     shown = call("runs", "show", str(root.id), "--db", str(db))
     assert shown.code == 0, shown.err
     assert shown.out.startswith(f"run_id:     {run.run_id}\n")
-    assert f"external:   langchain_run={run.run_id}\n" in shown.out
+    link = langsmith.replace("{id}", run.run_id.value)
+    assert f"external:   langchain_run={run.run_id}  {link}\n" in shown.out
