@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypedDict
 
 try:
-    from pydantic_ai.capabilities import AbstractCapability
+    from pydantic_ai.capabilities import AbstractCapability, AgentCapability
+    from pydantic_ai.conversation import Conversation
     from pydantic_ai.exceptions import ToolFailedError, ToolRetryError
-    from pydantic_ai.messages import ModelResponse, ToolCallPart
+    from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
     from pydantic_ai.tools import RunContext as AgentContext
 except ImportError as error:
     from ._optional import missing_extra
@@ -35,7 +36,7 @@ from ._context import annotate, current_run
 from ._hooks import report
 from ._steps import Step
 
-__all__ = ["RUN_SYSTEM", "RunIdCapability", "run_kwargs"]
+__all__ = ["RUN_SYSTEM", "RunIdCapability", "RunKwargs", "run_kwargs"]
 
 #: The external id system of a Pydantic AI run's id, on the run it ran in.
 RUN_SYSTEM = "pydantic_ai_run"
@@ -48,54 +49,84 @@ _running: ContextVar[tuple[str, str] | None] = ContextVar(
 )
 
 
-def run_kwargs(**kwargs: Any) -> dict[str, Any]:
+class RunKwargs(TypedDict, total=False):
+    """What :func:`run_kwargs` returns: ``agent.run()`` keywords, typed for the agent's output."""
+
+    run_id: str
+    conversation_id: str
+    conversation: Conversation
+    message_history: Sequence[ModelMessage]
+    capabilities: list[AgentCapability[Any]]
+
+
+def run_kwargs(
+    *,
+    run_id: str | None = None,
+    conversation_id: str | None = None,
+    conversation: Conversation | None = None,
+    message_history: Sequence[ModelMessage] | None = None,
+    capabilities: Sequence[AgentCapability[Any]] | None = None,
+) -> RunKwargs:
     """Return ``agent.run()`` keywords that make the agent's run the current run.
 
     ``run_id`` is the current run's id and ``conversation_id`` its session, unless you give them
-    (or a ``conversation``); a :class:`RunIdCapability` is added to your ``capabilities``. Outside
-    any run only the capability is added. Pydantic AI refuses a ``run_id`` that is already on the
-    ``message_history``: a second agent run inside one run of ours needs a run of its own (enter
-    a ``RunContext()`` around it), which this function says before Pydantic AI does.
+    (or a ``conversation``, which Pydantic AI takes instead of a ``conversation_id``); a
+    :class:`RunIdCapability` is added to your ``capabilities``. Outside any run only the
+    capability is added. Pass the other keywords of ``agent.run()`` beside it:
+    ``agent.run(prompt, deps=deps, **run_kwargs())``.
+
+    Pydantic AI refuses a ``run_id`` that is already on the ``message_history``: a second agent
+    run inside one run of ours needs a run of its own (enter a ``RunContext()`` around it),
+    which this function says before Pydantic AI does.
 
     Args:
-        **kwargs: any other keyword of ``agent.run()``, ``run_sync()`` or ``iter()``, returned
-            with ours.
+        run_id: the agent run's id; None: the current run's.
+        conversation_id: the conversation's id; None: the current run's session.
+        conversation: a Pydantic AI ``Conversation`` to continue, returned as given.
+        message_history: the history to continue, returned as given.
+        capabilities: your capabilities for the run, returned with ours added.
 
     Example::
 
-        result = await agent.run("plan a trip", **run_kwargs(deps=deps))
+        result = await agent.run("plan a trip", deps=deps, **run_kwargs())
     """
+    kwargs: RunKwargs = {}
     run = current_run()
-    if run is not None:
-        if kwargs.get("run_id") is None:
-            _check_history(kwargs.get("message_history"), run.id)
-            kwargs["run_id"] = run.id
-        given = kwargs.get("conversation_id") is not None or kwargs.get("conversation")
-        if not given and run.session_id is not None:
-            kwargs["conversation_id"] = run.session_id
-    capabilities = kwargs.get("capabilities")
-    if capabilities is not None and not isinstance(capabilities, Sequence):
+    if run_id is None and run is not None:
+        _check_history(message_history, run.id)
+        run_id = run.id
+    if run_id is not None:
+        kwargs["run_id"] = run_id
+    if conversation is not None:
+        kwargs["conversation"] = conversation
+    elif conversation_id is not None:
+        kwargs["conversation_id"] = conversation_id
+    elif run is not None and run.session_id is not None:
+        kwargs["conversation_id"] = run.session_id
+    if message_history is not None:
+        kwargs["message_history"] = message_history
+    given: object = capabilities
+    if given is not None and (isinstance(given, str) or not isinstance(given, Sequence)):
         raise TypeError(
             f"run_kwargs: capabilities must be a sequence of capabilities or None, got "
-            f"{type(capabilities).__name__}: pass a list (a RunIdCapability is added to it)"
+            f"{type(given).__name__}: pass a list (a RunIdCapability is added to it)"
         )
-    capabilities = list(capabilities or ())
-    if not any(isinstance(c, RunIdCapability) for c in capabilities):
-        capabilities.append(RunIdCapability())
-    kwargs["capabilities"] = capabilities
+    mine = list(capabilities or ())
+    if not any(isinstance(c, RunIdCapability) for c in mine):
+        mine.append(RunIdCapability())
+    kwargs["capabilities"] = mine
     return kwargs
 
 
-def _check_history(history: object, run_id: str) -> None:
+def _check_history(history: Sequence[ModelMessage] | None, run_id: str) -> None:
     """Raise when the message history already holds an agent run of this run's id."""
-    if isinstance(history, Sequence):
-        for message in history:
-            if getattr(message, "run_id", None) == run_id:
-                raise ValueError(
-                    f"run_kwargs: message_history already holds an agent run of run {run_id} "
-                    "and Pydantic AI takes each run_id once: run each agent run in a run of its "
-                    "own (with RunContext(): ...), or pass run_id= yourself"
-                )
+    for message in history or ():
+        if getattr(message, "run_id", None) == run_id:
+            raise ValueError(
+                f"run_kwargs: message_history already holds an agent run of run {run_id} "
+                "and Pydantic AI takes each run_id once: run each agent run in a run of its "
+                "own (with RunContext(): ...), or pass run_id= yourself"
+            )
 
 
 class RunIdCapability(AbstractCapability[Any]):

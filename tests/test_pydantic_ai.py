@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from pydantic_ai import Agent, ModelRetry, ToolFailed
 from pydantic_ai import RunContext as AgentContext
+from pydantic_ai.conversation import Conversation
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, DeltaToolCall, DeltaToolCalls, FunctionModel
 from pydantic_ai.models.test import TestModel
@@ -265,12 +266,20 @@ def test_a_failing_model_request_fails_its_run(registry: SQLiteRunRegistry) -> N
 
 def test_run_kwargs_keeps_what_the_caller_gives() -> None:
     mine = RunIdCapability()
+    history: list[ModelMessage] = []
     with RunContext(session_id="chat-1") as a:
-        given = run_kwargs(run_id="r-1", conversation_id="c-1", deps=1, capabilities=[mine])
-        conversation = object()
+        given = run_kwargs(
+            run_id="r-1", conversation_id="c-1", message_history=history, capabilities=[mine]
+        )
+        conversation = Conversation()
         with_conversation = run_kwargs(conversation=conversation)
         ours = run_kwargs(capabilities=None)
-    assert given == {"run_id": "r-1", "conversation_id": "c-1", "deps": 1, "capabilities": [mine]}
+    assert given == {
+        "run_id": "r-1",
+        "conversation_id": "c-1",
+        "message_history": history,
+        "capabilities": [mine],
+    }
     assert with_conversation["conversation"] is conversation
     assert "conversation_id" not in with_conversation
     assert with_conversation["run_id"] == a.run_id.value
@@ -281,8 +290,8 @@ def test_run_kwargs_keeps_what_the_caller_gives() -> None:
 
 
 def test_run_kwargs_outside_any_run_adds_only_the_capability() -> None:
-    given = run_kwargs(deps="x")
-    assert set(given) == {"deps", "capabilities"}
+    given = run_kwargs()
+    assert set(given) == {"capabilities"}
     with RunContext():  # a run without a session: no conversation id
         assert "conversation_id" not in run_kwargs()
 
@@ -303,8 +312,9 @@ def test_run_kwargs_says_when_the_history_holds_this_run_already(
 
 
 def test_run_kwargs_rejects_capabilities_that_are_not_a_sequence() -> None:
-    with pytest.raises(TypeError, match="capabilities must be a sequence of capabilities or None"):
-        run_kwargs(capabilities=RunIdCapability())
+    for bad in (RunIdCapability(), "RunIdCapability"):
+        with pytest.raises(TypeError, match="capabilities must be a sequence of capabilities"):
+            run_kwargs(capabilities=bad)  # type: ignore[arg-type]
 
 
 def test_concurrent_agent_runs_in_tasks_never_mix(
