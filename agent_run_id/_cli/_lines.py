@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -27,6 +28,7 @@ __all__ = [
 MAX_LINE = 1 << 20
 #: A run id as the library writes it: canonical, lowercase.
 UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID_TEXT = re.compile(UUID.pattern.decode("ascii"))  # the same, for a str
 # ISO 8601 in its extended form, as logs write it; the seconds, and the time for --since, may be
 # left out. The same rule on every Python: datetime.fromisoformat on 3.10 refuses "Z".
 _TIME = re.compile(
@@ -126,7 +128,9 @@ def _fields(record: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
     The search is breadth first and bounded, so a hostile, deeply nested line costs little.
     """
-    found: dict[str, Any] = {}
+    found = {key: record[key] for key in keys if key in record}  # the top level, at C speed
+    if found:
+        return found
     level: list[Mapping[str, Any]] = [record]
     for _ in range(4):
         nested: list[Mapping[str, Any]] = []
@@ -143,7 +147,7 @@ def _fields(record: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _id(value: object) -> str | None:
-    if isinstance(value, str) and UUID.fullmatch(value.encode("ascii", "replace")):
+    if isinstance(value, str) and _UUID_TEXT.fullmatch(value):
         return value
     return None
 
@@ -192,6 +196,20 @@ def parse_time(text: str) -> datetime | None:
     return None if seconds is None else _EPOCH + timedelta(seconds=seconds)
 
 
+@functools.lru_cache(maxsize=4096)
+def _whole_seconds(
+    year: str, month: str, day: str, hour: str | None, minute: str | None, second: str | None
+) -> float | None:
+    """Unix seconds of a date and time (UTC): cached, as a log's lines share their seconds."""
+    try:
+        when = datetime(
+            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
+        )
+    except ValueError:
+        return None
+    return (when.replace(tzinfo=timezone.utc) - _EPOCH).total_seconds()
+
+
 def _iso(text: str) -> float | None:
     match = _TIME.match(text)
     if match is None or match.group(7) is None:  # a log stamp has its seconds
@@ -201,13 +219,9 @@ def _iso(text: str) -> float | None:
 
 def _seconds(match: re.Match[str]) -> float | None:
     year, month, day, hour, minute, second, fraction, zone = match.groups()[1:]
-    try:
-        when = datetime(
-            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0)
-        )
-    except ValueError:
+    seconds = _whole_seconds(year, month, day, hour, minute, second)
+    if seconds is None:
         return None
-    seconds = (when.replace(tzinfo=timezone.utc) - _EPOCH).total_seconds()
     if fraction:
         seconds += int(fraction) / 10 ** len(fraction)
     if zone and zone.upper() != "Z":

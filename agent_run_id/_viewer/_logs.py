@@ -10,10 +10,12 @@ truncated) is read again from its start; a gzip file, which is not written to, i
 from __future__ import annotations
 
 import contextlib
+import functools
 import gzip
 import heapq
 import os
 import re
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_run_id._cli._inputs import open_log
-from agent_run_id._cli._lines import Line, Stats, iso, parse, time_of
+from agent_run_id._cli._lines import Line, Stats, parse, time_of
 from agent_run_id._cli._match import Matcher
 from agent_run_id._cli._scan import Cursor, candidates
 
@@ -52,7 +54,7 @@ class LogLine:
     """One log line of the tree, as the run page shows it."""
 
     when: float
-    time: str  # ISO 8601, UTC, or "" for a line without a time
+    time: str  # the clock, 12:14:55.387 (UTC), or "" for a line without a time
     service: str
     level: str
     run_id: str
@@ -168,8 +170,19 @@ def _shown(
     level = _NOT_LEVEL.sub("", level)  # a CSS class and a filter value: letters only
     if len(message) > _CUT:
         message = message[:_CUT] + "…"
-    time = "" if when is None else (iso(when) or "")
-    return LogLine(last, time, service[:40], level[:12], run, message, index, number)
+    clock = "" if when is None else _clock(when)
+    return LogLine(last, clock, service[:40], level[:12], run, message, index, number)
+
+
+def _clock(when: float) -> str:
+    """Return Unix seconds as the page shows a line's time: ``12:14:55.387`` (UTC)."""
+    second, milli = divmod(round(when * 1000), 1000)
+    return f"{_hms(second)}.{milli:03d}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _hms(second: int) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(second))
 
 
 def _first(record: Mapping[str, Any], keys: tuple[str, ...]) -> object:

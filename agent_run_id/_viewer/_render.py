@@ -60,7 +60,6 @@ def _env() -> jinja2.Environment:
     )
     env.filters["when"] = _when
     env.filters["took"] = duration_text
-    env.filters["clock"] = _clock
     env.filters["json"] = _json
     env.globals.update(statuses=STATUSES, version=__version__, urlencode=urlencode, inline=None)
     return env
@@ -68,13 +67,6 @@ def _env() -> jinja2.Environment:
 
 def _when(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}"
-
-
-def _clock(iso: str) -> str:
-    """``2026-12-06T12:14:55.387000+00:00`` -> ``12:14:55.387`` (``.000`` without a fraction)."""
-    clock = iso[11:19]
-    fraction = iso[19:23] if iso[19:20] == "." else ".000"
-    return clock + fraction if clock else ""
 
 
 def _json(value: Any) -> str:
