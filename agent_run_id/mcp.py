@@ -239,7 +239,8 @@ def instrument_server(
     ``server``: an mcp 1.x ``Server`` or ``FastMCP``, whose request handlers for those three
     requests are wrapped (call it after the handlers are registered: ``FastMCP`` registers them
     when made, a low-level ``Server`` when its decorators run); or an mcp 2.x ``Server`` or
-    ``MCPServer``, to which a :class:`RunIdServerMiddleware` is appended. Options and behaviour
+    ``MCPServer``, or a fastmcp (PrefectHQ's) ``FastMCP`` on mcp 2.x, to whose SDK middleware a
+    :class:`RunIdServerMiddleware` is appended. Options and behaviour
     as :class:`RunIdServerMiddleware`'s. The same object is returned; calling it again changes
     nothing.
 
@@ -252,17 +253,19 @@ def instrument_server(
         server = agent_run_id.mcp.instrument_server(FastMCP("tools"))
     """
     owner = "agent_run_id.mcp.instrument_server"
-    middleware = getattr(server, "middleware", None)
-    if isinstance(middleware, list):
+    # FastMCP (mcp 1.x's, and PrefectHQ's fastmcp) keeps the SDK's low-level server there; that
+    # fastmcp's own middleware list holds its own kind of middleware, not the SDK's.
+    lowlevel = getattr(server, "_mcp_server", server)
+    middleware = getattr(lowlevel, "middleware", None)
+    if isinstance(middleware, list):  # mcp 2.x
         if not any(isinstance(layer, RunIdServerMiddleware) for layer in middleware):
-            layer = RunIdServerMiddleware(incoming=incoming, registry=registry)
-            middleware.append(layer)
+            middleware.append(RunIdServerMiddleware(incoming=incoming, registry=registry))
         return server
-    lowlevel = getattr(server, "_mcp_server", server)  # FastMCP 1.x keeps its Server there
     handlers = getattr(lowlevel, "request_handlers", None)
     if not isinstance(handlers, dict):
         raise TypeError(
-            f"{owner} takes an mcp Server, FastMCP or MCPServer, got {type(server).__name__}"
+            f"{owner} takes an mcp Server, FastMCP or MCPServer, or a fastmcp FastMCP, got "
+            f"{type(server).__name__}"
         )
     runs = ServerRuns(incoming=incoming, registry=registry, owner=owner)
     for request_type, method in (
