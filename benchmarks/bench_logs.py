@@ -215,15 +215,21 @@ def _pages(db: Path, paths: list[Path], root: str) -> None:
         print(f"  {what:<28} {seconds * 1000:7.1f} ms")
     aim("the slowest list page, ms", worst * 1000, below=300, digits=1)
     size = sum(path.stat().st_size for path in paths) / 1e6
+    names = [str(path) for path in paths]
+
+    def first_load() -> None:  # a fresh app: nothing scanned before
+        TestClient(create_app(registry, names)).get(f"/runs/{root}").raise_for_status()
+
     page = client.get(f"/runs/{root}")
     page.raise_for_status()
     shown = page.text.count('<tr class="line ')
-    seconds = _median_seconds(lambda: client.get(f"/runs/{root}").raise_for_status())
+    seconds = _median_seconds(first_load)
+    again = _median_seconds(lambda: client.get(f"/runs/{root}").raise_for_status())
     print(
         f"  run page: {DESCENDANTS:,} descendants, {shown:,} lines of {size:,.0f} MB "
-        f"in {len(paths)} files: {seconds:.2f} s"
+        f"in {len(paths)} files: {seconds:.2f} s first, {again:.2f} s opened again"
     )
-    aim("the run page, s", seconds, below=2, digits=2)
+    aim("the run page, first load, s", seconds, below=2, digits=2)
     registry.close()
 
 

@@ -29,6 +29,7 @@ from starlette.testclient import TestClient
 
 from agent_run_id import RunId
 from agent_run_id._cli.serve import is_loopback
+from agent_run_id._viewer import _logs as viewer_logs
 from agent_run_id._viewer._app import CSP, create_app
 from agent_run_id._viewer._data import Filters, layout, list_page
 from agent_run_id._viewer._logs import read_tree_lines
@@ -487,3 +488,37 @@ def test_the_wheel_carries_the_templates_and_static_files(tmp_path: Path) -> Non
     assert len(data) >= 8
     for path in data:
         assert path.relative_to(ROOT).as_posix() in names
+
+
+def test_a_run_page_opened_again_reads_only_what_its_logs_got_since(
+    client: TestClient, recorded: tuple[SQLiteRunRegistry, RunId, RunId, Path]
+) -> None:
+    _, run, child, log = recorded
+    first = client.get(f"/runs/{run}").text
+    assert first.count('<tr class="line ') == 3
+    with log.open("a") as f:
+        f.write(_line(child, "later"))
+    again = client.get(f"/runs/{run}").text
+    assert again.count('<tr class="line ') == 4
+    assert again.index("started ") < again.index("later")
+    log.write_text(_line(run, "rotated"))  # shorter: read again from its start
+    rotated = client.get(f"/runs/{run}").text
+    assert rotated.count('<tr class="line ') == 1
+    assert "rotated" in rotated
+
+
+def test_the_recent_scans_keep_the_last_few_runs_and_their_line_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(viewer_logs, "MAX_LINES", 2)
+    runs = [RunId.generate() for _ in range(3)]
+    log = tmp_path / "app.jsonl"
+    log.write_text("".join(_line(run, f"{n}") for n in range(2) for run in runs))
+    scans = viewer_logs.RecentScans([str(log)], keep=2)
+    for run in runs:
+        assert len(scans.lines(str(run), [str(run)], str(run)).lines) == 2
+    with log.open("a") as f:
+        f.write(_line(runs[2], "third"))
+    again = scans.lines(str(runs[2]), [str(runs[2])], str(runs[2]))
+    assert [line.message for line in again.lines] == ["0", "1"]
+    assert again.dropped == 1

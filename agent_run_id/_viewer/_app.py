@@ -32,7 +32,7 @@ from urllib.parse import quote, urlencode
 from agent_run_id.registry import RunRecord, RunRegistry
 
 from ._data import find_run, layout, list_page, parse_filters
-from ._logs import cursor_text, parse_cursors, read_tree_lines
+from ._logs import RecentScans, cursor_text, parse_cursors, read_tree_lines
 from ._render import (
     STATIC,
     render_line_rows,
@@ -80,6 +80,7 @@ class _Headers:
 def create_app(registry: RunRegistry, logs: Sequence[str] = ()) -> ASGIApp:
     """Return the viewer's ASGI app over ``registry`` and the log files ``logs``."""
     names = list(logs)
+    scans = RecentScans(names)
 
     def runs(request: Request) -> Response:
         filters = parse_filters(request.query_params)
@@ -113,7 +114,7 @@ def create_app(registry: RunRegistry, logs: Sequence[str] = ()) -> ASGIApp:
             return RedirectResponse(f"/runs/{quote(record.run_id)}", status_code=303)
         records = registry.tree(record.run_id)
         tree = layout(records)
-        scan = read_tree_lines(names, record.run_id, tree.ids, record.root_id)
+        scan = scans.lines(record.run_id, tree.ids, record.root_id)
         return HTMLResponse(render_run(record, tree, scan, names))
 
     def live(request: Request) -> Response:

@@ -15,8 +15,10 @@ import gzip
 import heapq
 import os
 import re
+import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -31,6 +33,7 @@ from agent_run_id._cli._scan import Cursor, candidates
 __all__ = [
     "MAX_LINES",
     "LogLine",
+    "RecentScans",
     "Scan",
     "cursor_text",
     "iter_levels",
@@ -106,6 +109,40 @@ def read_tree_lines(
     merged = list(heapq.merge(*streams, key=attrgetter("when")))
     dropped = max(len(merged) - limit, 0)
     return Scan(merged[:limit], out, dropped, reset, stats.malformed)
+
+
+class RecentScans:
+    """The scans of the last few run pages, each read on from its cursors when asked again.
+
+    Opening a run's page again (a reload, a click back from another run) reads only what its
+    logs got since, not every byte again. A file read from its start again (rotated) makes
+    the whole scan start afresh.
+    """
+
+    def __init__(self, logs: Sequence[str], keep: int = 4) -> None:
+        self._logs = list(logs)
+        self._keep = keep
+        self._scans: OrderedDict[str, Scan] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def lines(self, run_id: str, members: Sequence[str], root: str) -> Scan:
+        """Return the scan of ``run_id``'s tree, continued from the last one when there is one."""
+        with self._lock:
+            before = self._scans.pop(run_id, None)
+        cursors = None if before is None else before.cursors
+        scan = read_tree_lines(self._logs, run_id, members, root, cursors)
+        if before is not None and not scan.reset:
+            merged = list(heapq.merge(before.lines, scan.lines, key=attrgetter("when")))
+            extra = max(len(merged) - MAX_LINES, 0)
+            dropped = before.dropped + scan.dropped + extra
+            scan = Scan(merged[:MAX_LINES], scan.cursors, dropped, False, scan.malformed)
+        elif before is not None:  # a file read from its start: all of it again
+            scan = read_tree_lines(self._logs, run_id, members, root)
+        with self._lock:
+            self._scans[run_id] = scan
+            while len(self._scans) > self._keep:
+                self._scans.popitem(last=False)
+        return scan
 
 
 def _size(name: str) -> int | None:
