@@ -242,6 +242,9 @@ async def test_client_meta_given_with_the_call_is_kept_and_the_run_added(
     tmp_path: Path, seen: Observed
 ) -> None:
     async with serving("memory", tmp_path) as session:
+        send = session.send_request
+        assert agent_run_id.mcp.instrument_client(session) is session  # again: nothing changes
+        assert session.send_request is send
         with RunContext() as caller:
             result = await session.call_tool("echo", {"n": 0}, meta={"progressToken": 5})
             prompt = await session.get_prompt("greet", {"who": "y"})
@@ -259,7 +262,9 @@ def test_instrumenting_twice_changes_nothing_and_a_handler_runs_outside_a_reques
     handler = server._mcp_server.request_handlers[types.CallToolRequest]
     agent_run_id.mcp.instrument_server(server)
     assert server._mcp_server.request_handlers[types.CallToolRequest] is handler
-    request = types.CallToolRequest(params=types.CallToolRequestParams(name="echo", arguments={"n": 4}))
+    request = types.CallToolRequest(
+        params=types.CallToolRequestParams(name="echo", arguments={"n": 4})
+    )
     with RunContext() as outer:
         result = asyncio.run(handler(request))  # no request context: no HTTP request either
     run = json.loads(text_of(result.root))

@@ -104,6 +104,14 @@ def test_meta_merges_into_the_current_opentelemetry_baggage() -> None:
     assert f"agent_run.id={A}" in entries["baggage"].split(",")
 
 
+def test_meta_leaves_ours_out_of_a_baggage_at_the_w3c_limits() -> None:
+    full = ",".join(f"k{i}=v" for i in range(180))  # the W3C limit of pairs
+    with RunContext(run_id=RunId.from_string(A)):
+        entries = meta({"baggage": full})
+    assert entries[RUN_KEY] == A  # our own keys carry the run all the same
+    assert sorted(entries["baggage"].split(",")) == sorted(full.split(","))
+
+
 def test_meta_leaves_a_run_the_caller_named_as_it_is() -> None:
     with RunContext(run_id=RunId.from_string(A)):
         assert meta({RUN_KEY: B}) == {RUN_KEY: B}
@@ -330,9 +338,12 @@ async def test_an_explicit_registry_records_the_tool_calls(tmp_path: Path) -> No
             agent_run_id.mcp.instrument_client(client)
             with RunContext() as caller:
                 await client.call_tool("echo", {"n": 0})
+            outside = json.loads(text_of(await client.call_tool("echo", {"n": 1})))
         registry.flush()
         [row] = registry.children(caller.run_id)
         assert row.metadata == {"name": "tools/call echo"}
+        assert outside["parent"] is None  # no run: the call goes as it was, a new root run
+        assert registry.get(outside["run"]).parent_id is None
     finally:
         registry.close()
 
@@ -393,6 +404,12 @@ def test_a_client_with_no_meta_anywhere_is_told_what_to_do() -> None:
 
     with pytest.raises(TypeError, match=r"pass meta=agent_run_id.mcp.meta\(\) on each call"):
         agent_run_id.mcp.instrument_client(Old())
+
+    class Opaque(Old):
+        read_resource = 42  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match="pass meta="):  # no signature to read: no meta= assumed
+        agent_run_id.mcp.instrument_client(Opaque())
 
 
 def test_without_the_mcp_package_the_import_names_the_extra(
