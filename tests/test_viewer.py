@@ -28,6 +28,7 @@ import uvicorn
 from starlette.testclient import TestClient
 
 from agent_run_id import RunId
+from agent_run_id._cli._registry import open_registry
 from agent_run_id._cli.serve import is_loopback
 from agent_run_id._viewer import _logs as viewer_logs
 from agent_run_id._viewer._app import CSP, create_app
@@ -522,3 +523,18 @@ def test_the_recent_scans_keep_the_last_few_runs_and_their_line_limit(
     again = scans.lines(str(runs[2]), [str(runs[2])], str(runs[2]))
     assert [line.message for line in again.lines] == ["0", "1"]
     assert again.dropped == 1
+
+
+def test_a_registry_that_cannot_be_read_is_said_so(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database, " * 100)
+    result = call("runs", "report", "abcdef01", "--db", str(bad), "--html", "-")
+    assert result.code == 2
+    assert f"cannot read {bad}: file is not a database" in result.err
+    registry = open_registry(str(bad))
+    client = TestClient(create_app(registry), raise_server_exceptions=False)
+    response = client.get("/")
+    assert response.status_code == 500
+    assert "Cannot read the registry or the logs" in response.text
+    assert response.headers["content-security-policy"] == CSP
+    registry.close()

@@ -16,7 +16,7 @@ from agent_run_id._optional import install_command
 from ._errors import UsageError
 from ._inputs import check_files
 from ._output import count, printable
-from ._registry import ENV_DB, open_registry, registry_path
+from ._registry import ENV_DB, open_registry, read_errors, registry_path, shown_registry
 
 __all__ = ["add_parser", "run"]
 
@@ -57,15 +57,18 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         from agent_run_id._viewer._render import render_report
     except ImportError:
         raise UsageError(f"report needs the viewer extra: {install_command('viewer')}") from None
-    registry = open_registry(registry_path(args.db))
+    path = registry_path(args.db)
+    registry = open_registry(path)
     try:
         record, candidates = find_run(registry, args.run)
         if record is None:
             if candidates:
                 shown = ", ".join(r.run_id for r in candidates[:10])
                 raise UsageError(f"{args.run!r} names several runs: {shown}; give the run id")
-            raise UsageError(f"unknown run {args.run!r} in {registry_path(args.db)}")
+            raise UsageError(f"unknown run {args.run!r} in {shown_registry(str(path))}")
         tree = layout(registry.tree(record.run_id))
+    except read_errors() as exc:
+        raise UsageError(f"cannot read {shown_registry(str(path))}: {exc}") from None
     finally:
         registry.close()
     scan = read_tree_lines(args.files, record.run_id, tree.ids, record.root_id, complete=False)

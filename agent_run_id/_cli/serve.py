@@ -17,7 +17,7 @@ from agent_run_id._optional import install_command
 from ._errors import UsageError
 from ._inputs import check_files
 from ._output import count, printable
-from ._registry import ENV_DB, open_registry, registry_path
+from ._registry import ENV_DB, open_registry, registry_path, shown_registry
 
 __all__ = ["add_parser", "is_loopback", "run"]
 
@@ -103,7 +103,8 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 )
             logs = f" and {count(len(args.files), 'log file')}" if args.files else ""
             out.write(
-                f"agent-run-id: serving {printable(str(path))}{logs} at http://{shown}:{port}/ "
+                f"agent-run-id: serving {printable(shown_registry(str(path)))}{logs} at "
+                f"http://{shown}:{port}/ "
                 "(read-only; Ctrl-C stops)\n"
             )
             out.flush()

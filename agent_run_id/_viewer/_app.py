@@ -135,14 +135,20 @@ def create_app(registry: RunRegistry, logs: Sequence[str] = ()) -> ASGIApp:
             }
         )
 
+    def failed(request: Request, exc: Exception) -> Response:
+        title = "Cannot read the registry or the logs"
+        message = f"{type(exc).__name__}: {exc}"
+        return HTMLResponse(render_message(title, message), status_code=500)
+
     app = Starlette(
+        exception_handlers={Exception: failed},
         routes=[
             Route("/", runs),
             Route("/api/runs", runs_api),
             Route("/runs/{run}", run),
             Route("/api/runs/{run}/live", live),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        ]
+        ],
     )
     return _Headers(app)
 
