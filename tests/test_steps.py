@@ -221,3 +221,21 @@ def test_steps_of_concurrent_tasks_and_threads_never_mix(registry: SQLiteRunRegi
         assert record.parent_id == run.value
         assert record.status == "ok"
         assert record.task == f"body of {run}"
+
+
+def test_runs_tree_shows_a_steps_name_where_it_has_no_task(tmp_path: Path) -> None:
+    from tests._cli_helpers import call
+
+    path = tmp_path / "runs.db"
+    registry = SQLiteRunRegistry(path)
+    with RunContext(registry=registry, task="plan a trip") as run:
+        Step("tool hotels").finish("no rooms")
+        named = Step("tool search")
+        named.annotate(task="search the web")
+        named.finish()
+    registry.close()
+    tree = call("runs", "tree", run.run_id.value, "--db", str(path))
+    lines = tree.out.splitlines()
+    assert "  plan a trip" in lines[0]
+    assert "  tool hotels  ReportedError: no rooms" in lines[1]
+    assert lines[2].endswith("  search the web")  # its task, given: not its name

@@ -264,9 +264,17 @@ def _tree(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         error = f"  {printable(r.error)}" if r.error else ""
         out.write(
             f"{'  ' * depth[r.run_id]}{printable(r.run_id)}  {printable(r.status)}  "
-            f"{_took(r.duration)}  {_cut(r.task)}{user}{session}{error}\n"
+            f"{_took(r.duration)}  {_cut(_task_or_name(r))}{user}{session}{error}\n"
         )
     return 0
+
+
+def _task_or_name(record: RunRecord) -> str | None:
+    """Return the run's task, else its name (a framework's step has a name and no task)."""
+    if record.task:
+        return record.task
+    name = record.metadata.get("name")
+    return name if isinstance(name, str) else None
 
 
 def _when(when: datetime) -> str:
