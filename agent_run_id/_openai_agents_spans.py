@@ -49,9 +49,12 @@ class _Trace:
 class _Open:
     """A span seen starting: its step (None for the task span), and what its end needs."""
 
-    __slots__ = ("anchor", "error", "step", "token")
+    __slots__ = ("anchor", "error", "step", "token", "trace_id")
 
-    def __init__(self, step: Step | None, anchor: Anchor, token: Token[Captured] | None) -> None:
+    def __init__(
+        self, trace_id: str, step: Step | None, anchor: Anchor, token: Token[Captured] | None
+    ) -> None:
+        self.trace_id = trace_id
         self.step = step
         self.anchor = anchor
         self.token = token
@@ -107,6 +110,11 @@ class RunIdTracingProcessor(TracingProcessor):
                 if seen.count:
                     return
                 del self._traces[trace.trace_id]
+                ids = [i for i, opened in self._spans.items() if opened.trace_id == trace.trace_id]
+                left = [self._spans.pop(i) for i in ids]
+            for opened in left:  # never ended: the SDK gave up on them
+                if opened.step is not None:
+                    opened.step.finish("the trace ended before the span")
             if seen.own is not None:
                 seen.own.finish()
         except Exception:
@@ -166,20 +174,22 @@ class RunIdTracingProcessor(TracingProcessor):
         trace_id = trace.trace_id
         with self._lock:
             seen = self._traces.get(trace_id)
-            if seen is not None:
+            if seen is not None:  # the same trace id again: the same run
                 seen.count += 1
                 return
+            # Held until the run is known, so that a start of the same id in another thread
+            # counts on this one.
+            placeholder = self._traces[trace_id] = _Trace(None, None)
         run = current_run()
-        own = None
         if run is None:
             own = Step(f"trace {trace.name}", metadata={"openai_span_type": "trace"})
-            anchor: Anchor = own
+            with self._lock:
+                placeholder.anchor = placeholder.own = own
             own.annotate(external_ids={TRACE_SYSTEM: trace_id})
         else:
-            anchor = run.run_id
+            with self._lock:
+                placeholder.anchor = run.run_id
             annotate(external_ids={TRACE_SYSTEM: trace_id})
-        with self._lock:
-            self._traces[trace_id] = _Trace(anchor, own)
 
     def _span_started(self, span: Span[Any]) -> None:
         data = span.span_data
@@ -191,12 +201,12 @@ class RunIdTracingProcessor(TracingProcessor):
         if parent is None and seen is not None:
             anchor = seen.anchor
         if kind == "task":  # the workflow: the trace's run itself
-            opened = _Open(None, anchor, None)
+            opened = _Open(span.trace_id, None, anchor, None)
         else:
             step = Step(_name(data), parent=anchor, metadata={"openai_span_type": kind})
             step.annotate(external_ids={SPAN_SYSTEM: span.span_id})
             token = step.enter() if kind == "function" else None
-            opened = _Open(step, step, token)
+            opened = _Open(span.trace_id, step, step, token)
         with self._lock:
             self._spans[span.span_id] = opened
 

@@ -745,3 +745,40 @@ def test_an_mcp_tool_call_runs_as_a_child_of_the_tools_run(
     (line,) = [x for x in read_jsonl(tmp_path / "server.jsonl") if x["message"] == "tool echo 7"]
     assert line["parent_run_id"] == echo.run_id
     assert line["root_run_id"] == a.run_id.value
+
+
+def test_a_span_left_open_when_its_trace_ends_is_ended_as_failed(
+    recorder: Recorder, registry: SQLiteRunRegistry
+) -> None:
+    from agents.tracing import agent_span, custom_span
+
+    with RunContext(registry=registry) as a, trace("abandoned"):
+        kept = custom_span("done in time")
+        kept.start()
+        kept.finish()
+        left = agent_span(name="planner")
+        left.start()  # never finished
+    nodes = by_name(registry.tree(a.run_id)[1:])
+    assert nodes["done in time"][0].status == "ok"
+    (abandoned,) = nodes["agent planner"]
+    assert abandoned.error == "ReportedError: the trace ended before the span"
+    left.finish()  # late: nothing left to end
+
+
+def test_a_trace_id_that_is_no_external_id_is_reported_and_its_spans_still_recorded(
+    recorder: Recorder, registry: SQLiteRunRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="agent_run_id"):
+        with RunContext(registry=registry) as a:
+            Runner.run_sync(planner(), "plan", run_config=run_config(trace_id="trace with spaces"))
+        set_default(registry)
+        try:  # outside any run: the root run made for the trace is still ended
+            Runner.run_sync(planner("b"), "plan", run_config=run_config(trace_id="trace two"))
+        finally:
+            set_default(None)
+    assert registry.get(a.run_id).external_ids == {}
+    assert_tree_of_one_agent_run(registry, a.run_id)
+    assert any("failed when a trace started" in r.getMessage() for r in caplog.records)
+    (root,) = [r for r in registry.find() if r.metadata.get("name") == "trace Agent workflow"]
+    assert root.status == "ok"
+    assert_tree_of_one_agent_run(registry, RunId(root.run_id), "b")
