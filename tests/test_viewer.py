@@ -538,3 +538,48 @@ def test_a_registry_that_cannot_be_read_is_said_so(tmp_path: Path) -> None:
     assert "Cannot read the registry or the logs" in response.text
     assert response.headers["content-security-policy"] == CSP
     registry.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_viewer_reads_either_registry_through_its_interface(
+    backend: str, tmp_path: Path
+) -> None:
+    if backend == "postgres":
+        from agent_run_id.registry import PostgresRunRegistry
+        from tests._postgres_server import shared_server
+
+        where = shared_server().fresh_dsn()
+        registry: Any = PostgresRunRegistry(where)
+    else:
+        where = str(tmp_path / "runs.db")
+        registry = SQLiteRunRegistry(where)
+    run = RunId.generate()
+    child = run.child()
+    registry.start(run, task="the turn", session_id="chat-9")
+    registry.start(child, task="the tool", external_ids={"langsmith_run": "ls-42"})
+    registry.finish(child, error=TimeoutError("slow"))
+    registry.finish(run)
+    for _ in range(120):
+        other = RunId.generate()
+        registry.start(other)
+        registry.finish(other)
+    registry.close()
+    log = tmp_path / "agent.jsonl"
+    log.write_text(_line(run, "turn started") + _line(child, "tool timed out", level="error"))
+    reader = open_registry(where)
+    client = TestClient(create_app(reader, [str(log)]))
+    first = client.get("/")
+    assert first.text.count('<tr class="run ') == 100
+    older = re.search(r'href="(/\?before=[^"]+)"', first.text)
+    assert older is not None
+    second = client.get(html_module.unescape(older.group(1)))
+    assert second.text.count('<tr class="run ') == 22
+    found = client.get("/", params={"q": "ls-42"}, follow_redirects=False)
+    assert found.headers["location"] == f"/runs/{child}"
+    page = client.get(f"/runs/{run}").text
+    assert page.count('<tr class="node ') == 2
+    assert page.count('<tr class="line ') == 2
+    assert '<tr class="node status-error"' in page
+    failed = client.get("/", params={"status": "error"}).text
+    assert failed.count('<tr class="run ') == 1
+    reader.close()
