@@ -715,3 +715,14 @@ def test_the_command_refuses_what_is_not_a_registry(tmp_path: Path) -> None:
     assert code == 2
     assert "cannot read postgresql://who@127.0.0.1:1/db" in err
     assert "s3cret" not in err
+    bad = "postgresql://who:s3cret@[bad/db"
+    code, _, err = _command("runs", "list", "--db", bad)
+    assert code == 2
+    assert "dsn is not a PostgreSQL connection string" in err
+    assert "s3cret" not in err
+    log = tmp_path / "agent.log"
+    log.write_text("a line\n")
+    code, _, err = _command("logs", "--session", "chat-1", "--db", bad, str(log))
+    assert code == 2
+    assert "dsn is not a PostgreSQL connection string" in err
+    assert "s3cret" not in err

@@ -97,15 +97,12 @@ def open_registry(path: str | None) -> BufferedRunRegistry:
 
 
 def shown_registry(path: str) -> str:
-    """Return the registry's name to print: a PostgreSQL URL without its password."""
+    """Return the name of a registry opened (``open_registry``) to print: a URL, no password."""
     if not is_dsn(path):
         return path
-    try:
-        from agent_run_id.registry._postgres_schema import show_dsn
+    from agent_run_id.registry._postgres_schema import show_dsn  # opened: psycopg is there
 
-        return show_dsn(path.strip())
-    except Exception:  # no psycopg, or a URL that does not parse: show no part of it
-        return "postgresql://..."
+    return show_dsn(path.strip())
 
 
 def read_errors() -> tuple[type[BaseException], ...]:
