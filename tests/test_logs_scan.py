@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import queue
 import random
+import threading
 import uuid
 from pathlib import Path
 
@@ -177,3 +180,28 @@ def test_a_long_unfinished_line_after_the_last_newline_of_a_block_is_skipped(
     found, stats = _scanned(data, Matcher(run, tree=False))
     assert found == [(1, run), (3, run)]
     assert (stats.lines, stats.too_long) == (3, 1)
+
+
+def test_a_pipe_is_read_as_its_data_comes() -> None:
+    run = str(uuid.uuid4())
+    reader, writer = os.pipe()
+    found: queue.Queue[tuple[int, bytes] | None] = queue.Queue()
+
+    def consume() -> None:
+        with os.fdopen(reader, "rb") as stream:
+            assert not stream.seekable()
+            for item in candidates(stream, Matcher(run, tree=False), Stats()):
+                found.put(item)
+        found.put(None)
+
+    thread = threading.Thread(target=consume, daemon=True)
+    thread.start()
+    with os.fdopen(writer, "wb") as pipe:
+        pipe.write(f"first {run}\n".encode())
+        pipe.flush()
+        # The first line comes while the pipe is still open: no wait for 8 MiB, or its end.
+        assert found.get(timeout=10) == (1, f"first {run}\n".encode())
+        pipe.write(f"second {run}".encode())
+    assert found.get(timeout=10) == (2, f"second {run}".encode())
+    assert found.get(timeout=10) is None
+    thread.join(timeout=10)

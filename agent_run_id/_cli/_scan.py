@@ -85,8 +85,10 @@ def candidates(
     carry = b""  # the start of a line that the next block ends
     skipping = False  # inside a line already counted as too long
     kind: bool | None = None  # is the log JSON lines: known from its first bytes
+    # A pipe (kubectl logs -f | ...) is read as its data comes, not once 8 MiB have come.
+    read = stream.read if stream.seekable() else getattr(stream, "read1", stream.read)
     while True:
-        block = stream.read(BLOCK)
+        block = read(BLOCK)
         if not block:
             break
         stats.bytes += len(block)
