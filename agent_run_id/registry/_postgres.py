@@ -132,10 +132,9 @@ class PostgresRunRegistry(BufferedRunRegistry):
         # Neither holds the registry: dropping the registry stops its writer thread.
         self._writer = Writer(
             where,
-            None,
+            functools.partial(PostgresBatches, opener, where),
             max_pending,
             max_pending_bytes,
-            batches=lambda: PostgresBatches(opener, where),
             errors=(psycopg.Error, OSError, SchemaError),
             retry=1.0,
         )

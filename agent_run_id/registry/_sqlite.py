@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ._batch import BatchWriter
 from ._buffered import BufferedRunRegistry, Statements, check_budget
 from ._queries import (
     BY_EXTERNAL,
@@ -94,7 +95,9 @@ class SQLiteRunRegistry(BufferedRunRegistry):
         # The writer must not hold the registry: dropping the registry stops its thread.
         self._writer = Writer(
             self.path,
-            functools.partial(connect, self.path, self.timeout),
+            functools.partial(
+                BatchWriter, self.path, functools.partial(connect, self.path, self.timeout)
+            ),
             max_pending,
             max_pending_bytes,
         )

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Protocol
 
 from ._backlog import Backlog, Held, Op, held_bytes
-from ._batch import BatchWriter
 
 __all__ = ["Batches", "Writer"]
 
@@ -59,7 +58,8 @@ class Batches(Protocol):
 class Writer:
     """Write the writes put from one background thread; restart it after a fork.
 
-    ``batches`` makes the backend's batch writer (once, and again in a forked child);
+    ``path`` names the database in log lines; ``batches`` makes the backend's batch writer
+    (once, and again in a forked child);
     ``errors`` are the exceptions that mean the database failed (the writes are kept for a
     retry); ``retry`` (seconds, None: never) retries while failing even when no write comes;
     ``eager`` connects as soon as the thread starts (``warm()``), so that a database that
@@ -69,20 +69,14 @@ class Writer:
     def __init__(
         self,
         path: Path | str,
-        connect: Callable[[], sqlite3.Connection] | None,
+        batches: Callable[[], Batches],
         max_pending: int,
         max_pending_bytes: int,
         *,
-        batches: Callable[[], Batches] | None = None,
         errors: tuple[type[BaseException], ...] = (sqlite3.Error, OSError),
         retry: float | None = None,
     ) -> None:
         self._path = path
-        if batches is None:
-            if connect is None:  # pragma: no cover - a caller's mistake
-                raise TypeError("give connect (SQLite) or batches")
-            sqlite_connect = connect
-            batches = lambda: BatchWriter(Path(path), sqlite_connect)  # noqa: E731
         self._make_batches = batches
         self._errors = errors
         self._retry = retry
