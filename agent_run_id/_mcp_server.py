@@ -11,8 +11,8 @@ from typing import TypeVar
 
 from ._context import RunContext, activate, capture, current_run_id, current_session_id, deactivate
 from ._inbound import InboundPolicy, IncomingOption
-from ._mcp_meta import incoming_run
-from ._propagation import HEADER
+from ._mcp_meta import Wire, incoming_run
+from ._propagation import HEADER, run_from_wire
 from ._recording import check_registry
 from ._run_id import RunId, lineage_fields
 from ._steps import ReportedError
@@ -31,6 +31,8 @@ _MAX_TARGET = 200
 # And its registry error at most this much of a failing tool's text.
 _MAX_ERROR_TEXT = 500
 _NAMES = ("run", "parent", "root")
+# How many callers' runs ServerRuns keeps parsed.
+_PARSED = 1024
 
 R = TypeVar("R")
 
@@ -89,7 +91,7 @@ class ServerRuns:
     name of the class or function given it).
     """
 
-    __slots__ = ("policy", "registry")
+    __slots__ = ("_parsed", "policy", "registry")
 
     def __init__(self, *, incoming: IncomingOption, registry: Registry | None, owner: str) -> None:
         check_registry(registry)
@@ -102,6 +104,9 @@ class ServerRuns:
             header_getter=_no_headers,
         )
         self.registry = registry
+        # The callers' runs as they came and as the wire rule made them: an agent's run makes
+        # call after call with the same three values. Bounded: emptied when full.
+        self._parsed: dict[Wire, RunId] = {}
 
     def run_of(
         self, request: object, meta: object, http_request: object
@@ -112,17 +117,37 @@ class ServerRuns:
         ``incoming``. The run that came is the first valid one of ``_meta``, else the HTTP
         request's; the policy makes it that run, a child of it or a new root run.
         """
-        found, session_id = incoming_run(meta) if isinstance(meta, Mapping) else (None, None)
-        if found is None:
-            http_run, session_id = _http_run(http_request)
-            if http_run is not None:
-                fields = lineage_fields(http_run, _NAMES)
-                found = (fields["run"], fields.get("parent"), fields.get("root"))
-        if found is None:
-            run = self.policy.run_for(request, None)
-        else:
-            run = self.policy.run_for(request, *found)
-        return run or RunId.generate(), session_id  # the policy never rejects ("replace")
+        came: Wire | RunId | None
+        came, session_id = incoming_run(meta) if isinstance(meta, Mapping) else (None, None)
+        if came is None:
+            came, session_id = _http_run(http_request)
+        mode = self.policy.mode
+        if came is None or mode is None:  # no run came, or a function of the request decides
+            wire: tuple[str | None, ...] = (None,)
+            if isinstance(came, RunId):
+                fields = lineage_fields(came, _NAMES)
+                wire = (fields["run"], fields.get("parent"), fields.get("root"))
+            elif came is not None:
+                wire = came
+            run = self.policy.run_for(request, *wire)
+            return run or RunId.generate(), session_id  # the policy never rejects ("replace")
+        # A fixed mode and a valid run: the policy's three answers (InboundPolicy.run_for), given
+        # here to skip building the same caller's run from its text at every call.
+        if mode == "ignore":
+            return RunId.generate(), session_id
+        run = came if isinstance(came, RunId) else self._run_of_wire(came)
+        return (run if mode == "continue" else run.child()), session_id
+
+    def _run_of_wire(self, wire: Wire) -> RunId:
+        run = self._parsed.get(wire)
+        if run is None:
+            # The run id is valid (incoming_run checked it): run_from_wire keeps it, and keeps
+            # the lineage that is valid.
+            run = run_from_wire(*wire) or RunId.generate()
+            if len(self._parsed) >= _PARSED:
+                self._parsed.clear()
+            self._parsed[wire] = run
+        return run
 
     async def run(
         self,

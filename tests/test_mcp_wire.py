@@ -362,10 +362,28 @@ def test_the_http_run_is_taken_only_from_what_the_middleware_set() -> None:
         assert run.parent is None
         assert session is None
     given = RunId.from_string(A)
+    request = SimpleNamespace(scope={"state": {"run_id": given}})
     with RunContext(run_id=given, session_id="web-1"):
-        run, session = runs.run_of(None, {}, SimpleNamespace(scope={"state": {"run_id": given}}))
+        run, session = runs.run_of(None, {}, request)
     assert run.parent == given
     assert session == "web-1"
+    chosen = ServerRuns(incoming=lambda ctx: "continue", registry=None, owner="test")
+    assert chosen.run_of(None, None, request)[0] == given
+
+
+def test_many_callers_runs_are_each_their_own_and_the_parsed_ones_bounded() -> None:
+    from agent_run_id._mcp_server import ServerRuns
+
+    runs = ServerRuns(incoming="child", registry=None, owner="test")
+    callers = [RunId.generate(RunId.generate()) for _ in range(2_500)]
+    for caller in callers * 2:
+        with RunContext(run_id=caller):
+            sent = meta()
+        run, _ = runs.run_of(None, sent, None)
+        assert run.parent == caller
+        assert run.parent.parent == caller.parent
+        assert run.root == caller.root
+    assert len(runs._parsed) <= 1024
 
 
 # --- options ----------------------------------------------------------------------------------
