@@ -86,7 +86,6 @@ class RunIdMiddleware:
         registry: Registry | str | os.PathLike[str] | None = None,
     ) -> None:
         self.app = app
-        self.registry = as_registry(registry)
         self.policy = InboundPolicy(
             header_name=header_name,
             incoming=incoming,
@@ -95,6 +94,8 @@ class RunIdMiddleware:
             owner="agent_run_id.asgi.RunIdMiddleware",
             header_getter=header_getter,
         )
+        # Opened (when named) once every other option is checked: a bad one opens nothing.
+        self.registry = as_registry(registry)
         self._key = header_name.lower().encode("ascii")
         self._send_with_run = response_sender(self._key)
         self._names = frozenset((self._key, PARENT_KEY, ROOT_KEY, SESSION_KEY))

@@ -92,7 +92,6 @@ class RunIdMiddleware:
         registry: Registry | str | os.PathLike[str] | None = None,
     ) -> None:
         self.app = app
-        self.registry = as_registry(registry)
         self.policy = InboundPolicy(
             header_name=header_name,
             incoming=incoming,
@@ -101,6 +100,8 @@ class RunIdMiddleware:
             owner="agent_run_id.wsgi.RunIdMiddleware",
             header_getter=_header_getter,
         )
+        # Opened (when named) once every other option is checked: a bad one opens nothing.
+        self.registry = as_registry(registry)
         self._key = _environ_key(header_name)
         self._lower = header_name.lower()
 

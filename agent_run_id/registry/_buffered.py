@@ -110,7 +110,8 @@ class BufferedRunRegistry(RunRegistry):
 
     _writer: Writer
     _statements: Statements
-    #: How long the flush at interpreter exit waits for the writes queued (None: no limit).
+    #: How long the flush at interpreter exit, or at garbage collection, waits for the writes
+    #: queued (None: no limit).
     exit_timeout: float | None = None
 
     def _buffering(self) -> None:
@@ -119,8 +120,9 @@ class BufferedRunRegistry(RunRegistry):
         # never reached the database, and how many entries of it are open in this process.
         self._open: dict[str, tuple[Row, int]] = {}
         self._open_lock = threading.Lock()
-        # The writer must not hold the registry: dropping the registry stops its thread.
-        weakref.finalize(self, self._writer.stop)
+        # The writer must not hold the registry: dropping the registry stops its thread (in
+        # the time a backend gives, for a database that may never answer).
+        weakref.finalize(self, self._writer.stop, self.exit_timeout)
         _registries.add(self)
 
     @property
