@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import uvicorn
 
-from agent_run_id._viewer._app import create_app
+from agent_run_id._viewer._app import LOOPBACK, create_app
 from agent_run_id.registry import RunRegistry
 
 HOW_TO_GET = (
@@ -112,7 +112,7 @@ def served(registry: RunRegistry, logs: Sequence[str | Path] = ()) -> Iterator[s
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     config = uvicorn.Config(
-        create_app(registry, [str(name) for name in logs]),
+        create_app(registry, [str(name) for name in logs], hosts=LOOPBACK),
         log_level="warning",
         access_log=False,
         lifespan="off",

@@ -31,7 +31,7 @@ from agent_run_id import RunId
 from agent_run_id._cli._registry import open_registry
 from agent_run_id._cli.serve import is_loopback
 from agent_run_id._viewer import _logs as viewer_logs
-from agent_run_id._viewer._app import CSP, create_app
+from agent_run_id._viewer._app import CSP, LOOPBACK, create_app
 from agent_run_id._viewer._data import Filters, layout, list_page
 from agent_run_id._viewer._logs import read_tree_lines
 from agent_run_id.registry import SQLiteRunRegistry
@@ -351,7 +351,12 @@ def test_serve_refuses_another_address_unless_told_and_then_warns(
     assert address == "0.0.0.0"
     assert port > 0
     assert f"and 1 log file at http://0.0.0.0:{port}/ (read-only; Ctrl-C stops)" in result.out
-    assert f'data-run="{run}"' in TestClient(app).get("/").text
+    assert f'data-run="{run}"' in TestClient(app).get("/").text  # any host: 0.0.0.0
+    served.clear()
+    assert call("serve", "--db", db, "--port", "0").code == 0
+    ((app, _),) = served
+    assert TestClient(app).get("/").status_code == 400  # "testserver" is not this machine
+    assert TestClient(app, base_url="http://localhost:8765").get("/").status_code == 200
 
 
 def test_serve_says_what_is_wrong_with_its_options(
@@ -583,3 +588,16 @@ def test_the_viewer_reads_either_registry_through_its_interface(
     failed = client.get("/", params={"status": "error"}).text
     assert failed.count('<tr class="run ') == 1
     reader.close()
+
+
+def test_a_host_other_than_this_machine_is_refused_against_dns_rebinding(
+    recorded: tuple[SQLiteRunRegistry, RunId, RunId, Path],
+) -> None:
+    registry = recorded[0]
+    client = TestClient(create_app(registry, hosts=LOOPBACK), base_url="http://127.0.0.1:8765")
+    assert client.get("/").status_code == 200
+    for host in ("localhost:8765", "[::1]:8765"):
+        assert client.get("/", headers={"host": host}).status_code == 200
+    rebound = client.get("/api/runs", headers={"host": "attacker.example:8765"})
+    assert rebound.status_code == 400
+    assert rebound.headers["content-security-policy"] == CSP

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     try:
         import uvicorn
 
-        from agent_run_id._viewer._app import create_app
+        from agent_run_id._viewer._app import LOOPBACK, create_app
     except ImportError:
         raise UsageError(f"serve needs the viewer extra: {install_command('viewer')}") from None
     path = registry_path(args.db)
@@ -108,8 +108,11 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 "(read-only; Ctrl-C stops)\n"
             )
             out.flush()
+            bare = host.strip("[]")
+            named = f"[{bare}]" if ":" in bare else bare
+            hosts = ["*"] if bare in ("0.0.0.0", "::") else [*LOOPBACK, named]
             config = uvicorn.Config(
-                create_app(registry, args.files),
+                create_app(registry, args.files, hosts=hosts),
                 log_level="warning",
                 access_log=False,
                 lifespan="off",

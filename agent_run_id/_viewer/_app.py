@@ -16,6 +16,7 @@ from __future__ import annotations
 
 try:
     from starlette.applications import Starlette
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
     from starlette.routing import Mount, Route
@@ -43,13 +44,15 @@ from ._render import (
     render_tree_rows,
 )
 
-__all__ = ["CSP", "create_app"]
+__all__ = ["CSP", "LOOPBACK", "create_app"]
 
 #: The policy of every page served: the server's own script and stylesheet, nothing inline.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+#: The names of this machine a browser gives in ``Host`` for a server on 127.0.0.1.
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
 _HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -77,8 +80,15 @@ class _Headers:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_app(registry: RunRegistry, logs: Sequence[str] = ()) -> ASGIApp:
-    """Return the viewer's ASGI app over ``registry`` and the log files ``logs``."""
+def create_app(
+    registry: RunRegistry, logs: Sequence[str] = (), *, hosts: Sequence[str] = ("*",)
+) -> ASGIApp:
+    """Return the viewer's ASGI app over ``registry`` and the log files ``logs``.
+
+    ``hosts``: the names the ``Host`` header may give (``LOOPBACK`` for a server on this
+    machine), others answered 400, so that a web page whose name was pointed at 127.0.0.1
+    (DNS rebinding) cannot read the viewer from the user's browser; ``*`` for any.
+    """
     names = list(logs)
     scans = RecentScans(names)
 
@@ -150,7 +160,7 @@ def create_app(registry: RunRegistry, logs: Sequence[str] = ()) -> ASGIApp:
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
     )
-    return _Headers(app)
+    return _Headers(TrustedHostMiddleware(app, allowed_hosts=list(hosts)))
 
 
 def _exact(registry: RunRegistry, run: str) -> RunRecord | None:
