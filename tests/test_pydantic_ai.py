@@ -48,19 +48,24 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
-@pytest.fixture(autouse=True)
-def close_the_default_loop() -> Iterator[None]:
-    """Close the event loop run_sync leaves set in the main thread for its next call."""
-    yield
-    policy = asyncio.get_event_loop_policy()
-    with warnings.catch_warnings():
+def close_this_threads_loop() -> None:
+    """Close the event loop run_sync leaves set in this thread for its next call."""
+    with warnings.catch_warnings():  # the policy API is deprecated from Python 3.14
         warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
         try:
             loop = policy.get_event_loop()
-        except RuntimeError:  # none set (Python 3.14 makes none)
+        except RuntimeError:  # none set
             return
-    loop.close()
-    policy.set_event_loop(None)
+        loop.close()
+        policy.set_event_loop(None)
+
+
+@pytest.fixture(autouse=True)
+def close_the_default_loop() -> Iterator[None]:
+    """Close the main thread's loop after each test: a later asyncio.run() would orphan it."""
+    yield
+    close_this_threads_loop()
 
 
 @pytest.fixture
@@ -355,8 +360,8 @@ def test_concurrent_agent_runs_in_threads_never_mix(
                 barrier.wait()
                 try:
                     result = agent.run_sync("plan", deps=f"t{n}", **run_kwargs())
-                finally:  # run_sync leaves the thread's event loop open for the next call
-                    asyncio.get_event_loop_policy().get_event_loop().close()
+                finally:
+                    close_this_threads_loop()
                 assert result.run_id == run.run_id.value
         except BaseException as exc:  # reported below, in the test's thread
             failures.append(exc)
