@@ -25,12 +25,20 @@ from ._hooks import report
 from ._run_id import RunId
 from ._steps import Step
 
-__all__ = ["SPAN_SYSTEM", "TRACE_SYSTEM", "RunIdTracingProcessor", "note_tool_error"]
+__all__ = [
+    "RESPONSE_SYSTEM",
+    "SPAN_SYSTEM",
+    "TRACE_SYSTEM",
+    "RunIdTracingProcessor",
+    "note_tool_error",
+]
 
 #: The external id system of a trace's id (``trace_<32 hex>``), on the run the trace belongs to.
 TRACE_SYSTEM = "openai_trace"
 #: The external id system of a span's id (``span_<24 hex>``), on the span's step.
 SPAN_SYSTEM = "openai_span"
+#: The external id system of a Responses API response's id (``resp_...``), on its model step.
+RESPONSE_SYSTEM = "openai_response"
 
 Anchor = Step | RunId | None  # where children go: a step, a run, or the run current then
 
@@ -252,7 +260,7 @@ def _annotate_end(step: Step, span: Span[Any]) -> None:
     if kind == "response":
         response_id = getattr(data.response, "id", None)
         if isinstance(response_id, str) and response_id:
-            step.annotate(external_ids={"openai_response": response_id})
+            step.annotate(external_ids={RESPONSE_SYSTEM: response_id})
     elif kind == "handoff" and isinstance(data.to_agent, str):
         step.annotate(to_agent=data.to_agent)
     elif kind == "guardrail":

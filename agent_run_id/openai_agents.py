@@ -32,7 +32,13 @@ except ImportError as error:
 
 from ._context import current_run
 from ._hooks import add_reset, report
-from ._openai_agents_spans import RunIdTracingProcessor, note_tool_error
+from ._openai_agents_spans import (
+    RESPONSE_SYSTEM,
+    SPAN_SYSTEM,
+    TRACE_SYSTEM,
+    RunIdTracingProcessor,
+    note_tool_error,
+)
 from ._outbound import check_send_user, current_user_id
 from ._run_id import lineage_fields
 from ._show import show_value
@@ -41,6 +47,9 @@ __all__ = [
     "METADATA_LINEAGE",
     "METADATA_SESSION",
     "METADATA_USER",
+    "RESPONSE_SYSTEM",
+    "SPAN_SYSTEM",
+    "TRACE_SYSTEM",
     "RunIdTracingProcessor",
     "install",
     "run_config",

@@ -36,11 +36,12 @@ from ._context import annotate, current_run
 from ._hooks import report
 from ._steps import Step
 
-__all__ = ["RUN_SYSTEM", "RunIdCapability", "RunKwargs", "run_kwargs"]
+__all__ = ["CONVERSATION_SYSTEM", "RUN_SYSTEM", "RunIdCapability", "RunKwargs", "run_kwargs"]
 
 #: The external id system of a Pydantic AI run's id, on the run it ran in.
 RUN_SYSTEM = "pydantic_ai_run"
-_CONVERSATION_SYSTEM = "pydantic_ai_conversation"
+#: The external id system of a Pydantic AI run's conversation id, on the run it ran in.
+CONVERSATION_SYSTEM = "pydantic_ai_conversation"
 
 # The step a RunIdCapability is running now here, by (agent run, step): a second instance of it
 # in the same agent run (the agent's own and run_kwargs()'s) passes through instead.
@@ -148,7 +149,7 @@ class RunIdCapability(AbstractCapability[Any]):
                 system: value
                 for system, value in (
                     (RUN_SYSTEM, ctx.run_id),
-                    (_CONVERSATION_SYSTEM, ctx.conversation_id),
+                    (CONVERSATION_SYSTEM, ctx.conversation_id),
                 )
                 if value
             }
