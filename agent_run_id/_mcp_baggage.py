@@ -37,10 +37,11 @@ def baggage_with_run(existing: str | None, run: RunId, session_id: str | None) -
         if not baggage.get_all(context):
             # Nothing else in it: ours alone, as OpenTelemetry's propagator would write them
             # (a test holds the two to the same text), without building three contexts.
-            ours = attributes(run)
+            # The keys and the ids have nothing to quote (names, hex digits and hyphens).
+            pairs = [f"{key}={value}" for key, value in attributes(run).items()]
             if session_id is not None:
-                ours[SESSION_KEY] = session_id
-            return ",".join(f"{quote_plus(key)}={quote_plus(value)}" for key, value in ours.items())
+                pairs.append(f"{SESSION_KEY}={quote_plus(session_id)}")
+            return ",".join(pairs)
     carrier: dict[str, str] = {}
     _W3C.inject(carrier, with_run_baggage(context, run, session_id))
     return carrier.get("baggage")

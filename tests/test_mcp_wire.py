@@ -93,6 +93,20 @@ def test_meta_merges_the_run_into_baggage_and_keeps_every_other_entry() -> None:
     ]
 
 
+@pytest.mark.parametrize("session", [None, "chat-1", "a;b=c/d%e"])
+def test_a_baggage_of_ours_alone_is_what_opentelemetry_would_write(session: str | None) -> None:
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.context import Context
+
+    from agent_run_id._mcp_baggage import baggage_with_run
+    from agent_run_id._otel_runs import with_run_baggage
+
+    run = RunId.generate(RunId.generate())
+    carrier: dict[str, str] = {}
+    W3CBaggagePropagator().inject(carrier, with_run_baggage(Context(), run, session))
+    assert baggage_with_run(None, run, session) == carrier["baggage"]
+
+
 def test_meta_merges_into_the_current_opentelemetry_baggage() -> None:
     token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
     try:
