@@ -72,6 +72,7 @@ def candidates(
     *,
     cursor: Cursor | None = None,
     complete: bool = False,
+    numbered: bool = True,
     progress: Callable[[Stats], None] | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """Yield ``(line number, line)`` for each line of ``stream`` that may be the one sought.
@@ -80,6 +81,9 @@ def candidates(
     (given back updated) numbers the lines from where an earlier scan stopped. With
     ``complete``, a last line without its newline is left unread, for the next scan.
     The matcher may add needles as it learns (a tree's root): they apply from the next line.
+    ``numbered=False`` spares counting the newlines (a pass over every byte) for a reader that
+    needs no line numbers: a line found by a needle is then numbered 0, and ``stats.lines``
+    and the cursor's ``line`` count only the lines read one by one.
     """
     at = cursor if cursor is not None else Cursor()
     carry = b""  # the start of a line that the next block ends
@@ -117,9 +121,9 @@ def candidates(
             newline = block.find(b"\n", start) + 1
             line = carry + block[start:newline]
             carry = b""
-            yield from _region(line, 0, len(line), searched, kind, stats, at)
+            yield from _region(line, 0, len(line), searched, kind, stats, at, numbered)
             start = newline
-        yield from _region(block, start, last, searched, kind, stats, at)
+        yield from _region(block, start, last, searched, kind, stats, at, numbered)
         carry = block[last:]
         if len(carry) > MAX_LINE:
             at.offset += len(carry)
@@ -130,11 +134,18 @@ def candidates(
         if progress is not None:
             progress(stats)
     if carry and not complete:
-        yield from _region(carry, 0, len(carry), searched, bool(kind), stats, at)
+        yield from _region(carry, 0, len(carry), searched, bool(kind), stats, at, numbered)
 
 
 def _region(
-    data: bytes, lo: int, hi: int, searched: Searched, json_lines: bool, stats: Stats, at: Cursor
+    data: bytes,
+    lo: int,
+    hi: int,
+    searched: Searched,
+    json_lines: bool,
+    stats: Stats,
+    at: Cursor,
+    numbered: bool = True,
 ) -> Iterator[tuple[int, bytes]]:
     """Yield the candidate lines of ``data[lo:hi]``: whole lines (the last may lack its newline).
 
@@ -162,13 +173,15 @@ def _region(
             continue
         hit, text = ahead.first(pos)
         if hit < 0:
-            number += data.count(b"\n", pos, hi)
-            if data[hi - 1 : hi] != b"\n":  # the last line, without its newline
-                number += 1
+            if numbered:
+                number += data.count(b"\n", pos, hi)
+                if data[hi - 1 : hi] != b"\n":  # the last line, without its newline
+                    number += 1
             break
         begin = hit if text else data.rfind(b"\n", lo, hit) + 1 or lo
         end = data.find(b"\n", hit, hi) + 1 or hi
-        number += data.count(b"\n", pos, begin) + 1
+        if numbered:
+            number += data.count(b"\n", pos, begin) + 1
         pos = end
         if begin in long:
             continue
@@ -176,7 +189,7 @@ def _region(
         if text and not searched.candidate(raw):
             continue
         at.line = number
-        yield number, raw
+        yield (number if numbered else 0), raw
         fresh = searched.needles(json_lines)
         if fresh is not None and fresh != needles:  # it learned more (a tree's root)
             needles = fresh

@@ -168,7 +168,10 @@ def _lines(
             else:
                 stream.seek(cursor.offset)
                 done = 0
-            found_lines = candidates(stream, matcher, stats, cursor=cursor, complete=complete)
+            # No line numbers: the page shows none, and counting newlines costs a pass.
+            found_lines = candidates(
+                stream, matcher, stats, cursor=cursor, complete=complete, numbered=False
+            )
             for number, raw in found_lines:
                 line = parse(raw, stats)
                 if line is None:
