@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._queries import CANDIDATES
+from . import _queries as queries
 from ._rows import ANNOTATE, EXTERNAL, FINISH, START, Row
 from ._schema import COLUMNS
 
@@ -83,15 +83,10 @@ def dialect(statement: str) -> str:
 
 _QUALIFIED = ", ".join(f"runs.{column.strip()}" for column in COLUMNS.split(","))
 
-#: The run with the id given.
-BY_ID = f"SELECT {COLUMNS} FROM runs WHERE run_id = %s"
-#: The runs whose id is at least the prefix given and below the bound given.
-BY_PREFIX = (
-    f"SELECT {COLUMNS} FROM runs WHERE run_id >= %s AND run_id < %s "
-    f"ORDER BY run_id LIMIT {CANDIDATES + 1}"
-)
-#: The runs whose parent is the run given, in start order.
-CHILDREN = f"SELECT {COLUMNS} FROM runs WHERE parent_id = %s ORDER BY started_at, run_id"
+# The reads SQLite's statements say as PostgreSQL does, taken from them: one text each.
+BY_ID = dialect(queries.BY_ID)
+BY_PREFIX = dialect(queries.BY_PREFIX)
+CHILDREN = dialect(queries.CHILDREN)
 #: The run given and all its descendants, in no order.
 TREE = (
     'WITH RECURSIVE tree (id) AS (SELECT %s::text COLLATE "C" UNION '
