@@ -789,3 +789,20 @@ def test_a_trace_id_that_is_no_external_id_is_reported_and_its_spans_still_recor
     (root,) = [r for r in registry.find() if r.metadata.get("name") == "trace Agent workflow"]
     assert root.status == "ok"
     assert_tree_of_one_agent_run(registry, RunId(root.run_id), "b")
+
+
+def test_hostile_names_are_recorded_as_given_and_break_nothing(
+    recorder: Recorder, registry: SQLiteRunRegistry
+) -> None:
+    from agents.tracing import custom_span
+
+    odd = "evil\x00\n\u202eagent" + "x" * 5000
+    agent = planner()
+    agent.name = odd
+    with RunContext(registry=registry) as a, trace(odd):
+        Runner.run_sync(agent, "plan")
+        with custom_span(odd):
+            pass
+    names = [r.metadata["name"] for r in registry.tree(a.run_id)[1:]]
+    assert f"agent {odd}" in names
+    assert odd in names
