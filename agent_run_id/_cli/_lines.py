@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent_run_id._log_fields import LINEAGE
 
@@ -69,12 +69,12 @@ class Stats:
         return self.too_long + self.bad_json
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
     """A log line that mentions a run: its text, its JSON object if any, its run id fields.
 
     ``session_id`` is the JSON line's ``session_id`` field when it is a string (as written:
-    ``"-"`` stands for none in the logging integration's default).
+    ``"-"`` stands for none in the logging integration's default). A named tuple: one is made
+    for every line that mentions the run, and a tuple is made fastest.
     """
 
     text: str

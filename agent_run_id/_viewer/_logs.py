@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent_run_id._cli._inputs import open_log
 from agent_run_id._cli._lines import Line, Stats, parse, time_of
@@ -52,14 +52,13 @@ _NOT_LEVEL = re.compile(r"[^a-z]")
 _CUT = 2_000  # characters of a message shown; the whole line is in the log
 
 
-@dataclass(frozen=True)
-class LogLine:
-    """One log line of the tree, as the run page shows it."""
+class LogLine(NamedTuple):
+    """One log line of the tree, as the run page shows it (a tuple: one is made per line)."""
 
     when: float
     time: str  # the clock, 12:14:55.387 (UTC), or "" for a line without a time
     service: str
-    level: str
+    level: str  # letters only: it is a CSS class and a filter value
     run_id: str
     message: str
     file: int
@@ -207,7 +206,8 @@ def _shown(
         service = _text(_first(record, _SERVICE_KEYS)) or service
         message = _text(_first(record, _MESSAGE_KEYS)) or line.text
     level = _LEVELS.get(level, level)
-    level = _NOT_LEVEL.sub("", level)  # a CSS class and a filter value: letters only
+    if not (level.isascii() and level.isalpha()):
+        level = _NOT_LEVEL.sub("", level)  # a CSS class and a filter value: letters only
     if len(message) > _CUT:
         message = message[:_CUT] + "…"
     clock = "" if when is None else _clock(when)

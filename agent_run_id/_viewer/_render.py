@@ -11,7 +11,7 @@ from __future__ import annotations
 
 try:
     import jinja2
-    from markupsafe import Markup
+    from markupsafe import Markup, escape
 except ImportError as exc:  # pragma: no cover - the viewer extra brings them
     from agent_run_id._optional import missing_extra
 
@@ -134,6 +134,7 @@ def _run_values(record: RunRecord, tree: Tree, scan: Scan, logs: Sequence[str]) 
         "logs": [Path(name).name for name in logs],
         "levels": list(iter_levels(scan.lines)),
         "cursor": cursor_text(scan.cursors),
+        "line_rows": Markup(render_line_rows(scan.lines)),  # escaped, value by value
         "error_type": kind,
         "error_message": message,
         "fields": fields(record),
@@ -147,8 +148,22 @@ def render_tree_rows(tree: Tree) -> str:
 
 
 def render_line_rows(lines: Sequence[LogLine]) -> str:
-    """Return log lines as the page's rows, for the live page to add."""
-    return _page("_lines.html", lines=lines)
+    """Return log lines as the page's rows: for the page, and for the live page to add.
+
+    Written here rather than in a template: a run page may hold tens of thousands of lines,
+    and a template costs several times more per row. Every value goes through ``escape``.
+    """
+    rows = []
+    for line in lines:
+        level = escape(line.level)
+        run = escape(line.run_id)
+        rows.append(
+            f'<tr class="line level-{level or "none"}" data-run="{run}" data-level="{level}">'
+            f'<td class="num">{escape(line.time)}</td><td class="svc">{escape(line.service)}</td>'
+            f'<td><span class="lvl">{level or "-"}</span></td><td><code>{run[:8]}</code></td>'
+            f'<td class="msg">{escape(line.message)}</td></tr>\n'
+        )
+    return "".join(rows)
 
 
 def render_message(title: str, message: str, candidates: Sequence[RunRecord] = ()) -> str:
