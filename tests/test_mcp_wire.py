@@ -455,3 +455,14 @@ def test_without_the_mcp_package_the_import_names_the_extra(
         match=r'agent_run_id.mcp needs the mcp package: pip install "agent-run-id\[mcp\] @',
     ):
         importlib.import_module("agent_run_id.mcp")
+
+
+def test_every_public_name_of_the_module_is_documented() -> None:
+    import inspect
+
+    for name in agent_run_id.mcp.__all__:
+        value = getattr(agent_run_id.mcp, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            assert inspect.getdoc(value), name
+        else:
+            assert isinstance(value, str), name
