@@ -25,6 +25,10 @@ import agent_run_id
         ("otel", "opentelemetry", "otel"),
         ("sentry", "sentry_sdk", "sentry"),
         ("celery", "celery", "celery"),
+        ("mcp", "mcp", "mcp"),
+        ("langchain", "langchain_core", "langchain"),
+        ("openai_agents", "agents", "openai-agents"),
+        ("pydantic_ai", "pydantic_ai", "pydantic-ai"),
     ],
 )
 def test_missing_package_names_the_extra(
@@ -54,7 +58,8 @@ def test_the_package_root_imports_no_integration() -> None:
         "import sys, agent_run_id\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'structlog', 'loguru', 'httpx', 'httpx2', 'requests', 'aiohttp', 'opentelemetry',"
-        " 'sentry_sdk', 'celery', 'starlette', 'fastapi'})\n"
+        " 'sentry_sdk', 'celery', 'starlette', 'fastapi', 'mcp', 'langchain_core', 'langgraph',"
+        " 'agents', 'pydantic_ai', 'psycopg', 'jinja2', 'uvicorn'})\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
