@@ -466,3 +466,12 @@ def test_every_public_name_of_the_module_is_documented() -> None:
             assert inspect.getdoc(value), name
         else:
             assert isinstance(value, str), name
+
+
+@pytest.mark.parametrize(
+    "case", ["bare tools/call", "meta() + RunIdServerMiddleware", "the same, no baggage entry"]
+)
+def test_the_benchmarks_cases_run(case: str) -> None:
+    from benchmarks.bench_mcp import _serve
+
+    _serve(case, 3)  # what each callgrind process of `make bench` runs
