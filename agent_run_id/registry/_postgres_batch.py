@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from ._backlog import Held
-from ._postgres_sql import WRITES
+from ._postgres_sql import WRITES, WRITES_AS_ARRAYS
 from ._rows import ANNOTATE, EXTERNAL, FINISH, START, Row
 
 __all__ = ["PostgresBatches", "inherited"]
@@ -117,7 +117,8 @@ def _execute(conn: psycopg.Connection[Any], ops: list[Held]) -> None:
     """Run the writes in one pipeline (sent together, not one round trip each), grouped.
 
     A run's start and end alternate in a batch (start, end, start, ...); sending each kind as
-    one ``executemany`` costs the writer a third less. Grouping keeps every run's writes in
+    one statement (the starts, or the ends, of distinct runs as columns of arrays; else one
+    ``executemany``) costs the writer half as much. Grouping keeps every run's writes in
     their order: a segment ends where a run's write would go before one of its earlier kind
     (a run ended and started again, in one batch), and writes of one kind keep theirs.
     """
@@ -126,11 +127,24 @@ def _execute(conn: psycopg.Connection[Any], ops: list[Held]) -> None:
         for segment in _segments(ops):
             for kind in _ORDER:
                 group = segment.get(kind)
-                if group:
+                if not group:
+                    continue
+                arrays = WRITES_AS_ARRAYS.get(kind)
+                if (
+                    arrays is not None
+                    and len(group) >= _ARRAYS_FROM
+                    and len({r[0] for r in group}) == len(group)
+                ):
+                    # Starts (or ends) of distinct runs: one statement, the columns as arrays.
+                    cursor.execute(arrays, [list(column) for column in zip(*group, strict=True)])
+                else:
                     statement, take = WRITES[kind]
                     cursor.executemany(statement, [take(params) for params in group])
 
 
+# The fewest writes of a kind sent as arrays: below it, planning the arrays' statement costs
+# more than it saves.
+_ARRAYS_FROM = 64
 # The order of a segment's groups, and each kind's place in a run's life.
 _ORDER = (START, ANNOTATE, EXTERNAL, FINISH)
 _PHASE = {START: 0, ANNOTATE: 1, EXTERNAL: 1, FINISH: 2}

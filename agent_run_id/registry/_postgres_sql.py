@@ -24,11 +24,20 @@ __all__ = [
     "PRUNE",
     "TREE",
     "WRITES",
+    "WRITES_AS_ARRAYS",
     "dialect",
 ]
 
 _VALUES = ", ".join(["%s"] * len(COLUMNS.split(",")))
 _INSERT = f"INSERT INTO runs ({COLUMNS}) VALUES ({_VALUES}) ON CONFLICT (run_id) DO UPDATE SET "
+# The same insert of many rows at once, each column given as one array (rows of distinct runs:
+# one statement cannot update a row twice).
+_TYPES = ("text",) * 4 + ("int8", "int8", "float8") + ("text",) * 4 + ("int4", "text", "text")
+_ARRAYS = ", ".join(f"%s::{name}[]" for name in _TYPES)
+_INSERT_MANY = (
+    f"INSERT INTO runs ({COLUMNS}) SELECT * FROM unnest({_ARRAYS}) "
+    "ON CONFLICT (run_id) DO UPDATE SET "
+)
 
 _START = _INSERT + (
     "parent_id = COALESCE(runs.parent_id, EXCLUDED.parent_id),"
@@ -42,6 +51,7 @@ _START = _INSERT + (
     " metadata = CASE WHEN runs.metadata = '{}' THEN EXCLUDED.metadata ELSE runs.metadata END,"
     " session_id = COALESCE(runs.session_id, EXCLUDED.session_id)"
 )
+_START_MANY = _INSERT_MANY + _START.split(" DO UPDATE SET ", 1)[1]
 _ANNOTATE = (
     "UPDATE runs SET user_id = COALESCE(%s, user_id), task = COALESCE(%s, task),"
     " metadata = CASE WHEN %s::text = '{}' THEN metadata ELSE %s END,"
@@ -52,6 +62,7 @@ _FINISH = _INSERT + (
     " duration = GREATEST(0.0, (EXCLUDED.ended_at - runs.started_at) / 1e6),"
     " error = EXCLUDED.error"
 )
+_FINISH_MANY = _INSERT_MANY + _FINISH.split(" DO UPDATE SET ", 1)[1]
 _EXTERNAL = (
     "INSERT INTO external_ids (external_id, system, run_id) VALUES (%s, %s, %s)"
     " ON CONFLICT (external_id, system) DO UPDATE SET run_id = EXCLUDED.run_id"
@@ -74,6 +85,10 @@ WRITES: dict[str, tuple[str, Callable[[Row], Row]]] = {
     FINISH: (_FINISH, _whole),
     EXTERNAL: (_EXTERNAL, _whole),
 }
+
+
+#: The writes of distinct runs that may go as one statement: each column as one array.
+WRITES_AS_ARRAYS: dict[str, str] = {START: _START_MANY, FINISH: _FINISH_MANY}
 
 
 def dialect(statement: str) -> str:
