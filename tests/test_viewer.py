@@ -17,8 +17,10 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -602,3 +604,24 @@ def test_a_host_other_than_this_machine_is_refused_against_dns_rebinding(
     rebound = client.get("/api/runs", headers={"host": "attacker.example:8765"})
     assert rebound.status_code == 400
     assert rebound.headers["content-security-policy"] == CSP
+
+
+def test_many_requests_at_once_each_get_the_whole_page(
+    recorded: tuple[SQLiteRunRegistry, RunId, RunId, Path],
+) -> None:
+    registry, run, child, log = recorded
+    app = create_app(registry, [str(log)])
+    barrier = threading.Barrier(8)
+
+    def pages(_: int) -> list[int]:
+        client = TestClient(app)
+        barrier.wait()
+        counts = []
+        for _ in range(5):
+            counts.append(client.get(f"/runs/{run}").text.count('<tr class="line '))
+            counts.append(client.get(f"/runs/{child}").text.count('<tr class="line '))
+        return counts
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(pages, range(8)))
+    assert results == [[3, 2] * 5] * 8  # no line lost or shown twice by the kept scans
