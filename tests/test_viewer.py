@@ -463,6 +463,9 @@ def test_report_says_what_is_wrong(
         "unknown run 'ffffffff'"
         in call("runs", "report", "ffffffff", "--db", db, "--html", "-").err
     )
+    not_utf8 = call("runs", "report", "\udcff\udcfe", "--db", db, "--html", "-")
+    assert not_utf8.code == 2
+    assert "unknown run '\\udcff\\udcfe'" in not_utf8.err
     assert (
         "is a folder" in call("runs", "report", "ffffffff", "--db", db, "--html", str(tmp_path)).err
     )

@@ -165,7 +165,10 @@ def find_run(registry: RunRegistry, text: str) -> tuple[RunRecord | None, list[R
         return None, candidates
     except (KeyError, ValueError):
         pass
-    found = registry.by_external_id(text)
+    try:
+        found = registry.by_external_id(text)
+    except UnicodeError:  # a byte that is not UTF-8, kept as a surrogate: no system's id
+        return None, []
     if len(found) == 1:
         return found[0], []
     return None, found
