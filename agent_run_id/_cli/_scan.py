@@ -13,8 +13,8 @@ block is tested as it always was: the matcher's ``candidate``. A text line among
 traceback, a banner) may name a descendant alone too: a regular expression finds those lines
 (a newline not followed by ``{``), and each is tested with ``candidate``.
 
-Lines longer than ``MAX_LINE`` are skipped and counted wherever they are, as ``read_lines``
-does: found by probing the block every half ``MAX_LINE`` bytes for a newline.
+Lines longer than ``MAX_LINE`` are skipped and counted wherever they are, as reading line by
+line did: found by probing the block every half ``MAX_LINE`` bytes for a newline.
 """
 
 from __future__ import annotations
