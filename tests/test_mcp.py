@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -286,3 +287,43 @@ async def test_http_without_meta_takes_the_run_of_the_http_request(
                 runs = await asyncio.gather(*(client.call_tool("echo", {"n": n}) for n in range(3)))
     for result in runs:
         assert json.loads(text_of(result))["parent"] == caller.run_id.value
+
+
+async def test_fifty_client_runs_at_once_each_get_only_their_own_calls(
+    tmp_path: Path, seen: Observed
+) -> None:
+    async with serving("memory", tmp_path) as client:
+
+        async def agent() -> tuple[str, list[Any]]:
+            with RunContext() as run:
+                results = await asyncio.gather(
+                    *(client.call_tool("echo", {"n": n}) for n in range(2))
+                )
+            return run.run_id.value, [json.loads(text_of(result)) for result in results]
+
+        done = await asyncio.gather(*(agent() for _ in range(50)))
+    assert len({caller for caller, _ in done}) == 50
+    for caller, runs in done:
+        assert [run["parent"] for run in runs] == [caller, caller]
+
+
+def test_one_server_shared_by_threads_each_with_its_own_loop_never_mixes_their_runs() -> None:
+    """The middleware (and its parsed runs) is shared by every connection, thread and loop."""
+    server = agent_run_id.mcp.instrument_server(build_server())
+    failures: list[str] = []
+
+    async def calls() -> None:
+        async with Client(server) as client:
+            agent_run_id.mcp.instrument_client(client)
+            for _ in range(10):
+                with RunContext() as run:
+                    result = await client.call_tool("echo_sync", {"n": 0})
+                if json.loads(text_of(result))["parent"] != run.run_id.value:
+                    failures.append(run.run_id.value)
+
+    threads = [threading.Thread(target=asyncio.run, args=(calls(),)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
