@@ -34,7 +34,7 @@ from agent_run_id._cli._registry import open_registry
 from agent_run_id._cli.serve import is_loopback
 from agent_run_id._viewer import _logs as viewer_logs
 from agent_run_id._viewer._app import CSP, LOOPBACK, create_app
-from agent_run_id._viewer._data import Filters, layout, list_page
+from agent_run_id._viewer._data import Filters, duration_text, error_parts, layout, list_page
 from agent_run_id._viewer._logs import read_tree_lines
 from agent_run_id.registry import SQLiteRunRegistry
 from agent_run_id.registry._record import to_micros
@@ -628,3 +628,26 @@ def test_many_requests_at_once_each_get_the_whole_page(
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(pages, range(8)))
     assert results == [[3, 2] * 5] * 8  # no line lost or shown twice by the kept scans
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(None, "-"), (0.0521, "52.1ms"), (1.25, "1.25s"), (119.0, "119.00s"), (150.0, "2.5min")],
+)
+def test_durations_read_as_the_cli_shows_them(seconds: float | None, shown: str) -> None:
+    assert duration_text(seconds) == shown
+
+
+@pytest.mark.parametrize(
+    ("error", "parts"),
+    [
+        (None, ("", "")),
+        ("ToolFailed: search failed with 503", ("ToolFailed", "search failed with 503")),
+        ("httpx.ReadTimeout: timed out", ("httpx.ReadTimeout", "timed out")),
+        ("the tool said: no", ("", "the tool said: no")),  # no exception type before ": "
+    ],
+)
+def test_an_error_splits_into_its_type_and_message(
+    error: str | None, parts: tuple[str, str]
+) -> None:
+    assert error_parts(error) == parts
