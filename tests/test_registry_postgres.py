@@ -182,11 +182,13 @@ def test_a_statement_timeout_is_logged_once_and_the_writes_wait(
         _runs(registry, 1)
         registry.flush()
         with psycopg.connect(dsn) as locker, caplog.at_level(logging.INFO, logger=LOGGER):
-            locker.execute("LOCK TABLE runs IN EXCLUSIVE MODE")  # until the transaction ends
+            locker.execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE")  # until it ends
             ids = _runs(registry, 30)
             registry.flush()
             registry.flush()
             assert registry.failures >= 2
+            with pytest.raises(psycopg.errors.QueryCanceled):  # a read raises, at once
+                registry.get(ids[0], timeout=0)
             (warning,) = _warnings(caplog)
             assert "QueryCanceled" in warning
             assert "statement timeout" in warning
@@ -324,6 +326,11 @@ def test_a_newer_schema_is_refused_on_read_and_warned_on_write(
         assert "schema version 99, newer than this agent-run-id knows" in warning
         with pytest.raises(SchemaError, match="upgrade agent-run-id"):
             registry.find()
+        from agent_run_id._cli.main import main
+
+        code = main(["runs", "list", "--db", dsn], stdout=_Text(), stderr=(err := _Text()))
+        assert code == 2
+        assert "schema version 99, newer than this agent-run-id knows" in err.text
     finally:
         registry.close()
 
