@@ -11,6 +11,7 @@ import importlib
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import sys
 import time
@@ -464,3 +465,42 @@ def test_runs_prune_without_the_right_to_delete_says_so(dsn: str) -> None:
     assert code == 2
     assert f"cannot prune postgresql://{role}@" in err.text
     assert "permission denied for table" in err.text
+
+
+def test_while_unreachable_the_writes_kept_are_bounded_in_bytes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = PostgresServer(require_binaries())
+    try:
+        with caplog.at_level(logging.INFO, logger=LOGGER):
+            registry = PostgresRunRegistry(
+                server.dsn, connect_timeout=1, max_pending_bytes=1024 * 1024
+            )
+            ids = _runs(registry, 300, metadata={"blob": "x" * 10_000})
+            assert registry._writer.held()[2] <= 1024 * 1024
+            server.start()
+            registry.flush()
+            kept = {r.run_id for r in registry.find(limit=1000)}
+            registry.close()
+        assert 0 < len(kept) < 300
+        assert kept <= set(ids)
+        drops = [w for w in _warnings(caplog) if "exceed max_pending_bytes=1048576" in w]
+        assert len(drops) == 1
+        (back,) = [r.getMessage() for r in caplog.records if "works again" in r.getMessage()]
+        assert re.search(r"writing the \d+ writes kept, \d+ were dropped", back)
+    finally:
+        server.close()
+
+
+def test_without_the_server_binaries_the_tests_skip_or_fail_as_asked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests import _postgres_server
+
+    monkeypatch.setattr(_postgres_server, "binaries", lambda: None)
+    monkeypatch.delenv("AGENT_RUN_ID_REQUIRE", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="install them \\(apt-get install postgresql"):
+        _postgres_server.require_binaries()
+    monkeypatch.setenv("AGENT_RUN_ID_REQUIRE", "postgres,chromium")
+    with pytest.raises(pytest.fail.Exception, match="AGENT_RUN_ID_REQUIRE=postgres,chromium"):
+        _postgres_server.require_binaries()
