@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PY     := $(BIN)/python
+# mcp 1.x in an environment of its own: agent_run_id.mcp supports both lines (tests/test_mcp1.py).
+VENV_MCP1 := .venv-mcp1
 
 .PHONY: demo test lint type pytest bench bench-count clean
 
@@ -13,6 +15,13 @@ $(PY):
 # Reinstall when the project's metadata changes.
 $(VENV)/.dev-installed: pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+$(VENV_MCP1)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_MCP1)
+	$(VENV_MCP1)/bin/pip install --quiet --upgrade pip
+	$(VENV_MCP1)/bin/pip install --quiet -e . "mcp==1.27.*" pytest pytest-asyncio \
+		"coverage[toml]" opentelemetry-sdk uvicorn
 	touch $@
 
 $(VENV)/.demo-installed: pyproject.toml | $(PY)
@@ -29,9 +38,13 @@ lint: $(VENV)/.dev-installed
 type: $(VENV)/.dev-installed
 	$(BIN)/mypy
 
-pytest: $(VENV)/.dev-installed
+# The mcp 1.x tests first, in their environment; their coverage is combined with the main run's
+# (--cov-append keeps it).
+pytest: $(VENV)/.dev-installed $(VENV_MCP1)/.installed
 	$(BIN)/coverage erase
-	$(BIN)/pytest --cov --cov-branch --cov-report=term-missing --cov-fail-under=95
+	$(VENV_MCP1)/bin/coverage run -m pytest -q -p no:cacheprovider tests/test_mcp1.py
+	$(BIN)/pytest --ignore=tests/test_mcp1.py --cov --cov-append --cov-branch \
+		--cov-report=term-missing --cov-fail-under=95
 
 test: lint type pytest
 
@@ -47,4 +60,4 @@ bench-count: $(VENV)/.dev-installed
 	$(PY) -m benchmarks.count_core
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VENV_MCP1) .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache .hypothesis
