@@ -102,24 +102,16 @@ def record_annotation(registry: Registry, run_id: RunId, facts: Facts) -> None:
     annotate = getattr(registry, "annotate", None)
     if annotate is None:
         return
+    known: dict[str, Any] = {
+        "user_id": facts.user_id,
+        "task": facts.task,
+        "metadata": _metadata(facts),
+        "session_id": facts.session_id,
+    }
+    if facts.external_ids:  # only then: a registry of the user's own may not know them
+        known["external_ids"] = facts.external_ids
     try:
-        if facts.external_ids:  # a registry of the user's own may not know external ids
-            annotate(
-                run_id,
-                user_id=facts.user_id,
-                task=facts.task,
-                metadata=_metadata(facts),
-                session_id=facts.session_id,
-                external_ids=facts.external_ids,
-            )
-        else:
-            annotate(
-                run_id,
-                user_id=facts.user_id,
-                task=facts.task,
-                metadata=_metadata(facts),
-                session_id=facts.session_id,
-            )
+        annotate(run_id, **known)
     except Exception:
         report(registry, "run registry %r failed when the run was annotated")
 
