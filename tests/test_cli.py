@@ -99,18 +99,26 @@ def test_logs_tree_adds_child_and_grandchild_lines(tmp_path: Path) -> None:
 
 
 def test_logs_tree_of_a_child_finds_its_descendants_by_parent(tmp_path: Path) -> None:
+    """In a JSON-lines log a text line is found by the run's id or its root's, as JSON lines are.
+
+    A text line naming a descendant alone holds neither: it is not found.
+    """
     log = tmp_path / "a.log"
     log.write_text(
         jline(run_id=CHILD, parent_run_id=RUN, root_run_id=RUN, message="child")
         + jline(run_id=GRANDCHILD, parent_run_id=CHILD, root_run_id=RUN, message="grand")
         + jline(run_id=OTHER, parent_run_id=RUN, root_run_id=RUN, message="sibling")
-        + f"text line of {GRANDCHILD}\n"
+        + f"text line of {GRANDCHILD} alone\n"
+        + f"text line of {CHILD} the run\n"
+        + f"text line of {GRANDCHILD} in root {RUN}\n"
+        + f"text line of {OTHER} in root {RUN}\n"
     )
     result = call("logs", CHILD, "--tree", str(log))
     assert "child" in result.out
     assert "grand" in result.out
     assert "sibling" not in result.out
-    assert "text line" in result.out
+    texts = [line for line in result.out.splitlines() if line.startswith("text line")]
+    assert texts == [f"text line of {CHILD} the run", f"text line of {GRANDCHILD} in root {RUN}"]
 
 
 def test_logs_json_gives_one_object_per_line(tmp_path: Path) -> None:

@@ -64,15 +64,23 @@ def _log(seed: int) -> tuple[bytes, str, list[str]]:
 def _by_lines(
     data: bytes, matcher: Matcher | SessionMatcher
 ) -> tuple[list[tuple[int, str]], Stats]:
-    """What reading line by line finds: each line tested, parsed and matched in turn."""
+    """What reading line by line finds: each line tested, parsed and matched in turn.
+
+    In a JSON-lines log a line is tested by the needles it holds (the run's id, its root's, as
+    known at that line), a text line among them too; in a text log, by ``candidate``.
+    """
     stats = Stats()
     found = []
+    json_lines = data.lstrip()[:1] == b"{"
     for number, raw in enumerate(io.BytesIO(data).readlines(), 1):
         stats.lines += 1
         if len(raw) > MAX_LINE:
             stats.too_long += 1
             continue
-        if not matcher.candidate(raw):
+        needles = matcher.needles(json_lines)
+        if needles is None and not matcher.candidate(raw):
+            continue
+        if needles is not None and not any(needle in raw for needle in needles):
             continue
         line = parse(raw, stats)
         if line is not None and (run := matcher.match(line, raw)) is not None:
@@ -160,15 +168,23 @@ def test_a_line_longer_than_any_block_is_skipped_counted_and_the_next_found(
     assert (found, stats.lines, stats.too_long) == ([], 1, 1)
 
 
-def test_logs_tree_finds_the_text_line_of_a_descendant_among_json_lines(tmp_path: Path) -> None:
-    data, root, _ = _log(7)
+def test_logs_tree_finds_a_text_line_among_json_lines_when_it_names_the_run(
+    tmp_path: Path,
+) -> None:
+    data, root, tree = _log(7)
     log = tmp_path / "app.jsonl"
     log.write_bytes(data)
     result = call("logs", root, "--tree", "--json", str(log))
     rows = [json.loads(line) for line in result.out.splitlines()]
     expected, _ = _by_lines(data, Matcher(root, tree=True))
     assert sorted((row["line"], row["run_id"]) for row in rows) == sorted(expected)
-    assert any(row["text"] and row["text"].startswith("Traceback") for row in rows)
+    tracebacks = [line for line in data.splitlines() if line.startswith(b"Traceback in ")]
+    naming_root = [line.decode() for line in tracebacks if root.encode() in line]
+    found = [row["text"] for row in rows if row["text"] and row["text"].startswith("Traceback")]
+    assert found == naming_root
+    assert found
+    # A traceback naming a descendant alone is in the log, and not found: it holds no needle.
+    assert any(run.encode() in line for run in tree[1:] for line in tracebacks)
 
 
 def test_a_long_unfinished_line_after_the_last_newline_of_a_block_is_skipped(

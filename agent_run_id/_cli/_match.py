@@ -23,7 +23,9 @@ class Matcher:
     For the scan's bytes-level search (``needles``): a line of the run holds its id; in a
     JSON-lines log, a line of a descendant holds the id of the root of the whole tree (as
     ``root_run_id``, which every log integration of the package writes), learned from the
-    run's first line that carries it when not given.
+    run's first line that carries it when not given. So in a JSON-lines log, a text line (a
+    traceback) is found when it names the run or that root, not when it names a descendant
+    alone; in a text log, each line is tested (``candidate``).
     """
 
     def __init__(
@@ -40,16 +42,13 @@ class Matcher:
     def needles(self, json_lines: bool) -> tuple[bytes, ...] | None:
         """Return the bytes one of which each line sought contains, or None: test each line.
 
-        A whole tree in a text log has none: a descendant's text line names its own id only.
+        In a JSON-lines log, the run's id and the root's: a text line among JSON lines is
+        sought by them too. A whole tree in a text log has none: a descendant's text line names
+        its own id only, so each line is tested.
         """
         if not self.tree or json_lines:
             return self._needles
         return None
-
-    @property
-    def text_lines(self) -> bool:
-        """Whether a text line among JSON lines may be the tree's without naming run or root."""
-        return self.tree
 
     def candidate(self, raw: bytes) -> bool:
         """Return whether ``raw`` may be the run's: a fast test before any parsing."""
@@ -102,11 +101,6 @@ class SessionMatcher:
     def needles(self, json_lines: bool) -> tuple[bytes, ...] | None:
         """Return None: a session's runs grow as its lines are found, so each line is tested."""
         return None
-
-    @property
-    def text_lines(self) -> bool:
-        """True: any line may name one of the session's runs."""
-        return True
 
     def candidate(self, raw: bytes) -> bool:
         """Return whether ``raw`` may be the session's: a fast test before any parsing."""

@@ -7,11 +7,12 @@ must contain, its *needles*: the run's id, and in a tree the id of its root, whi
 stamped by this package carries as ``root_run_id``. Only the lines around a hit are cut out and
 handed on; the newlines are counted (``bytes.count``) to number the lines and count them all.
 
-Where no needle can be named (a text log searched for a whole tree, whose lines name a
-descendant by its id alone; a session, whose runs grow as lines are found), each line of the
-block is tested as it always was: the matcher's ``candidate``. A text line among JSON lines (a
-traceback, a banner) may name a descendant alone too: a regular expression finds those lines
-(a newline not followed by ``{``), and each is tested with ``candidate``.
+In a log of JSON lines (its first line is an object), every line is sought by the needles, a
+text line among them too (a traceback, a banner): such a line is found when it names the run
+or its root, not when it names a descendant alone. Where no needle can be named (a text log
+searched for a whole tree, whose lines name a descendant by its id alone; a session, whose
+runs grow as lines are found), each line of the block is tested as it always was: the
+matcher's ``candidate``.
 
 Lines longer than ``MAX_LINE`` are skipped and counted wherever they are, as reading line by
 line did: found by probing the block every half ``MAX_LINE`` bytes for a newline.
@@ -19,7 +20,6 @@ line did: found by probing the block every half ``MAX_LINE`` bytes for a newline
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Protocol
@@ -43,14 +43,7 @@ class Searched(Protocol):
         """
 
     def candidate(self, raw: bytes) -> bool:
-        """Return whether ``raw`` may be a line sought."""
-
-    @property
-    def text_lines(self) -> bool:
-        """Whether a text line among JSON lines may be sought though it holds no needle.
-
-        Each such line is then tested with ``candidate`` (they are few in a JSON-lines log).
-        """
+        """Return whether ``raw`` may be a line sought, where there are no needles."""
 
 
 @dataclass
@@ -159,7 +152,7 @@ def _region(
     needles = searched.needles(json_lines)
     number = first
     pos = lo
-    ahead = None if needles is None else _Ahead(data, lo, hi, needles, searched.text_lines)
+    ahead = None if needles is None else _Ahead(data, lo, hi, needles)
     while pos < hi:
         if ahead is None:
             end = data.find(b"\n", pos, hi) + 1 or hi
@@ -171,14 +164,14 @@ def _region(
                     yield number, raw
             pos = end
             continue
-        hit, text = ahead.first(pos)
+        hit = ahead.first(pos)
         if hit < 0:
             if numbered:
                 number += data.count(b"\n", pos, hi)
                 if data[hi - 1 : hi] != b"\n":  # the last line, without its newline
                     number += 1
             break
-        begin = hit if text else data.rfind(b"\n", lo, hit) + 1 or lo
+        begin = data.rfind(b"\n", lo, hit) + 1 or lo
         end = data.find(b"\n", hit, hi) + 1 or hi
         if numbered:
             number += data.count(b"\n", pos, begin) + 1
@@ -186,61 +179,38 @@ def _region(
         if begin in long:
             continue
         raw = data[begin:end]
-        if text and not searched.candidate(raw):
-            continue
         at.line = number
         yield (number if numbered else 0), raw
         fresh = searched.needles(json_lines)
         if fresh is not None and fresh != needles:  # it learned more (a tree's root)
             needles = fresh
-            ahead = _Ahead(data, lo, hi, needles, searched.text_lines)
+            ahead = _Ahead(data, lo, hi, needles)
     stats.lines += number - first
     at.line = number
-
-
-# A line that is no JSON object, among JSON lines: its newline before it, then not a brace.
-_TEXT_LINE = re.compile(rb"\n[^{\n]")
 
 
 class _Ahead:
     """The next place of each needle in a block, each searched again only once passed.
 
     With two needles, one frequent and one rare, the rare one is looked for once per block,
-    not once per hit of the other. With ``text_lines``, the next line that is no JSON object
-    is one more place, given as the start of its line.
+    not once per hit of the other.
     """
 
-    def __init__(
-        self, data: bytes, lo: int, hi: int, needles: tuple[bytes, ...], text_lines: bool
-    ) -> None:
+    def __init__(self, data: bytes, lo: int, hi: int, needles: tuple[bytes, ...]) -> None:
         self._data = data
-        self._lo = lo
         self._hi = hi
         self._needles = needles
         self._next = [-2] * len(needles)  # -2: not searched yet; -1: none left
-        self._text = -2 if text_lines else -1
 
-    def first(self, pos: int) -> tuple[int, bool]:
-        """Return where the first needle (or text line) is at or after ``pos``, or -1."""
+    def first(self, pos: int) -> int:
+        """Return where the first needle is at or after ``pos``, or -1."""
         best = -1
         for i, place in enumerate(self._next):
             if place == -2 or 0 <= place < pos:
                 place = self._next[i] = self._data.find(self._needles[i], pos, self._hi)
             if place >= 0 and (best < 0 or place < best):
                 best = place
-        text = self._text
-        if text == -2 or 0 <= text < pos:
-            text = self._text = self._text_line(pos)
-        if text >= 0 and (best < 0 or text <= best):
-            return text, True
-        return best, False
-
-    def _text_line(self, pos: int) -> int:
-        data = self._data
-        if pos == self._lo and data[pos : pos + 1] not in (b"{", b"\n", b""):
-            return pos
-        found = _TEXT_LINE.search(data, max(pos - 1, self._lo), self._hi)
-        return -1 if found is None else found.start() + 1
+        return best
 
 
 def _long_lines(data: bytes, lo: int, hi: int) -> set[int]:

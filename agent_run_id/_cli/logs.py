@@ -65,7 +65,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--tree",
         action="store_true",
-        help="add the lines of its descendant runs (children, their children, ...)",
+        help="add the lines of its descendant runs (children, their children, ...); in a log "
+        "of JSON lines, a text line among them (a traceback) is found when it names the run or "
+        "its root, not a descendant alone",
     )
     parser.add_argument(
         "--session",
@@ -267,10 +269,6 @@ class _Prefix:
 
     def needles(self, json_lines: bool) -> tuple[bytes, ...]:
         return self._needles
-
-    @property
-    def text_lines(self) -> bool:
-        return False
 
     def candidate(self, raw: bytes) -> bool:  # pragma: no cover - needles are always given
         return self._needles[0] in raw
