@@ -317,7 +317,8 @@ def test_a_full_id_with_no_lines_is_an_unknown_run_exit_2(tmp_path: Path, cli: R
     log.write_text(jline(run_id=OTHER))
     result = cli("logs", RUN, str(log))
     assert (result.code, result.out) == (2, "")
-    assert f"agent-run-id: 0 lines of run {RUN} in 1 line read\n" in result.err
+    read = log.stat().st_size  # one line, under a kilobyte
+    assert f"agent-run-id: 0 lines of run {RUN} in {read} B read\n" in result.err
     assert result.err.endswith(f"agent-run-id: no line of run {RUN} in {log}\n")
     many = [str(log)] * 5
     assert f"in {log}, {log}, {log} and 2 more files\n" in call("logs", RUN, "--tree", *many).err
@@ -381,7 +382,7 @@ def test_hostile_lines_are_skipped_counted_and_never_crash(tmp_path: Path, cli: 
     assert "bad field" in rows[4]["record"]["message"]
     assert rows[5]["text"].startswith("[1, 2]")
     assert rows[6]["record"]["message"] == "last"
-    assert "in 12 lines read; 4 malformed lines skipped " in result.err
+    assert f"in {log.stat().st_size / 1e6:.1f} MB read; 4 malformed lines skipped " in result.err
     assert "(2 invalid JSON, 2 longer than 1 MiB)" in result.err
     assert "; 2 lines not UTF-8, read with replacement characters" in result.err
     shown = cli("logs", RUN, str(log))
@@ -425,9 +426,9 @@ def test_progress_shows_on_a_terminal_and_is_cleared(
     log.write_text(jline(run_id=OTHER) * 40_000 + jline(run_id=RUN))
     result = call("logs", RUN, str(log), tty=True)
     assert result.code == 0
-    assert "lines (" in result.err
-    assert "scanned" in result.err
-    assert "\r\033[K" in result.err
+    assert log.stat().st_size == 2_040_051
+    assert "\r2.0 MB scanned" in result.err
+    assert f"\r\033[Kagent-run-id: 1 line of run {RUN} in 2.0 MB read\n" in result.err
     assert "scanned" not in call("logs", RUN, str(log)).err
 
 
@@ -750,9 +751,28 @@ def test_the_logs_summary_counts_in_words(tmp_path: Path) -> None:
     result = call("logs", RUN, str(log))
     assert result.code == 0
     assert result.err == (
-        f"agent-run-id: 1 line of run {RUN} in 2 lines read; 1 malformed line skipped "
+        f"agent-run-id: 1 line of run {RUN} in 94 B read; 1 malformed line skipped "
         "(1 invalid JSON); 1 line not UTF-8, read with replacement characters\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("count", "shown"),
+    [
+        (0, "0 B"),
+        (812, "812 B"),
+        (999, "999 B"),
+        (1000, "1.0 kB"),
+        (4_249, "4.2 kB"),
+        (999_949, "999.9 kB"),
+        (999_950, "1.0 MB"),
+        (1_000_000_000, "1.0 GB"),
+        (1_234_567_890_123, "1.2 TB"),
+        (5 * 10**15, "5,000.0 TB"),
+    ],
+)
+def test_the_logs_summary_says_what_was_read_in_decimal_units(count: int, shown: str) -> None:
+    assert logs_module.size_text(count) == shown
 
 
 def test_runs_list_counts_its_runs_in_words(db: Path) -> None:

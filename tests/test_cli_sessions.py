@@ -327,7 +327,7 @@ def test_logs_session_finds_every_line_of_every_run_of_the_session_in_time_order
         TURN2,
     ]
     assert result.err == (
-        f"agent-run-id: 9 lines of session chat-7 in 14 lines read from 3 files; "
+        f"agent-run-id: 9 lines of session chat-7 in 1.9 kB read from 3 files; "
         f"4 runs of it in {db}\n"
     )
 
@@ -447,7 +447,8 @@ def test_logs_session_with_no_line_of_it_is_an_error_after_the_summary(
     assert result.code == 2
     assert result.out == ""
     first, second = result.err.splitlines()
-    assert first.startswith("agent-run-id: 0 lines of session chat-9 in 14 lines read")
+    assert sum(Path(name).stat().st_size for name in files) == 1885
+    assert first.startswith("agent-run-id: 0 lines of session chat-9 in 1.9 kB read from 3")
     assert second.startswith("agent-run-id: no line of session chat-9 in ")
 
 

@@ -79,16 +79,18 @@ def read_log(
     stats: Stats,
     stdin: IO[bytes] | None = None,
     *,
+    numbered: bool = True,
     progress: Callable[[Stats], None] | None = None,
 ) -> Iterator[tuple[int, bytes]]:
     """Yield ``(line number, line)`` for the lines of log ``name`` that ``searched`` may want.
 
-    A file that cannot be read raises UsageError.
+    ``numbered=False`` spares counting the newlines: the lines found by the scan's needles are
+    then numbered 0. A file that cannot be read raises UsageError.
     """
     shown = "(stdin)" if name == "-" else name
     try:
         with open_log(name, stdin) as stream:
-            yield from candidates(stream, searched, stats, progress=progress)
+            yield from candidates(stream, searched, stats, numbered=numbered, progress=progress)
     # A truncated or corrupt gzip file, or a file gone or unreadable since it was checked.
     except (EOFError, OSError, zlib.error) as exc:
         raise UsageError(f"cannot read {shown}: {exc}") from None

@@ -24,7 +24,7 @@ from ._output import count, json_line, printable, printable_line
 from ._registry import ENV_DB, open_registry, read_errors, registry_path, shown_registry
 from .runs import session_option
 
-__all__ = ["add_parser", "check", "run"]
+__all__ = ["add_parser", "check", "run", "size_text"]
 
 _CANDIDATES = 10
 #: The most runs of one session read from the registry (the latest); lines that carry the
@@ -42,7 +42,8 @@ def add_parser(commands: Any) -> None:
         help="print every log line of a run",
         description="Print every log line of a run from JSON-lines or text logs (gzip too), "
         "merged in time order across files. Lines that mention no run are not examined; "
-        "malformed lines among the others are skipped and counted on standard error. "
+        "malformed lines among the others are skipped and counted on standard error, after "
+        "how much was read (in decimal units: 1 kB is 1,000 bytes). "
         "Piped or redirected, the lines are written byte for byte; on a terminal, the control "
         "characters in them (escape sequences, carriage returns, bidi overrides) and bytes that "
         "are not UTF-8 are shown escaped, as \\x1b, so that a log line cannot drive the terminal. "
@@ -195,7 +196,10 @@ def _print(
     """Write the lines ``matcher`` finds in the logs ``names``, merged in time order."""
     stats = Stats()
     progress = _Progress(err) if err.isatty() else None
-    streams = [_scan(i, name, matcher, stats, progress, stdin) for i, name in enumerate(names)]
+    numbered: bool = args.json  # only --json shows line numbers: counting them costs a pass
+    streams = [
+        _scan(i, name, matcher, stats, progress, stdin, numbered) for i, name in enumerate(names)
+    ]
     found: Iterator[Found] = heapq.merge(*streams, key=itemgetter(0))
     terminal = out.isatty()
     labels = _labels(names, terminal)
@@ -254,7 +258,7 @@ def _ids_starting(names: list[str], prefix: str, stdin: IO[bytes] | None) -> set
     ids: set[str] = set()
     stats = Stats()
     for name in names:
-        for _, raw in read_log(name, _Prefix(needle), stats, stdin):
+        for _, raw in read_log(name, _Prefix(needle), stats, stdin, numbered=False):
             ids.update(f.decode() for f in UUID.findall(raw) if f.startswith(needle))
             if len(ids) > _CANDIDATES:
                 return ids
@@ -281,11 +285,12 @@ def _scan(
     stats: Stats,
     progress: _Progress | None,
     stdin: IO[bytes] | None,
+    numbered: bool,
 ) -> Iterator[Found]:
     last = float("-inf")  # a line without a time keeps its place after the line before it
     shown = "(stdin)" if name == "-" else name
     show = None if progress is None else progress.show
-    for number, raw in read_log(name, matcher, stats, stdin, progress=show):
+    for number, raw in read_log(name, matcher, stats, stdin, numbered=numbered, progress=show):
         line = parse(raw, stats)
         if line is None:
             continue
@@ -312,7 +317,7 @@ def _json(name: str, number: int, when: float | None, run_id: str | None, line: 
 
 def _summary(what: str, stats: Stats, files: int, known: str = "") -> str:
     text = f"agent-run-id: {count(stats.matched, 'line')} of {what} in "
-    text += f"{count(stats.lines, 'line')} read"
+    text += f"{size_text(stats.bytes)} read"
     if files > 1:
         text += f" from {files} files"
     text += known
@@ -331,6 +336,21 @@ def _summary(what: str, stats: Stats, files: int, known: str = "") -> str:
     return text + "\n"
 
 
+def size_text(count: int) -> str:
+    """Return a number of bytes as the summary says it: ``812 B``, ``4.2 kB``, ``1.0 GB``.
+
+    Decimal units, as disks and ``ls --si`` count: 1 kB is 1,000 bytes, 1 GB 10**9.
+    """
+    if count < 1000:
+        return f"{count} B"
+    value = float(count)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if round(value, 1) < 1000:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1000:,.1f} TB"
+
+
 class _Progress:
     """A progress line on a terminal's standard error, at most a few times a second."""
 
@@ -342,8 +362,7 @@ class _Progress:
         now = time.monotonic()
         if now >= self._next:
             self._next = now + 0.25
-            megabytes = stats.bytes / 1e6
-            self._err.write(f"\r{stats.lines:,} lines ({megabytes:,.0f} MB) scanned")
+            self._err.write(f"\r{size_text(stats.bytes)} scanned")
             self._err.flush()
 
     def clear(self) -> None:
