@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,6 +55,12 @@ class Store:
         from agent_run_id.registry import PostgresRunRegistry
 
         return PostgresRunRegistry(self.name, schema=self.schema)
+
+    def another(self, tmp_path: Path) -> Store:
+        """A second store of the same backend, which shares no run with this one."""
+        if self.backend == "sqlite":
+            return Store("sqlite", str(tmp_path / "other.db"))
+        return Store("postgres", self.name, f"t_{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -128,6 +135,7 @@ def test_nested_runs_make_a_tree(registry: BufferedRunRegistry) -> None:
         child.run_id.value,
         second.run_id.value,
     ]
+    assert registry.get(grandchild.run_id).parent_id == child.run_id.value
     assert registry.get(grandchild.run_id).root_id == root.run_id.value
     assert [r.run_id for r in registry.tree(child.run_id)] == [
         child.run_id.value,
@@ -149,6 +157,53 @@ def test_the_default_registry_records_runs_started_anywhere(registry: BufferedRu
     run = step()
     assert run is not None
     assert registry.get(run).status == "ok"
+    set_default(None)
+    assert get_default() is None
+    with RunContext() as unrecorded:
+        pass
+    with pytest.raises(KeyError):
+        registry.get(unrecorded.run_id)
+
+
+def test_a_run_given_a_registry_is_recorded_there_and_not_in_the_default(
+    registry: BufferedRunRegistry, store: Store, tmp_path: Path
+) -> None:
+    other = store.another(tmp_path).open()
+    set_default(registry)
+    try:
+        with RunContext(registry=other) as run:
+            pass
+        assert other.get(run.run_id).status == "ok"
+        with pytest.raises(KeyError):
+            registry.get(run.run_id)
+    finally:
+        other.close()
+
+
+def test_a_run_is_recorded_once_however_often_the_default_is_set(
+    registry: BufferedRunRegistry, store: Store, tmp_path: Path
+) -> None:
+    starts: list[str] = []
+    real_start = registry.start
+
+    def counting_start(run_id: RunId, **facts: Any) -> None:
+        starts.append(run_id.value)
+        real_start(run_id, **facts)
+
+    registry.start = counting_start  # type: ignore[method-assign]
+    store.another(tmp_path).open().close()
+    set_default(registry)
+    set_default(registry)
+    with RunContext() as run:
+        pass
+    assert starts == [run.run_id.value]
+    assert registry.get(run.run_id).status == "ok"
+
+
+def test_the_run_name_is_kept_in_metadata(registry: BufferedRunRegistry) -> None:
+    with RunContext(registry=registry, name="planner") as run:
+        pass
+    assert registry.get(run.run_id).metadata == {"name": "planner"}
 
 
 def test_annotate_replaces_the_facts_and_adds_external_ids(registry: BufferedRunRegistry) -> None:
@@ -199,6 +254,7 @@ def test_get_takes_a_run_id_its_text_in_any_form_or_a_unique_prefix(
         assert registry.get(key).run_id == run.value, key
     assert registry.get("0B6F5D3E-2C").run_id == run.value
     assert registry.get(" 0b6f5d3e-2c1a ").run_id == run.value
+    assert repr(registry) == f"{type(registry).__name__}({registry.where!r})"
 
 
 def test_unknown_runs_and_ambiguous_prefixes(registry: BufferedRunRegistry) -> None:
@@ -211,6 +267,9 @@ def test_unknown_runs_and_ambiguous_prefixes(registry: BufferedRunRegistry) -> N
     with pytest.raises(AmbiguousRunError) as caught:
         registry.get("0b6f5d3e")
     assert caught.value.candidates == (a.value, b.value)
+    assert a.value in str(caught.value)
+    assert isinstance(caught.value, LookupError)
+    assert not isinstance(caught.value, KeyError)
     assert registry.get("0b6f5d3e-99").run_id == b.value
     with pytest.raises(KeyError, match="no run"):
         registry.get(RunId.generate())
@@ -218,8 +277,17 @@ def test_unknown_runs_and_ambiguous_prefixes(registry: BufferedRunRegistry) -> N
         registry.get("ffffffff")
     with pytest.raises(KeyError):
         registry.tree(RunId.generate())
+
+
+@pytest.mark.parametrize("bad", ["0b6f5d3", "", "not-a-run", "0b6f5d3e?", "0" * 40])
+def test_a_bad_key_raises_value_error_with_the_fix(registry: BufferedRunRegistry, bad: str) -> None:
     with pytest.raises(ValueError, match="at least its first 8 characters"):
-        registry.get("0b6f5d3")
+        registry.get(bad)
+
+
+def test_a_key_of_another_type_raises_type_error(registry: BufferedRunRegistry) -> None:
+    with pytest.raises(TypeError, match="run must be a RunId or a str"):
+        registry.get(42)  # type: ignore[arg-type]
 
 
 def test_many_matching_runs_list_ten_candidates_in_id_order(registry: BufferedRunRegistry) -> None:
@@ -252,10 +320,25 @@ def test_find_filters_and_orders_newest_first(registry: BufferedRunRegistry) -> 
     assert [r.run_id for r in registry.find(until=middle)] == runs[1::-1]
     later = datetime.now(timezone.utc) + timedelta(hours=1)
     assert registry.find(since=later) == []
-    with pytest.raises(ValueError, match="status must be one of"):
-        registry.find(status="done")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="would find none"):
-        registry.find(stale=True, status="ok")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"status": "done"}, ValueError, "status must be one of"),
+        ({"limit": 0}, ValueError, "limit must be a positive int"),
+        ({"limit": True}, ValueError, "limit must be a positive int"),
+        ({"since": "yesterday"}, TypeError, "since must be a datetime"),
+        ({"until": datetime(2024, 1, 1)}, ValueError, "until must be an aware datetime"),
+        ({"stale": True, "status": "ok"}, ValueError, "status='ok' would find none"),
+        ({"stale": True, "status": "error"}, ValueError, "leave status out"),
+    ],
+)
+def test_find_refuses_bad_filters(
+    registry: BufferedRunRegistry, kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        registry.find(**kwargs)  # type: ignore[arg-type]
 
 
 def test_records_turn_into_json_with_the_field_names(registry: BufferedRunRegistry) -> None:
@@ -263,6 +346,7 @@ def test_records_turn_into_json_with_the_field_names(registry: BufferedRunRegist
         pass
     data = registry.get(run.run_id).to_json()
     assert list(data) == [f.name for f in RunRecord.__dataclass_fields__.values()]
+    assert data["started_at"].endswith("+00:00")
     assert json.loads(json.dumps(data)) == data
 
 
@@ -308,6 +392,22 @@ def test_a_run_entered_again_inside_itself_keeps_its_start_and_ends_with_the_out
         assert record.started_at == first.started_at
     record = registry.get(outer.run_id)
     assert (record.status, record.error, record.started_at) == ("ok", None, first.started_at)
+    assert record.ended_at is not None
+
+
+def test_the_outermost_entrys_error_is_the_runs(registry: BufferedRunRegistry) -> None:
+    run = RunId.generate()
+
+    def work() -> None:
+        with RunContext(run, registry=registry):
+            pass
+        assert registry.get(run).status == "running"
+        raise ValueError("outer")
+
+    with pytest.raises(ValueError, match="outer"), RunContext(run, registry=registry):
+        work()
+    record = registry.get(run)
+    assert (record.status, record.error) == ("error", "ValueError: outer")
 
 
 def test_a_start_from_another_process_never_clobbers_the_recorded_run(
@@ -416,6 +516,23 @@ def test_metadata_that_is_not_json_or_too_big_is_kept_as_a_marker(
         "metadata_cut": {"json_bytes": 20_027, "limit": 16_384},
         "name": "big",
     }
+
+
+def test_an_error_whose_message_fails_is_still_recorded(registry: BufferedRunRegistry) -> None:
+    class Weird(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    class Quiet(Exception):
+        pass
+
+    for exc in (Weird(), Quiet()):
+        with pytest.raises(type(exc)), RunContext(registry=registry):
+            raise exc
+    assert sorted(r.error or "" for r in registry.find()) == [
+        "test_an_error_whose_message_fails_is_still_recorded.<locals>.Quiet",
+        "test_an_error_whose_message_fails_is_still_recorded.<locals>.Weird: <unprintable message>",
+    ]
 
 
 # -- concurrency ------------------------------------------------------------------------------
