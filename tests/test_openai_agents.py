@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import socket
 import sys
 import threading
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,17 @@ import agent_run_id.openai_agents
 from agent_run_id import RunContext, RunId, current_run_id
 from agent_run_id.openai_agents import RunIdTracingProcessor, install, run_config, uninstall
 from agent_run_id.registry import RunRecord, SQLiteRunRegistry, set_default
+from tests._agents_helpers import (
+    by_name,
+    close_the_default_loop,
+    in_tasks,
+    in_threads,
+    offline,
+    registry,
+)
 from tests._cli_helpers import call
+
+__all__ = ["close_the_default_loop", "offline", "registry"]
 
 log = logging.getLogger("tests.tools")
 
@@ -68,39 +76,6 @@ class Recorder(TracingProcessor):
         pass
 
 
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any connection to an address other than 127.0.0.1 (the SDK's exporter would)."""
-    connect = socket.socket.connect
-
-    def guarded(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] != "127.0.0.1":
-            raise AssertionError(f"the test tried to reach {address!r}")
-        return connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-
-
-def close_this_threads_loop() -> None:
-    """Close the event loop run_sync leaves set in this thread for its next call."""
-    with warnings.catch_warnings():  # the policy API is deprecated from Python 3.14
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy = asyncio.get_event_loop_policy()
-        try:
-            loop = policy.get_event_loop()
-        except RuntimeError:  # none set
-            return
-        loop.close()
-        policy.set_event_loop(None)
-
-
-@pytest.fixture(autouse=True)
-def close_the_default_loop() -> Iterator[None]:
-    """Close the main thread's loop after each test: a later asyncio.run() would orphan it."""
-    yield
-    close_this_threads_loop()
-
-
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
     """Our processor and a recorder, alone: the SDK's exporter to OpenAI is dropped."""
@@ -108,13 +83,6 @@ def recorder() -> Iterator[Recorder]:
     set_trace_processors([install(), recorder])
     yield recorder
     set_trace_processors([])
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[SQLiteRunRegistry]:
-    registry = SQLiteRunRegistry(tmp_path / "runs.db")
-    yield registry
-    registry.close()
 
 
 @function_tool
@@ -144,13 +112,6 @@ def planner(name: str = "planner") -> Agent[Any]:
         emit_traces=True,
     )
     return Agent(name=name, model=model, tools=[search, book])
-
-
-def by_name(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
-    found: dict[str, list[RunRecord]] = {}
-    for record in records:
-        found.setdefault(record.metadata.get("name", "-"), []).append(record)
-    return found
 
 
 def assert_tree_of_one_agent_run(
@@ -462,11 +423,8 @@ def test_concurrent_agent_runs_in_tasks_never_mix(
             assert result.final_output == f"done a{n}"
             assert current_run_id() == run.run_id
 
-    async def many() -> None:
-        await asyncio.gather(*(one(n) for n in range(50)))
-
     with caplog.at_level(logging.INFO, logger="tests.tools"):
-        asyncio.run(many())
+        in_tasks(one)
     assert_no_cross_talk(registry, runs, "a", caplog.records)
 
 
@@ -476,28 +434,16 @@ def test_concurrent_agent_runs_in_threads_never_mix(
     agent_run_id.logging.install()
     runs: dict[int, RunId] = {}
     barrier = threading.Barrier(50)
-    failures: list[BaseException] = []
 
     def one(n: int) -> None:
-        try:
-            with RunContext(registry=registry) as run:
-                runs[n] = run.run_id
-                barrier.wait()
-                try:
-                    result = Runner.run_sync(planner(f"t{n}"), "plan", run_config=run_config())
-                finally:
-                    close_this_threads_loop()
-                assert result.final_output == f"done t{n}"
-        except BaseException as exc:  # reported below, in the test's thread
-            failures.append(exc)
+        with RunContext(registry=registry) as run:
+            runs[n] = run.run_id
+            barrier.wait()
+            result = Runner.run_sync(planner(f"t{n}"), "plan", run_config=run_config())
+            assert result.final_output == f"done t{n}"
 
-    threads = [threading.Thread(target=one, args=(n,)) for n in range(50)]
     with caplog.at_level(logging.INFO, logger="tests.tools"):
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    assert failures == []
+        in_threads(one)
     assert_no_cross_talk(registry, runs, "t", caplog.records)
 
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import socket
 import sys
 import threading
-import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -30,49 +28,19 @@ import agent_run_id.pydantic_ai
 from agent_run_id import RunContext, RunId, current_run_id
 from agent_run_id.pydantic_ai import RunIdCapability, run_kwargs
 from agent_run_id.registry import RunRecord, SQLiteRunRegistry
+from tests._agents_helpers import (
+    by_name,
+    close_the_default_loop,
+    in_tasks,
+    in_threads,
+    offline,
+    registry,
+)
 from tests._cli_helpers import call
 
+__all__ = ["close_the_default_loop", "offline", "registry"]
+
 log = logging.getLogger("tests.tools")
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any connection to an address other than 127.0.0.1."""
-    connect = socket.socket.connect
-
-    def guarded(self: socket.socket, address: Any) -> Any:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] != "127.0.0.1":
-            raise AssertionError(f"the test tried to reach {address!r}")
-        return connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-
-
-def close_this_threads_loop() -> None:
-    """Close the event loop run_sync leaves set in this thread for its next call."""
-    with warnings.catch_warnings():  # the policy API is deprecated from Python 3.14
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy = asyncio.get_event_loop_policy()
-        try:
-            loop = policy.get_event_loop()
-        except RuntimeError:  # none set
-            return
-        loop.close()
-        policy.set_event_loop(None)
-
-
-@pytest.fixture(autouse=True)
-def close_the_default_loop() -> Iterator[None]:
-    """Close the main thread's loop after each test: a later asyncio.run() would orphan it."""
-    yield
-    close_this_threads_loop()
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[SQLiteRunRegistry]:
-    registry = SQLiteRunRegistry(tmp_path / "runs.db")
-    yield registry
-    registry.close()
 
 
 def both_tools_then_answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
@@ -124,13 +92,6 @@ def planner(**options: Any) -> Agent[str, str]:
         raise ModelRetry(f"booking backend down for {ctx.deps}")
 
     return agent
-
-
-def by_name(records: list[RunRecord]) -> dict[str, list[RunRecord]]:
-    found: dict[str, list[RunRecord]] = {}
-    for record in records:
-        found.setdefault(record.metadata.get("name", "-"), []).append(record)
-    return found
 
 
 def assert_tree_of_one_agent_run(
@@ -336,11 +297,8 @@ def test_concurrent_agent_runs_in_tasks_never_mix(
             assert result.run_id == run.run_id.value
             assert current_run_id() == run.run_id
 
-    async def many() -> None:
-        await asyncio.gather(*(one(n) for n in range(50)))
-
     with caplog.at_level(logging.INFO, logger="tests.tools"):
-        asyncio.run(many())
+        in_tasks(one)
     assert_no_cross_talk(registry, runs, caplog.records)
 
 
@@ -351,28 +309,16 @@ def test_concurrent_agent_runs_in_threads_never_mix(
     agent = planner()
     runs: dict[str, RunId] = {}
     barrier = threading.Barrier(50)
-    failures: list[BaseException] = []
 
     def one(n: int) -> None:
-        try:
-            with RunContext(registry=registry) as run:
-                runs[f"t{n}"] = run.run_id
-                barrier.wait()
-                try:
-                    result = agent.run_sync("plan", deps=f"t{n}", **run_kwargs())
-                finally:
-                    close_this_threads_loop()
-                assert result.run_id == run.run_id.value
-        except BaseException as exc:  # reported below, in the test's thread
-            failures.append(exc)
+        with RunContext(registry=registry) as run:
+            runs[f"t{n}"] = run.run_id
+            barrier.wait()
+            result = agent.run_sync("plan", deps=f"t{n}", **run_kwargs())
+            assert result.run_id == run.run_id.value
 
-    threads = [threading.Thread(target=one, args=(n,)) for n in range(50)]
     with caplog.at_level(logging.INFO, logger="tests.tools"):
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    assert failures == []
+        in_threads(one)
     assert_no_cross_talk(registry, runs, caplog.records)
 
 
