@@ -151,7 +151,12 @@ class RunRegistry(ABC):
 
         A buffering backend first waits for the writes queued before the call, ``timeout``
         seconds at most (None: no limit), then reads what is stored. It blocks: from async
-        code, call it in a thread (``await asyncio.to_thread(registry.get, run_id)``).
+        code, call it in a thread, never on the event loop::
+
+            record = await asyncio.to_thread(registry.get, run_id)
+
+        Raises KeyError for an unknown run, AmbiguousRunError (a LookupError) listing the
+        candidates when a prefix matches several runs.
         """
 
     @abstractmethod
@@ -168,9 +173,10 @@ class RunRegistry(ABC):
     ) -> list[RunRecord]:
         """Return up to ``limit`` runs, newest first, that match every filter given.
 
-        ``since``/``until`` bound the start time (aware datetimes). ``stale=True`` keeps only
-        runs still marked running whose process, on this host, is gone; with a ``status``
-        other than ``"running"`` it raises ValueError.
+        ``since`` (inclusive) and ``until`` (exclusive) bound the start time, as aware
+        datetimes. ``stale=True`` keeps only runs still marked running that were started on
+        this host by a process that no longer exists; with a ``status`` other than
+        ``"running"`` it raises ValueError.
         """
 
     @abstractmethod

@@ -160,17 +160,13 @@ class BufferedRunRegistry(RunRegistry):
         Raises TypeError for arguments of the wrong type, at once: a row that the database
         refuses would otherwise be retried forever.
         """
-        check_args(run_id, user_id, task, session_id)
-        externals = external_rows(run_id, external_ids)
-        row = start_row(run_id, user_id, task, metadata, session_id)
+        row, externals = _checked_rows(run_id, user_id, task, metadata, session_id, external_ids)
         with self._open_lock:
             entry = self._open.get(run_id.value)
             if entry is not None:
                 row = merge_rows(entry[0], row)
             self._open[run_id.value] = (row, 1 if entry is None else entry[1] + 1)
-        self._writer.put((START, row))
-        for external in externals:
-            self._writer.put((EXTERNAL, external))
+        self._put(START, row, externals)
 
     def annotate(
         self,
@@ -184,21 +180,14 @@ class BufferedRunRegistry(RunRegistry):
     ) -> None:
         """Record what ``agent_run_id.annotate()`` learned of a running run (queued).
 
-        The values given replace the row's (``annotate()`` passes the run's facts whole); those
-        left None keep theirs. The run's entries are not counted again and its status and times
-        are left as they are. A run whose start this registry never recorded gets no row.
-        ``external_ids`` are added to the run's; an id given before to another run moves here.
+        The run's entries are not counted again, and its status and times are left as they are.
         """
-        check_args(run_id, user_id, task, session_id)
-        externals = external_rows(run_id, external_ids)
-        row = start_row(run_id, user_id, task, metadata, session_id)
+        row, externals = _checked_rows(run_id, user_id, task, metadata, session_id, external_ids)
         with self._open_lock:
             entry = self._open.get(run_id.value)
             if entry is not None:
                 self._open[run_id.value] = (annotated_row(entry[0], row), entry[1])
-        self._writer.put((ANNOTATE, row))
-        for external in externals:
-            self._writer.put((EXTERNAL, external))
+        self._put(ANNOTATE, row, externals)
 
     def finish(self, run_id: RunId, *, error: BaseException | None = None) -> None:
         """Record that ``run_id`` ended now, with ``error`` if one escaped (queued).
@@ -237,19 +226,11 @@ class BufferedRunRegistry(RunRegistry):
     def get(self, run: RunId | str, *, timeout: float | None = 1.0) -> RunRecord:
         """Return the run given by a RunId, its full id, or a unique prefix of 8+ characters.
 
-        The writes queued before the call are waited for, ``timeout`` seconds at most (None:
-        as long as they take), so that a thread reads what it wrote. When they are not written
-        by then (the database is locked by another process, say), ``get`` does not raise for
-        it: it returns what the database holds, the last state committed, and a run whose
-        start is still queued is unknown (KeyError) like any other.
-
-        It blocks up to ``timeout`` seconds, and the read itself may wait for the database
-        too: from async code, call it in a thread, never on the event loop::
-
-            record = await asyncio.to_thread(registry.get, run_id)
-
-        Raises KeyError for an unknown run, AmbiguousRunError (a LookupError) listing the
-        candidates when a prefix matches several runs.
+        The writes queued before the call are waited for, so that a thread reads what it wrote.
+        When they are not written within ``timeout`` (the database is locked by another
+        process, say), ``get`` does not raise for it: it returns the last state committed, and
+        a run whose start is still queued is unknown (KeyError) like any other. The read itself
+        may wait for the database too.
         """
         if timeout is not None and (
             isinstance(timeout, bool)
@@ -286,11 +267,8 @@ class BufferedRunRegistry(RunRegistry):
     ) -> list[RunRecord]:
         """Return up to ``limit`` runs, newest first, that match every filter given.
 
-        ``since`` (inclusive) and ``until`` (exclusive) bound the start time, as aware
-        datetimes. ``stale=True`` keeps only runs still ``"running"`` that were started on this
-        host by a process that no longer exists (checked with ``os.kill(pid, 0)``; never on
-        Windows, where that call would end the process); it takes no ``status`` other than
-        ``"running"`` (ValueError).
+        A process is gone for ``stale=True`` when ``os.kill(pid, 0)`` says so; never on Windows,
+        where that call would end the process.
         """
         check_find(status, limit, since, until, stale)
         sql, params = find_query(status, user_id, session_id, since, until, stale)
@@ -354,6 +332,12 @@ class BufferedRunRegistry(RunRegistry):
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def _put(self, statement: str, row: Row, externals: list[Row]) -> None:
+        """Queue ``statement`` with ``row``, then the rows of the run's external ids."""
+        self._writer.put((statement, row))
+        for external in externals:
+            self._writer.put((EXTERNAL, external))
+
     def _resolve(self, run: RunId | str) -> str:
         key, is_prefix = parse_run(run)
         return self.get(key).run_id if is_prefix else key
@@ -370,6 +354,20 @@ class BufferedRunRegistry(RunRegistry):
     def _query(self, sql: str, params: Any, timeout: float | None = None) -> list[Any]:
         self._writer.flush(timeout)
         return self._fetch(sql, params)
+
+
+def _checked_rows(
+    run_id: RunId,
+    user_id: str | None,
+    task: str | None,
+    metadata: Mapping[str, Any] | None,
+    session_id: str | None,
+    external_ids: Mapping[str, str] | None,
+) -> tuple[Row, list[Row]]:
+    """Return the row of a start or an annotation and its external ids' rows, checked first."""
+    check_args(run_id, user_id, task, session_id)
+    externals = external_rows(run_id, external_ids)
+    return start_row(run_id, user_id, task, metadata, session_id), externals
 
 
 _registries: weakref.WeakSet[BufferedRunRegistry] = weakref.WeakSet()
