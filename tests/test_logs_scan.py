@@ -134,6 +134,45 @@ def test_a_text_log_searched_for_a_tree_is_read_line_by_line() -> None:
     assert stats.lines == 2
 
 
+def test_a_text_log_searched_for_a_tree_tests_each_line_and_skips_a_long_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_scan, "BLOCK", 4096)
+    root, child = str(uuid.uuid4()), str(uuid.uuid4())
+    data = (
+        f"2026-01-01T00:00:00Z {root} started\n"
+        f"2026-01-01T00:00:01Z {child} names no run of the tree\n"
+        + "x" * (MAX_LINE + 1)
+        + f" {root}\n2026-01-01T00:00:02Z {root} ended\n"
+    ).encode()
+    found, stats = _scanned(data, Matcher(root, tree=True))
+    assert found == [(1, root), (4, root)]
+    assert (stats.lines, stats.too_long) == (4, 1)
+    assert (found, stats.lines) == (_by_lines(data, Matcher(root, tree=True))[0], 4)
+
+
+def test_a_log_whose_first_reads_are_blank_is_known_as_json_lines_by_its_first_object(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first bytes that are not blank say whether the log is JSON lines, however far."""
+    monkeypatch.setattr(_scan, "BLOCK", 4096)
+    rng = random.Random(3)
+    root, child = str(uuid.uuid4()), str(uuid.uuid4())
+    data = (
+        b"\n" * 10_000
+        + _stamped(rng, root, None, root, 1)
+        + _stamped(rng, child, root, root, 2)
+        + f"Traceback in {child}: a text line naming a descendant alone\n".encode()
+        + f"Traceback in {root}\n".encode()
+    )
+    found, stats = _scanned(data, Matcher(root, tree=True))
+    assert found == [(10_001, root), (10_002, child), (10_004, root)]
+    assert stats.lines == 10_004
+    # A text log (its first line is text) is read line by line: the descendant's line is found.
+    text_found, _ = _scanned(b"a banner\n" + data, Matcher(root, tree=True))
+    assert (10_004, child) in text_found
+
+
 def test_a_log_being_written_is_read_to_its_last_newline_and_resumed(tmp_path: Path) -> None:
     run = str(uuid.uuid4())
     log = tmp_path / "live.jsonl"
@@ -185,6 +224,14 @@ def test_logs_tree_finds_a_text_line_among_json_lines_when_it_names_the_run(
     assert found
     # A traceback naming a descendant alone is in the log, and not found: it holds no needle.
     assert any(run.encode() in line for run in tree[1:] for line in tracebacks)
+
+
+def test_lines_long_but_under_the_limit_are_read_where_the_probes_measure_them() -> None:
+    run = str(uuid.uuid4())
+    line = b"a" * (MAX_LINE * 3 // 5) + run.encode() + b"\n"  # wider than a probe's stretch
+    found, stats = _scanned(line * 2, Matcher(run, tree=False))
+    assert found == [(1, run), (2, run)]
+    assert (stats.lines, stats.too_long) == (2, 0)
 
 
 def test_a_long_unfinished_line_after_the_last_newline_of_a_block_is_skipped(

@@ -20,9 +20,11 @@ line did: found by probing the block every half ``MAX_LINE`` bytes for a newline
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Protocol
+from typing import IO, Protocol, cast
 
 from ._lines import MAX_LINE, Stats
 
@@ -70,7 +72,7 @@ def candidates(
 ) -> Iterator[tuple[int, bytes]]:
     """Yield ``(line number, line)`` for each line of ``stream`` that may be the one sought.
 
-    ``stats`` counts every line and byte read, and the lines too long to read. ``cursor``
+    ``stats`` counts every byte read, the lines, and the lines too long to read. ``cursor``
     (given back updated) numbers the lines from where an earlier scan stopped. With
     ``complete``, a last line without its newline is left unread, for the next scan.
     The matcher may add needles as it learns (a tree's root): they apply from the next line.
@@ -79,59 +81,65 @@ def candidates(
     and the cursor's ``line`` count only the lines read one by one.
     """
     at = cursor if cursor is not None else Cursor()
-    carry = b""  # the start of a line that the next block ends
+    size = BLOCK
+    # One buffer for the whole scan, read into: a new block of 8 MiB for each read would cost
+    # the kernel a page fault every 4 kB. It holds the start of a line a read left unfinished
+    # (``kept`` bytes, at most MAX_LINE), then the next read.
+    buffer = bytearray(MAX_LINE + size)
+    kept = 0
     skipping = False  # inside a line already counted as too long
-    kind: bool | None = None  # is the log JSON lines: known from its first bytes
+    kind: bool | None = None  # is the log JSON lines: known from its first bytes not blank
     # A pipe (kubectl logs -f | ...) is read as its data comes, not once 8 MiB have come.
-    read = stream.read if stream.seekable() else getattr(stream, "read1", stream.read)
-    while True:
-        block = read(BLOCK)
-        if not block:
-            break
-        stats.bytes += len(block)
-        if kind is None:
-            kind = (carry + block).lstrip()[:1] == b"{"
-        start = 0
-        if skipping:
-            newline = block.find(b"\n")
-            if newline < 0:
-                at.offset += len(block)
-                continue
-            skipping = False
-            start = newline + 1
-            at.offset += start
-        last = block.rfind(b"\n", start) + 1
-        if last == 0:  # no line ends in this block
-            carry += block[start:]
-            if len(carry) > MAX_LINE:
-                at.offset += len(carry)
-                carry, skipping = b"", True
+    reader = cast(io.BufferedIOBase, stream)  # a binary stream: each can read into a buffer
+    readinto = reader.readinto if stream.seekable() else reader.readinto1
+    with memoryview(buffer) as view:
+        while True:
+            got = readinto(view[kept : kept + size])
+            if not got:
+                break
+            stats.bytes += got
+            end = kept + got
+            if kind is None:
+                kind = _json_lines(buffer, end)
+            start = 0
+            if skipping:
+                newline = buffer.find(b"\n", 0, end)
+                if newline < 0:
+                    at.offset += end
+                    continue
+                skipping = False
+                start = newline + 1
+                at.offset += start
+            last = buffer.rfind(b"\n", start, end) + 1
+            if last:
+                yield from _region(buffer, start, last, searched, bool(kind), stats, at, numbered)
+                start = last
+            kept = end - start
+            if kept > MAX_LINE:
+                at.offset += kept
+                kept, skipping = 0, True
                 stats.lines += 1
                 stats.too_long += 1
                 at.line += 1
-            continue
-        if carry:
-            newline = block.find(b"\n", start) + 1
-            line = carry + block[start:newline]
-            carry = b""
-            yield from _region(line, 0, len(line), searched, kind, stats, at, numbered)
-            start = newline
-        yield from _region(block, start, last, searched, kind, stats, at, numbered)
-        carry = block[last:]
-        if len(carry) > MAX_LINE:
-            at.offset += len(carry)
-            carry, skipping = b"", True
-            stats.lines += 1
-            stats.too_long += 1
-            at.line += 1
-        if progress is not None:
-            progress(stats)
-    if carry and not complete:
-        yield from _region(carry, 0, len(carry), searched, bool(kind), stats, at, numbered)
+            elif start and kept:
+                buffer[:kept] = buffer[start:end]  # a copy first: the two may overlap
+            if progress is not None:
+                progress(stats)
+        if kept and not complete:
+            yield from _region(buffer, 0, kept, searched, bool(kind), stats, at, numbered)
+
+
+_NOT_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")  # what bytes.strip keeps
+
+
+def _json_lines(buffer: bytearray, end: int) -> bool | None:
+    """Return whether the first byte not blank in ``buffer[:end]`` opens an object, or None."""
+    found = _NOT_BLANK.search(buffer, 0, end)
+    return None if found is None else buffer[found.start()] == 0x7B  # {
 
 
 def _region(
-    data: bytes,
+    data: bytearray,
     lo: int,
     hi: int,
     searched: Searched,
@@ -158,7 +166,7 @@ def _region(
             end = data.find(b"\n", pos, hi) + 1 or hi
             number += 1
             if pos not in long:
-                raw = data[pos:end]
+                raw = bytes(data[pos:end])
                 if searched.candidate(raw):
                     at.line = number
                     yield number, raw
@@ -168,7 +176,7 @@ def _region(
         if hit < 0:
             if numbered:
                 number += data.count(b"\n", pos, hi)
-                if data[hi - 1 : hi] != b"\n":  # the last line, without its newline
+                if data[hi - 1] != 0x0A:  # the last line, without its newline
                     number += 1
             break
         begin = data.rfind(b"\n", lo, hit) + 1 or lo
@@ -178,7 +186,7 @@ def _region(
         pos = end
         if begin in long:
             continue
-        raw = data[begin:end]
+        raw = bytes(data[begin:end])
         at.line = number
         yield (number if numbered else 0), raw
         fresh = searched.needles(json_lines)
@@ -196,7 +204,7 @@ class _Ahead:
     not once per hit of the other.
     """
 
-    def __init__(self, data: bytes, lo: int, hi: int, needles: tuple[bytes, ...]) -> None:
+    def __init__(self, data: bytearray, lo: int, hi: int, needles: tuple[bytes, ...]) -> None:
         self._data = data
         self._hi = hi
         self._needles = needles
@@ -213,7 +221,7 @@ class _Ahead:
         return best
 
 
-def _long_lines(data: bytes, lo: int, hi: int) -> set[int]:
+def _long_lines(data: bytearray, lo: int, hi: int) -> set[int]:
     """Return where each line of ``data[lo:hi]`` longer than MAX_LINE starts.
 
     A line that long holds a whole stretch of ``MAX_LINE // 2`` bytes between two probes:
