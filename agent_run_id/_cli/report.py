@@ -11,12 +11,10 @@ import argparse
 import os
 from typing import IO, Any
 
-from agent_run_id._optional import install_command
-
 from ._errors import UsageError
-from ._inputs import check_files
 from ._output import count, printable
 from ._registry import ENV_DB, open_registry, read_errors, registry_path, shown_registry
+from .serve import check_log_files, viewer_missing
 
 __all__ = ["add_parser", "run"]
 
@@ -45,9 +43,7 @@ def add_parser(actions: Any) -> None:
 
 def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """Write the report; return 0."""
-    if "-" in args.files:
-        raise UsageError("report reads log files, not standard input: give their paths")
-    check_files(args.files)
+    check_log_files("report", args.files)
     target: str = args.html
     if target != "-" and os.path.isdir(target):
         raise UsageError(f"--html {target} is a folder: give the file to write")
@@ -56,7 +52,7 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         from agent_run_id._viewer._logs import read_tree_lines
         from agent_run_id._viewer._render import render_report
     except ImportError:
-        raise UsageError(f"report needs the viewer extra: {install_command('viewer')}") from None
+        raise viewer_missing("report") from None
     path = registry_path(args.db)
     registry = open_registry(path)
     try:

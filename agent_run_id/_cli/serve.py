@@ -19,7 +19,7 @@ from ._inputs import check_files
 from ._output import count, printable
 from ._registry import ENV_DB, open_registry, registry_path, shown_registry
 
-__all__ = ["add_parser", "is_loopback", "run"]
+__all__ = ["add_parser", "check_log_files", "is_loopback", "run", "viewer_missing"]
 
 #: The port served when none is given.
 PORT = 8765
@@ -69,6 +69,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_log_files(command: str, files: list[str]) -> None:
+    """Raise UsageError for log files a viewer command cannot read: standard input, or bad paths."""
+    if "-" in files:
+        raise UsageError(f"{command} reads log files, not standard input: give their paths")
+    check_files(files)
+
+
+def viewer_missing(command: str) -> UsageError:
+    """Return the error that says ``command`` needs the viewer extra, and how to install it."""
+    return UsageError(f"{command} needs the viewer extra: {install_command('viewer')}")
+
+
 def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     """Serve the viewer until interrupted; return 0."""
     host: str = args.host
@@ -80,15 +92,13 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         )
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
-    if "-" in args.files:
-        raise UsageError("serve reads log files, not standard input: give their paths")
-    check_files(args.files)
+    check_log_files("serve", args.files)
     try:
         import uvicorn
 
         from agent_run_id._viewer._app import LOOPBACK, create_app
     except ImportError:
-        raise UsageError(f"serve needs the viewer extra: {install_command('viewer')}") from None
+        raise viewer_missing("serve") from None
     path = registry_path(args.db)
     registry = open_registry(path)
     try:
