@@ -36,8 +36,9 @@ def test_bad_registry_arguments_are_refused_with_the_fix(tmp_path: Path) -> None
         SQLiteRunRegistry(3)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="path must name a file"):
         SQLiteRunRegistry(":memory:")
-    with pytest.raises(ValueError, match="timeout must be"):
-        SQLiteRunRegistry(tmp_path / "x.db", timeout=-1)
+    for timeout in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="timeout must be a finite number of seconds >= 0"):
+            SQLiteRunRegistry(tmp_path / "x.db", timeout=timeout)
     with pytest.raises(ValueError, match="max_pending must be"):
         SQLiteRunRegistry(tmp_path / "x.db", max_pending=True)
 

@@ -9,6 +9,7 @@ options, the writer's batches on one connection (``_batch``), each thread's own 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -86,8 +87,12 @@ class SQLiteRunRegistry(BufferedRunRegistry):
                 f"path must name a file, got {str(path)!r}: threads and processes share the "
                 "registry through the file (use a temporary file in tests)"
             )
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-            raise ValueError(f"timeout must be a number of seconds >= 0, got {timeout!r}")
+        if (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 <= timeout < math.inf  # NaN too
+        ):
+            raise ValueError(f"timeout must be a finite number of seconds >= 0, got {timeout!r}")
         check_budget(max_pending, max_pending_bytes)
         super().__init__()
         self.path = Path(path)
