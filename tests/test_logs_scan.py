@@ -122,6 +122,38 @@ def test_the_scan_finds_what_reading_line_by_line_finds(
     assert {run for _, run in found} <= set(tree)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"run_id": "0b6f0d1e-9c1a-4e8b-9f7d-5a4c3b2a1908", "n": [1, 2.5, null, true]}',
+        '{"a": 1}   ',
+        '{"a": 1} \t ',
+        '{"a": 1} x',
+        '{"a": 1}{"b": 2}',
+        '{"a": 1}\x0c',
+        '{"a": 1}\u00a0',
+        '  {"a": 1}',
+        '\x0c{"a": 1}',
+        '{"a": ',
+        '{"a": NaN, "b": -Infinity}',
+        '{"a": "\\ud800"}',
+        '{"a": 1, "a": 2}',
+        "{}",
+        "{" + '"a":[' * 100_000,
+    ],
+)
+def test_a_json_line_is_read_as_json_loads_reads_it(text: str) -> None:
+    """The scan's reader of JSON lines skips json.loads' wrapper: the same objects, errors."""
+    try:
+        expected = json.loads(text)
+    except (ValueError, RecursionError):
+        expected = None
+    stats = Stats()
+    line = parse(text.encode(), stats)
+    assert (None if line is None else line.record) == expected
+    assert stats.bad_json == (expected is None)
+
+
 def test_a_text_log_searched_for_a_tree_is_read_line_by_line() -> None:
     root, child = str(uuid.uuid4()), str(uuid.uuid4())
     data = (

@@ -38,8 +38,11 @@ _TIME = re.compile(
 )
 _TIME_KEYS = ("timestamp", "time", "ts", "@timestamp", "asctime", "created", "datetime")
 _ID_KEYS = LINEAGE  # the names every log integration of the package writes
+_RUN, _PARENT, _ROOT = _ID_KEYS
 _SESSION_KEY = "session_id"  # and the run's session, under the same name in every one
 _KEYS = (*_ID_KEYS, _SESSION_KEY)
+_DECODER = json.JSONDecoder()
+_JSON_BLANK = re.compile(r"[ \t\n\r]*")  # the blanks JSON allows around a value
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # The times a datetime can hold, as Unix seconds: a line's time outside them is no time.
 _FIRST = (datetime(1, 1, 1, tzinfo=timezone.utc) - _EPOCH).total_seconds()
@@ -99,7 +102,7 @@ def parse(raw: bytes, stats: Stats) -> Line | None:
     if not text.lstrip().startswith("{"):
         return Line(text, None, None, None, None)
     try:
-        record = json.loads(text)
+        record = _loads(text)
     except (ValueError, RecursionError):
         stats.bad_json += 1
         return None
@@ -107,8 +110,22 @@ def parse(raw: bytes, stats: Stats) -> Line | None:
         return Line(text, None, None, None, None)
     found = _fields(record, _KEYS)
     session = found.get(_SESSION_KEY)
-    run, parent, root = (_id(found.get(key)) for key in _ID_KEYS)
+    run, parent, root = _id(found.get(_RUN)), _id(found.get(_PARENT)), _id(found.get(_ROOT))
     return Line(text, record, run, parent, root, session if isinstance(session, str) else None)
+
+
+def _loads(text: str) -> Any:
+    """Return ``json.loads(text)``: without its two regular expressions when ``{`` comes first.
+
+    The same result and the same errors (a ValueError for extra data), two microseconds sooner
+    for each line found.
+    """
+    if text[:1] != "{":
+        return json.loads(text)
+    value, end = _DECODER.raw_decode(text)
+    if end != len(text) and not _JSON_BLANK.fullmatch(text, end):
+        raise ValueError(f"extra data after the JSON object, at character {end}")
+    return value
 
 
 def time_of(line: Line) -> float | None:
@@ -116,9 +133,11 @@ def time_of(line: Line) -> float | None:
     if line.record is not None:
         value = _fields(line.record, _TIME_KEYS)
         for key in _TIME_KEYS:
-            found = _time_value(value.get(key))
-            if found is not None:
-                return found
+            field = value.get(key)
+            if field is not None:
+                found = _time_value(field)
+                if found is not None:
+                    return found
         return None
     return _iso(line.text[:48])
 
@@ -147,9 +166,15 @@ def _fields(record: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _id(value: object) -> str | None:
-    if isinstance(value, str) and _UUID_TEXT.fullmatch(value):
-        return value
+    if isinstance(value, str) and len(value) == 36:  # a run id's length: no long key cached
+        return _checked_id(value)
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_id(value: str) -> str | None:
+    """Return ``value`` when it is a run id: cached, as a log's lines name the same few runs."""
+    return value if _UUID_TEXT.fullmatch(value) else None
 
 
 def _time_value(value: object) -> float | None:
