@@ -34,7 +34,11 @@ def add_parser(actions: Any) -> None:
         help="the run id, a unique prefix of at least 8 characters, or an external id",
     )
     parser.add_argument("files", metavar="FILE", nargs="*", default=[], help="log files (gzip too)")
-    parser.add_argument("--db", metavar="PATH", help=f"the registry (default: ${ENV_DB})")
+    parser.add_argument(
+        "--db",
+        metavar="DB",
+        help=f"the registry: a SQLite file or a postgresql:// URL (default: ${ENV_DB})",
+    )
     parser.add_argument(
         "--html", metavar="OUT", required=True, help="the file to write (- for standard output)"
     )

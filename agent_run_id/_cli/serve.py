@@ -43,7 +43,11 @@ def add_parser(commands: Any) -> None:
         default=[],
         help="log files whose lines the run pages show (JSON lines or text, gzip too)",
     )
-    parser.add_argument("--db", metavar="PATH", help=f"the registry (default: ${ENV_DB})")
+    parser.add_argument(
+        "--db",
+        metavar="DB",
+        help=f"the registry: a SQLite file or a postgresql:// URL (default: ${ENV_DB})",
+    )
     parser.add_argument(
         "--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)"
     )
