@@ -4,7 +4,8 @@ Aims (issue 18), on this machine:
 
 - ``agent-run-id logs <root> --tree`` scans at least 1 GB/s of JSON log lines for one run's
   tree (the command as a user runs it, startup included), printed beside ``grep -F -c`` on the
-  same files in the same run, and their ratio;
+  same files in the same run, and their ratio; ``logs <run>`` of one run without ``--tree``
+  (one of the tree's runs) is printed too, for information;
 - the viewer's list page of a registry of 100,000 runs answers in under 300 ms (the first
   page, failed runs only, and a page deep down the list by its keyset cursor);
 - the run page of a run with 1,000 descendants and 20,000 matching lines across 1 GB of log
@@ -169,17 +170,23 @@ def _child_cpu(work: Callable[[], object], rounds: int = ROUNDS) -> float:
     return statistics.median(times)
 
 
-def _scan(folder: Path, paths: list[Path], root: str) -> None:
+def _scan(folder: Path, paths: list[Path], root: str, one: str) -> None:
     size = sum(path.stat().st_size for path in paths) / 1e6
     names = [str(path) for path in paths]
 
-    def ours() -> None:
-        subprocess.run(
-            [sys.executable, "-m", "agent_run_id", "logs", root, "--tree", *names],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            check=True,
-        )
+    def logs(*argv: str) -> Callable[[], None]:
+        def run() -> None:
+            subprocess.run(
+                [sys.executable, "-m", "agent_run_id", "logs", *argv, *names],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=True,
+            )
+
+        return run
+
+    ours = logs(root, "--tree")
+    single = logs(one)
 
     grep = shutil.which("grep")
 
@@ -202,6 +209,12 @@ def _scan(folder: Path, paths: list[Path], root: str) -> None:
     print(
         f"  agent-run-id logs --tree  {seconds:6.2f} s  {size / seconds:8,.0f} MB/s"
         f"   (CPU {cpu:.2f} s: {size / cpu:,.0f} MB/s)"
+    )
+    one_seconds = _median_seconds(single)
+    one_cpu = _child_cpu(single)
+    print(
+        f"  agent-run-id logs <run>   {one_seconds:6.2f} s  {size / one_seconds:8,.0f} MB/s"
+        f"   (CPU {one_cpu:.2f} s: {size / one_cpu:,.0f} MB/s; one run of the tree, no --tree)"
     )
     if grep is not None:
         grep_seconds = _median_seconds(theirs)
@@ -266,7 +279,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         paths = _write_logs(folder, tree, root)
-        _scan(folder, paths, root)
+        _scan(folder, paths, root, tree[len(tree) // 2][0])
         db = folder / "runs.db"
         _write_registry(db, tree, root)
         _pages(db, paths, root)
