@@ -54,8 +54,9 @@ _SCALES = ((1e17, 1e9), (1e14, 1e6), (1e11, 1e3))
 
 @dataclass
 class Stats:
-    """What a scan saw: lines read and matched, and the malformed lines it skipped, by kind.
+    """What a scan saw: bytes read, lines matched, and the malformed lines it skipped, by kind.
 
+    ``lines`` counts the lines read only where the scan numbers them (see ``candidates``).
     ``not_utf8`` counts lines read with replacement characters: shown, not skipped.
     """
 

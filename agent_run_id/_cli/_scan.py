@@ -5,7 +5,8 @@ holds: about 250 MB/s. Most lines are not the run's. So the log is read in block
 and in each block ``bytes.find`` (C, several GB/s) looks for the bytes that a line of the run
 must contain, its *needles*: the run's id, and in a tree the id of its root, which every line
 stamped by this package carries as ``root_run_id``. Only the lines around a hit are cut out and
-handed on; the newlines are counted (``bytes.count``) to number the lines and count them all.
+handed on; the newlines are counted (``bytes.count``, a pass over every byte) only when the
+reader asks for line numbers (``logs --json``).
 
 In a log of JSON lines (its first line is an object), every line is sought by the needles, a
 text line among them too (a traceback, a banner): such a line is found when it names the run
