@@ -1,5 +1,8 @@
 """The run in the ``baggage`` entry of an MCP ``_meta``, by the rules of ``agent_run_id.otel``.
 
+Those rules say when as well as how: ``agent_run_id.otel`` puts the run in baggage only once
+``install(baggage=True)`` (its default) is in effect, and so does ``meta()`` (:func:`baggage_on`).
+
 Imports OpenTelemetry at the top: ``agent_run_id._mcp_meta`` imports this module only when the
 OpenTelemetry API is installed (mcp 2.x depends on it, mcp 1.x does not), and leaves the
 ``baggage`` entry alone without it.
@@ -14,13 +17,24 @@ from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 
+from ._hooks import fallbacks
 from ._otel_propagation import run_from_baggage_header, session_from_baggage_header
 from ._otel_runs import SESSION_KEY, attributes, with_run_baggage
 from ._run_id import RunId
 
-__all__ = ["baggage_with_run", "run_in_baggage_text", "session_in_baggage_text"]
+__all__ = ["baggage_on", "baggage_with_run", "run_in_baggage_text", "session_in_baggage_text"]
 
 _W3C = W3CBaggagePropagator()
+
+
+def baggage_on() -> bool:
+    """Return whether ``agent_run_id.otel.install(baggage=True)`` is in effect in this process.
+
+    That install puts the run in OpenTelemetry baggage while it is current (so the W3C
+    ``baggage`` header carries it) and registers :func:`run_from_baggage_header` as the inbound
+    fallback; ``uninstall()`` undoes both. The fallback is the one of the two that can be asked.
+    """
+    return run_from_baggage_header in fallbacks.items
 
 
 def baggage_with_run(existing: str | None, run: RunId, session_id: str | None) -> str | None:

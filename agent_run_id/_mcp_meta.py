@@ -1,9 +1,11 @@
 """The run in an MCP request's ``params._meta``: the keys, writing them, reading them back.
 
 Stdlib only, and no import of the ``mcp`` package: the client and server sides of
-``agent_run_id.mcp`` share it with the benchmarks and the tests. The ``baggage`` entry needs
-the OpenTelemetry API (which mcp 2.x depends on); without it that entry is neither written
-nor read, and the prefixed keys carry the run alone.
+``agent_run_id.mcp`` share it with the benchmarks and the tests. The ``baggage`` entry is
+written as ``agent_run_id.otel`` writes the run in baggage: only once its ``install()`` (with
+``baggage=True``, the default) is in effect. It needs the OpenTelemetry API (which mcp 2.x
+depends on); without it that entry is neither written nor read, and the prefixed keys carry the
+run alone.
 """
 
 from __future__ import annotations
@@ -22,13 +24,19 @@ Wire = tuple[str, str | None, str | None]
 _NAMES = ("run", "parent", "root")
 _Merge = Callable[[str | None, RunId, str | None], str | None]
 _Read = Callable[[str], Any]
+baggage_on: Callable[[], bool] | None
 baggage_with_run: _Merge | None
 run_in_baggage_text: _Read | None
 session_in_baggage_text: _Read | None
 try:
-    from ._mcp_baggage import baggage_with_run, run_in_baggage_text, session_in_baggage_text
+    from ._mcp_baggage import (
+        baggage_on,
+        baggage_with_run,
+        run_in_baggage_text,
+        session_in_baggage_text,
+    )
 except ImportError:  # pragma: no cover - exercised only without the OpenTelemetry API
-    baggage_with_run = run_in_baggage_text = session_in_baggage_text = None
+    baggage_on = baggage_with_run = run_in_baggage_text = session_in_baggage_text = None
 
 __all__ = [
     "BAGGAGE",
@@ -57,15 +65,22 @@ WIRE_SESSION_KEY = SESSION_HEADER.lower()
 #: The W3C baggage entry of ``_meta`` (MCP's SEP-414).
 BAGGAGE = "baggage"
 
+# Our keys of the last run meta_of_run wrote, with the run and session they were made for: an
+# agent's run makes call after call with the same ones (annotate() may change the session, which
+# is part of the key). Replaced as one tuple, so threads never see a mix; never changed in place.
+_last: tuple[RunId | None, str | None, dict[str, str]] = (None, None, {})
+
 
 def meta_of_run(base: Mapping[str, Any] | None) -> dict[str, Any]:
     """Return ``base`` (a copy) with the current run's entries added; outside a run, the copy.
 
-    Our prefixed keys for the run, its lineage and its session, and the run merged into the
+    Our prefixed keys for the run, its lineage and its session; and, while
+    ``agent_run_id.otel.install(baggage=True)`` is in effect, the run merged into the
     ``baggage`` entry. A ``base`` that already names a run (one of our keys, or ``x-run-id``
     and its lineage) is the caller's choice and comes back as it is; so does a ``baggage``
     entry that is not a string. Every other entry is kept.
     """
+    global _last
     if base is None:
         entries: dict[str, Any] = {}
     elif isinstance(base, Mapping):
@@ -80,10 +95,15 @@ def meta_of_run(base: Mapping[str, Any] | None) -> dict[str, Any]:
     if entries and any(key in entries for key in (*RUN_KEYS, *WIRE_KEYS)):
         return entries  # the caller's lineage: the outbound rule, never two runs in one request
     session_id = current_session_id()
-    entries.update(lineage_fields(run, RUN_KEYS))
-    if session_id is not None and SESSION_KEY not in entries:
-        entries[SESSION_KEY] = session_id
-    if baggage_with_run is not None:
+    last = _last
+    if last[0] is not run or last[1] != session_id:
+        ours = lineage_fields(run, RUN_KEYS)
+        if session_id is not None:
+            ours[SESSION_KEY] = session_id
+        last = _last = (run, session_id, ours)
+    # None of our run keys is in entries (above): theirs win for the session alone.
+    entries = {**last[2], **entries} if entries else last[2].copy()
+    if baggage_on is not None and baggage_with_run is not None and baggage_on():
         existing = entries.get(BAGGAGE)
         if existing is None or isinstance(existing, str):
             merged = baggage_with_run(existing, run, session_id)

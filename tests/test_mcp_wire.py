@@ -38,6 +38,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import agent_run_id.mcp
+import agent_run_id.otel
 from agent_run_id import RunContext, RunId, current_run_id
 from agent_run_id.mcp import PARENT_RUN_KEY, PREFIX, ROOT_RUN_KEY, RUN_KEY, SESSION_KEY, meta
 from agent_run_id.otel import RunIdPropagator
@@ -45,6 +46,12 @@ from agent_run_id.registry import SQLiteRunRegistry
 
 A = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
 B = "5f0c1a2b-3d4e-4f60-8a7b-9c8d7e6f5a4b"
+
+
+@pytest.fixture
+def otel_baggage() -> None:
+    """``agent_run_id.otel.install()`` with baggage (its default): meta() writes baggage then."""
+    agent_run_id.otel.install(span_processor=False)  # the autouse fixture uninstalls it
 
 
 @pytest.fixture
@@ -77,11 +84,43 @@ def test_meta_names_the_run_its_lineage_and_session_under_our_prefix() -> None:
     assert entries[PARENT_RUN_KEY] == entries[ROOT_RUN_KEY] == A
     assert entries[SESSION_KEY] == "chat-1"
     assert not any(key.startswith("io.modelcontextprotocol/") for key in entries)
-    assert f"agent_run.id={child.run_id.value}" in entries["baggage"]
-    assert "agent_run.session_id=chat-1" in entries["baggage"]
+    assert "baggage" not in entries  # agent_run_id.otel is not installed: no baggage of ours
 
 
-def test_meta_merges_the_run_into_baggage_and_keeps_every_other_entry() -> None:
+def test_meta_writes_baggage_while_otel_install_with_baggage_is_in_effect() -> None:
+    """The rule of agent_run_id.otel: the run goes in baggage once install(baggage=True) is on."""
+    with RunContext(session_id="chat-1") as run:
+        assert "baggage" not in meta()
+        agent_run_id.otel.install(span_processor=False, baggage=False)
+        assert "baggage" not in meta()
+        assert meta({"baggage": "tenant=acme"})["baggage"] == "tenant=acme"  # left as it came
+        agent_run_id.otel.install(span_processor=False)
+        entries = meta()
+        agent_run_id.otel.uninstall()
+        assert "baggage" not in meta()
+    assert f"agent_run.id={run.run_id.value}" in entries["baggage"].split(",")
+    assert "agent_run.session_id=chat-1" in entries["baggage"].split(",")
+    assert entries[RUN_KEY] == run.run_id.value
+
+
+def test_meta_follows_the_session_annotate_sets_and_each_run_of_its_own() -> None:
+    """Our keys are kept per run and session: a new session or another run is never stale."""
+    with RunContext() as first:
+        before = meta()
+        agent_run_id.annotate(session_id="chat-2")
+        after = meta()
+        with RunContext() as second:
+            inner = meta()
+        again = meta()
+        after["mine"] = 1  # each call gets a dict of its own, never the one kept
+        assert "mine" not in meta()
+    assert SESSION_KEY not in before
+    assert after[SESSION_KEY] == again[SESSION_KEY] == inner[SESSION_KEY] == "chat-2"
+    assert after[RUN_KEY] == again[RUN_KEY] == first.run_id.value
+    assert (inner[RUN_KEY], inner[PARENT_RUN_KEY]) == (second.run_id.value, first.run_id.value)
+
+
+def test_meta_merges_the_run_into_baggage_and_keeps_every_other_entry(otel_baggage: None) -> None:
     with RunContext(run_id=RunId.from_string(A)):
         entries = meta({"baggage": "tenant=acme,agent_run.id=" + B, "traceparent": "x"})
         assert meta({"baggage": 5})["baggage"] == 5  # not ours to rewrite
@@ -107,7 +146,7 @@ def test_a_baggage_of_ours_alone_is_what_opentelemetry_would_write(session: str 
     assert baggage_with_run(None, run, session) == carrier["baggage"]
 
 
-def test_meta_merges_into_the_current_opentelemetry_baggage() -> None:
+def test_meta_merges_into_the_current_opentelemetry_baggage(otel_baggage: None) -> None:
     token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
     try:
         with RunContext(run_id=RunId.from_string(A)):
@@ -118,7 +157,7 @@ def test_meta_merges_into_the_current_opentelemetry_baggage() -> None:
     assert f"agent_run.id={A}" in entries["baggage"].split(",")
 
 
-def test_meta_leaves_ours_out_of_a_baggage_at_the_w3c_limits() -> None:
+def test_meta_leaves_ours_out_of_a_baggage_at_the_w3c_limits(otel_baggage: None) -> None:
     full = ",".join(f"k{i}=v" for i in range(180))  # the W3C limit of pairs
     with RunContext(run_id=RunId.from_string(A)):
         entries = meta({"baggage": full})
