@@ -11,10 +11,10 @@ from typing import TypeVar
 
 from ._context import RunContext, activate, capture, current_run_id, current_session_id, deactivate
 from ._inbound import InboundPolicy, IncomingOption
-from ._mcp_meta import Wire, incoming_run
+from ._mcp_meta import RUN_KEYS, SESSION_KEY, Wire, incoming_run
 from ._propagation import HEADER, run_from_wire
 from ._recording import check_registry
-from ._run_id import RunId, lineage_fields
+from ._run_id import RunId, lineage_fields, make_run_id, new_default_id
 from ._steps import ReportedError
 from ._types import Registry
 
@@ -34,6 +34,7 @@ _NAMES = ("run", "parent", "root")
 # How many callers' runs ServerRuns keeps parsed.
 _PARSED = 1024
 
+A = TypeVar("A")
 R = TypeVar("R")
 
 
@@ -63,7 +64,7 @@ def reported_error(method: str, target: str | None, result: object) -> ReportedE
     """Return the error a ``tools/call`` result reports (``isError: true``), or None."""
     if method != "tools/call":
         return None
-    if isinstance(result, Mapping):
+    if type(result) is dict or isinstance(result, Mapping):  # mcp 2.x handlers give a dict
         flag, content = result.get("isError"), result.get("content")
     else:
         inner = getattr(result, "root", result)  # mcp 1.x wraps results in a ServerResult
@@ -84,6 +85,24 @@ def reported_error(method: str, target: str | None, result: object) -> ReportedE
     return ReportedError(message)
 
 
+def _ours_as_written(
+    seen: tuple[object, ...], came: Wire | RunId, run: RunId, session_id: str | None
+) -> bool:
+    """Return whether our keys gave ``run`` and ``session_id`` and hold exactly them, valid.
+
+    Only such values are kept by :class:`ServerRuns`: none that another source gave, and none
+    of a client's overlong or invalid values (a kept key is at most a few hundred characters).
+    """
+    if isinstance(came, RunId) or seen[0] != came[0] or seen[0] != run.value:
+        return False
+    parent, root = run.parent, run.root
+    return (
+        seen[1] == (None if parent is None else parent.value)
+        and seen[2] == (None if root is run else root.value)
+        and seen[3] == session_id
+    )
+
+
 class ServerRuns:
     """The checked options of a server side, and running one request as its own run.
 
@@ -91,7 +110,7 @@ class ServerRuns:
     name of the class or function given it).
     """
 
-    __slots__ = ("_parsed", "policy", "registry")
+    __slots__ = ("_parsed", "_seen", "policy", "registry")
 
     def __init__(self, *, incoming: IncomingOption, registry: Registry | None, owner: str) -> None:
         check_registry(registry)
@@ -107,6 +126,9 @@ class ServerRuns:
         # The callers' runs as they came and as the wire rule made them: an agent's run makes
         # call after call with the same three values. Bounded: emptied when full.
         self._parsed: dict[Wire, RunId] = {}
+        # The same for our own keys as they came, with the session: each value looked up once
+        # and checked only the first time. Bounded as _parsed.
+        self._seen: dict[tuple[object, ...], tuple[RunId, str | None]] = {}
 
     def run_of(
         self, request: object, meta: object, http_request: object
@@ -117,11 +139,24 @@ class ServerRuns:
         ``incoming``. The run that came is the first valid one of ``_meta``, else the HTTP
         request's; the policy makes it that run, a child of it or a new root run.
         """
+        mode = self.policy.mode
+        seen = None
+        if mode == "child" and type(meta) is dict:
+            # An agent's run makes call after call with the same values of our keys: the run
+            # they make is kept, and a new child of it made here (as RunId.child() makes one).
+            get = meta.get
+            seen = (get(RUN_KEYS[0]), get(RUN_KEYS[1]), get(RUN_KEYS[2]), get(SESSION_KEY))
+            try:
+                known = self._seen.get(seen)
+            except TypeError:  # a value that cannot be hashed: never one of ours
+                known = seen = None
+            if known is not None:
+                caller = known[0]
+                return make_run_id(new_default_id(), caller, caller.root), known[1]
         came: Wire | RunId | None
         came, session_id = incoming_run(meta) if isinstance(meta, Mapping) else (None, None)
         if came is None:
             came, session_id = _http_run(http_request)
-        mode = self.policy.mode
         if came is None or mode is None:  # no run came, or a function of the request decides
             wire: tuple[str | None, ...] = (None,)
             if isinstance(came, RunId):
@@ -136,7 +171,13 @@ class ServerRuns:
         if mode == "ignore":
             return RunId.generate(), session_id
         run = came if isinstance(came, RunId) else self._run_of_wire(came)
-        return (run if mode == "continue" else run.child()), session_id
+        if mode == "continue":
+            return run, session_id
+        if seen is not None and _ours_as_written(seen, came, run, session_id):
+            if len(self._seen) >= _PARSED:
+                self._seen.clear()
+            self._seen[seen] = (run, session_id)
+        return run.child(), session_id
 
     def _run_of_wire(self, wire: Wire) -> RunId:
         run = self._parsed.get(wire)
@@ -155,9 +196,10 @@ class ServerRuns:
         method: str,
         params: object,
         http_request: object,
-        call: Callable[[], Awaitable[R]],
+        call: Callable[[A], Awaitable[R]],
+        argument: A,
     ) -> R:
-        """Await ``call()`` as the run of one request, named ``{method} {target}``.
+        """Await ``call(argument)`` as the run of one request, named ``{method} {target}``.
 
         The run is entered here, in the task that handles the request, from no run: never
         nested in a run left current where the server started that task (mcp 1.x starts it in
@@ -165,7 +207,7 @@ class ServerRuns:
         ``isError: true`` ends the run with a :class:`ReportedError`, as an exception would.
         """
         meta = target = None
-        if isinstance(params, Mapping):
+        if type(params) is dict or isinstance(params, Mapping):
             meta = params.get("_meta")
             value = params.get(RUN_METHODS[method])
             if isinstance(value, str):
@@ -181,7 +223,7 @@ class ServerRuns:
         try:
             context.__enter__()
             try:
-                result = await call()
+                result = await call(argument)
             except BaseException as exc:
                 context.__exit__(type(exc), exc, exc.__traceback__)
                 raise

@@ -221,9 +221,7 @@ class RunIdServerMiddleware:
         method = ctx.method
         if method not in RUN_METHODS or ctx.request_id is None:
             return await call_next(ctx)
-        return await self._runs.run(
-            ctx, method, ctx.params, ctx.request, functools.partial(call_next, ctx)
-        )
+        return await self._runs.run(ctx, method, ctx.params, ctx.request, call_next, ctx)
 
     def __repr__(self) -> str:
         policy = self._runs.policy
@@ -299,9 +297,7 @@ def _run_handler(
         except LookupError:  # called outside a request (a test calling the handler): no HTTP
             context = None
         http_request = getattr(context, "request", None)
-        return await runs.run(
-            context, method, fields, http_request, functools.partial(handler, request)
-        )
+        return await runs.run(context, method, fields, http_request, handler, request)
 
     setattr(run_request, _MARK, True)
     return run_request

@@ -437,6 +437,51 @@ def test_many_callers_runs_are_each_their_own_and_the_parsed_ones_bounded() -> N
         assert run.parent.parent == caller.parent
         assert run.root == caller.root
     assert len(runs._parsed) <= 1024
+    assert len(runs._seen) <= 1024
+
+
+def test_a_kept_caller_gives_a_new_child_each_call_with_its_session() -> None:
+    from agent_run_id._mcp_server import ServerRuns
+
+    runs = ServerRuns(incoming="child", registry=None, owner="test")
+    with RunContext(run_id=RunId.from_string(A), session_id="s1"), RunContext() as caller:
+        sent = meta()
+    made = [runs.run_of(None, dict(sent), None) for _ in range(3)]
+    assert len(runs._seen) == 1
+    assert len({run.value for run, _ in made}) == 3  # a new run for each call
+    for run, session in made:
+        assert (run.parent, run.parent.parent, run.root, session) == (
+            caller.run_id,
+            RunId.from_string(A),
+            RunId.from_string(A),
+            "s1",
+        )
+    other = runs.run_of(None, {**sent, SESSION_KEY: "s2"}, None)
+    assert (other[0].parent, other[1]) == (caller.run_id, "s2")  # the session is part of it
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        {RUN_KEY: A.upper()},  # valid, not as we write it
+        {RUN_KEY: A, PARENT_RUN_KEY: "not-a-run"},  # an invalid parent, dropped
+        {RUN_KEY: A, SESSION_KEY: "bad session"},  # an invalid session, dropped
+        {"x-run-id": A},  # another source
+        {RUN_KEY: A, PARENT_RUN_KEY: ["unhashable"]},
+    ],
+)
+def test_only_our_keys_as_we_write_them_are_kept(sent: dict[str, Any]) -> None:
+    from agent_run_id._mcp_server import ServerRuns
+
+    runs = ServerRuns(incoming="child", registry=None, owner="test")
+    for _ in range(2):
+        run, session = runs.run_of(None, sent, None)
+        assert (run.parent, run.parent.parent if run.parent else None, session) == (
+            RunId.from_string(A),
+            None,
+            None,
+        )
+    assert runs._seen == {}
 
 
 # --- options ----------------------------------------------------------------------------------
@@ -508,7 +553,13 @@ def test_every_public_name_of_the_module_is_documented() -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["bare tools/call", "meta() + RunIdServerMiddleware", "the same, no baggage entry"]
+    "case",
+    [
+        "bare tools/call",
+        "meta() + RunIdServerMiddleware",
+        "bare, otel.install()",
+        "ours, otel.install()",
+    ],
 )
 def test_the_benchmarks_cases_run(case: str) -> None:
     from benchmarks.bench_mcp import _serve
