@@ -4,8 +4,10 @@ The client's ``meta()`` (through ``instrument_client``) and the server's
 ``RunIdServerMiddleware`` together, against the same in-process round trip of a trivial tool
 without them. Every case calls the tool inside a child run, over mcp 2.x's in-process transport
 (the cheapest round trip there is, so the largest share for ours). Aim (issue 15): at most 5%
-more per call. A third case, for information, sends our keys without the ``baggage`` entry: the
-gap between it and ours is mostly the SDK's own OpenTelemetry middleware parsing that entry.
+more per call, in default usage as docs/mcp.md shows it. Two more cases, for information, run
+with ``agent_run_id.otel.install()`` (baggage on): there mcp 2.x itself puts the run's baggage in
+every request's ``_meta`` and parses it on the server, ours or not, and ``meta()`` adds the
+baggage entry too; counted in instructions only (the install is process-wide).
 
 The CPU time is shown, but on a small shared machine it swings by more than 5%: the verdict is
 counted in instructions (callgrind, through ``_callgrind``: each case in its own process, with
@@ -26,6 +28,7 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 import agent_run_id.mcp
+import agent_run_id.otel
 from agent_run_id import RunContext
 
 from ._aims import aim
@@ -36,7 +39,8 @@ ROUNDS = 11
 COUNTED_CALLS = 200
 BARE = "bare tools/call"
 OURS = "meta() + RunIdServerMiddleware"
-KEYS = "the same, no baggage entry"
+BARE_OTEL = "bare, otel.install()"
+OURS_OTEL = "ours, otel.install()"
 
 
 def _server(*middleware: Any) -> MCPServer:
@@ -49,18 +53,9 @@ def _server(*middleware: Any) -> MCPServer:
     return server
 
 
-def _caller(case: str, client: Client) -> Callable[[], Awaitable[object]]:
-    """Return one call of ``case`` on ``client`` (instrumented for OURS)."""
-    if case == BARE:
-        return lambda: client.call_tool("noop", {})
-    if case == OURS:
-        return lambda: client.call_tool("noop", {})
-
-    def keys() -> Awaitable[object]:
-        sent = {k: v for k, v in agent_run_id.mcp.meta().items() if k != "baggage"}
-        return client.call_tool("noop", {}, meta=sent)
-
-    return keys
+def _caller(client: Client) -> Callable[[], Awaitable[object]]:
+    """Return one call on ``client`` (instrumented or not by the case)."""
+    return lambda: client.call_tool("noop", {})
 
 
 async def _compare(
@@ -84,36 +79,36 @@ async def _compare(
 
 
 async def _timed() -> dict[str, float]:
-    middleware = agent_run_id.mcp.RunIdServerMiddleware()
     async with (
         Client(_server()) as bare,
-        Client(_server(middleware)) as ours,
-        Client(_server(agent_run_id.mcp.RunIdServerMiddleware())) as keys,
+        Client(_server(agent_run_id.mcp.RunIdServerMiddleware())) as ours,
     ):
         agent_run_id.mcp.instrument_client(ours)
         with RunContext(), RunContext():  # a child run: its lineage goes along
-            cases = {
-                BARE: _caller(BARE, bare),
-                OURS: _caller(OURS, ours),
-                KEYS: _caller(KEYS, keys),
-            }
+            cases = {BARE: _caller(bare), OURS: _caller(ours)}
             return await _compare(cases, CALLS, ROUNDS)
 
 
 def _serve(case: str, calls: int) -> None:
     """Make ``calls`` tool calls of ``case`` (after a warm-up of 30) in this process."""
+    ours = case in (OURS, OURS_OTEL)
+    if case in (BARE_OTEL, OURS_OTEL):
+        agent_run_id.otel.install(span_processor=False)  # baggage on, no SDK needed
 
     async def serve() -> None:
-        middleware = () if case == BARE else (agent_run_id.mcp.RunIdServerMiddleware(),)
+        middleware = (agent_run_id.mcp.RunIdServerMiddleware(),) if ours else ()
         async with Client(_server(*middleware)) as client:
-            if case == OURS:
+            if ours:
                 agent_run_id.mcp.instrument_client(client)
-            call = _caller(case, client)
+            call = _caller(client)
             with RunContext(), RunContext():
                 for _ in range(30 + calls):
                     await call()
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        agent_run_id.otel.uninstall()
 
 
 def main() -> None:
@@ -126,10 +121,15 @@ def main() -> None:
     if valgrind is None:
         aim("ours over a bare tools/call, CPU time", times[OURS] / times[BARE], at_most=1.05)
         return
-    counts = count_per_operation(valgrind, "bench_mcp", (BARE, OURS, KEYS), COUNTED_CALLS)
+    cases = (BARE, OURS, BARE_OTEL, OURS_OTEL)
+    counts = count_per_operation(valgrind, "bench_mcp", cases, COUNTED_CALLS)
     print(f"The same in instructions (callgrind, {COUNTED_CALLS:,} calls)")
-    for case, count in counts.items():
-        print(f"  {case:<36} {count:>10,.0f} {count / counts[BARE]:>6.3f}x")
+    for case in (BARE, OURS):
+        print(f"  {case:<36} {counts[case]:>10,.0f} {counts[case] / counts[BARE]:>6.3f}x")
+    print("With agent_run_id.otel.install() (baggage on), for information")
+    for case in (BARE_OTEL, OURS_OTEL):
+        count = counts[case]
+        print(f"  {case:<36} {count:>10,.0f} {count / counts[BARE_OTEL]:>6.3f}x")
     aim(
         "meta() + middleware over a bare tools/call, instructions",
         counts[OURS] / counts[BARE],
