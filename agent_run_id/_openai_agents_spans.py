@@ -43,6 +43,10 @@ RESPONSE_SYSTEM = "openai_response"
 Anchor = Step | RunId | None  # where children go: a step, a run, or the run current then
 
 
+# Held while a trace is tied to the run current where it starts.
+_tying = threading.Lock()
+
+
 class _Trace:
     """A trace seen starting: the run it belongs to, and how many of it are open."""
 
@@ -50,7 +54,7 @@ class _Trace:
 
     def __init__(self, anchor: Anchor, own: Step | None) -> None:
         self.anchor = anchor
-        self.own = own  # the root step made for a trace started outside any run
+        self.own = own  # the step made for a trace that is not the run's own
         self.count = 1  # one trace id may start twice (two agent runs in one run of ours)
 
 
@@ -189,15 +193,23 @@ class RunIdTracingProcessor(TracingProcessor):
             # counts on this one.
             placeholder = self._traces[trace_id] = _Trace(None, None)
         run = current_run()
-        if run is None:
-            own = Step(f"trace {trace.name}", metadata={"openai_span_type": "trace"})
-            with self._lock:
-                placeholder.anchor = placeholder.own = own
-            own.annotate(external_ids={TRACE_SYSTEM: trace_id})
-        else:
-            with self._lock:
-                placeholder.anchor = run.run_id
-            annotate(external_ids={TRACE_SYSTEM: trace_id})
+        with _tying:  # two traces starting in one run at once: one of them is the run's
+            if run is not None:
+                run = current_run()  # read again under the lock: its trace may be set since
+            mine = None if run is None else run.external_ids.get(TRACE_SYSTEM)
+            if run is not None and mine in (None, trace_id):
+                # The run's first trace (or its own id from run_config()): the run itself.
+                with self._lock:
+                    placeholder.anchor = run.run_id
+                if mine is None:
+                    annotate(external_ids={TRACE_SYSTEM: trace_id})
+                return
+        # Outside any run a root run of its own; in a run that has its trace already (a second
+        # agent run in it), a child run, with the trace id of its own.
+        own = Step(f"trace {trace.name}", metadata={"openai_span_type": "trace"})
+        with self._lock:
+            placeholder.anchor = placeholder.own = own
+        own.annotate(external_ids={TRACE_SYSTEM: trace_id})
 
     def _span_started(self, span: Span[Any]) -> None:
         data = span.span_data

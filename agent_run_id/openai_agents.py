@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 try:
     from agents import RunConfig, add_trace_processor
@@ -30,7 +30,8 @@ except ImportError as error:
 
     raise missing_extra("openai_agents", "openai-agents", "openai-agents") from error
 
-from ._context import current_run
+from ._context import annotate, current_run
+from ._facts import RunView
 from ._hooks import add_reset, report
 from ._openai_agents_spans import (
     RESPONSE_SYSTEM,
@@ -68,8 +69,10 @@ METADATA_USER = "agent_user_id"
 def run_config(*, send_user: bool = False, **kwargs: Any) -> RunConfig:
     """Return a ``RunConfig`` that makes the agent run's trace the current run's.
 
-    What you pass wins: ``trace_id`` is ``f"trace_{run.hex}"`` and ``group_id`` the run's session
-    only when you give none (or None); ``trace_metadata`` holds ``agent_run_id``,
+    What you pass wins: ``trace_id`` is ``f"trace_{run.hex}"`` (in the run's first
+    ``run_config()`` only: a trace id names one trace, so a later agent run in the same run gets
+    the SDK's own id, and its trace is a child run) and ``group_id`` the run's session only when
+    you give none (or None); ``trace_metadata`` holds ``agent_run_id``,
     ``agent_parent_run_id`` and ``agent_root_run_id`` (for a child run) and ``agent_session_id``,
     with your own entries, which win on the same key. A ``tool_error_formatter`` of yours is
     kept and called as before: ours only hands the processor the exception a function tool
@@ -95,7 +98,10 @@ def run_config(*, send_user: bool = False, **kwargs: Any) -> RunConfig:
     run = current_run()
     if run is not None:
         if kwargs.get("trace_id") is None:
-            kwargs["trace_id"] = f"trace_{run.run_id.hex}"
+            with _handing_out:  # read again: another thread of the run may have taken it
+                if TRACE_SYSTEM not in cast(RunView, current_run()).external_ids:
+                    kwargs["trace_id"] = f"trace_{run.run_id.hex}"
+                    annotate(external_ids={TRACE_SYSTEM: kwargs["trace_id"]})
         if kwargs.get("group_id") is None and run.session_id is not None:
             kwargs["group_id"] = run.session_id
         ours: dict[str, Any] = lineage_fields(run.run_id, METADATA_LINEAGE)
@@ -132,6 +138,8 @@ class _ToolErrorNote:
 
 _installed: RunIdTracingProcessor | None = None
 _install_lock = threading.Lock()
+# Two run_config() calls of one run at once must not both hand out the run's trace id.
+_handing_out = threading.Lock()
 
 
 def install() -> RunIdTracingProcessor:

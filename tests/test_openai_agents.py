@@ -33,7 +33,7 @@ from agents.tracing import Span, Trace, TracingProcessor, set_trace_processors, 
 
 import agent_run_id.logging
 import agent_run_id.openai_agents
-from agent_run_id import RunContext, RunId, current_run_id
+from agent_run_id import RunContext, RunId, current_run_id, in_current_run
 from agent_run_id.openai_agents import RunIdTracingProcessor, install, run_config, uninstall
 from agent_run_id.registry import RunRecord, SQLiteRunRegistry, set_default
 from tests._agents_helpers import (
@@ -752,3 +752,55 @@ def test_hostile_names_are_recorded_as_given_and_break_nothing(
     names = [r.metadata["name"] for r in registry.tree(a.run_id)[1:]]
     assert f"agent {odd}" in names
     assert odd in names
+
+
+def test_a_second_agent_run_in_one_run_is_a_trace_of_its_own_under_it(
+    recorder: Recorder, registry: SQLiteRunRegistry
+) -> None:
+    """A trace id names one trace: only the run's first agent run gets the run's."""
+    with RunContext(registry=registry) as a:
+        first, second = run_config(), run_config()
+        Runner.run_sync(planner(), "plan a trip", run_config=first)
+        Runner.run_sync(planner("second"), "and back", run_config=second)
+    assert first.trace_id == f"trace_{a.run_id.hex}"
+    assert second.trace_id is None  # the SDK mints its own
+    one, two = recorder.traces
+    assert one.trace_id == first.trace_id
+    assert two.trace_id not in (None, first.trace_id)
+    assert registry.get(a.run_id).external_ids == {"openai_trace": first.trace_id}
+    (own,) = registry.by_external_id(two.trace_id)
+    assert own.parent_id == a.run_id.value
+    assert (own.metadata["name"], own.status) == ("trace Agent workflow", "ok")
+    nodes = by_name(registry.tree(RunId(own.run_id))[1:])
+    assert nodes["agent second"][0].parent_id == own.run_id
+    assert "agent planner" not in nodes  # the first agent run is the run's, not this trace's
+    top = by_name(registry.children(a.run_id))
+    assert sorted(top) == ["agent planner", "trace Agent workflow"]
+
+
+def test_concurrent_run_configs_of_one_run_hand_out_its_trace_id_once() -> None:
+    with RunContext() as a:
+        configs = configs_made_at_once()
+    given = [c.trace_id for c in configs if c.trace_id is not None]
+    assert given == [f"trace_{a.run_id.hex}"]
+
+
+def configs_made_at_once() -> list[Any]:
+    """Make 16 run_configs at once in threads of the current run."""
+    barrier = threading.Barrier(16)
+    made: list[Any] = []
+    lock = threading.Lock()
+
+    @in_current_run
+    def make() -> None:
+        barrier.wait()
+        config = run_config()
+        with lock:
+            made.append(config)
+
+    threads = [threading.Thread(target=make) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return made
