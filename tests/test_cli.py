@@ -121,6 +121,41 @@ def test_logs_tree_of_a_child_finds_its_descendants_by_parent(tmp_path: Path) ->
     assert texts == [f"text line of {CHILD} the run", f"text line of {GRANDCHILD} in root {RUN}"]
 
 
+def _forwarded_only(tmp_path: Path) -> Path:
+    """A JSON-lines log where a service that forwards only X-Run-Id logs a grandchild."""
+    log = tmp_path / "a.log"
+    log.write_text(
+        jline(run_id=RUN, message="root")
+        + jline(run_id=CHILD, parent_run_id=RUN, message="child")
+        + jline(run_id=GRANDCHILD, parent_run_id=CHILD, message="grand")
+        + jline(run_id=OTHER, parent_run_id=TWIN, message="stranger")
+        + f"text line of {GRANDCHILD} alone\n"
+    )
+    return log
+
+
+def test_logs_tree_finds_by_the_run_or_root_id_alone_by_default(tmp_path: Path) -> None:
+    """The fast rule: a line holding neither the run's id nor its root's is not read."""
+    result = call("logs", RUN, "--tree", str(_forwarded_only(tmp_path)))
+    assert result.code == 0
+    assert [json.loads(line)["message"] for line in result.out.splitlines()] == ["root", "child"]
+
+
+def test_logs_tree_every_line_finds_a_descendant_without_root_by_its_parent(
+    tmp_path: Path,
+) -> None:
+    log = _forwarded_only(tmp_path)
+    result = call("logs", RUN, "--tree", "--every-line", str(log))
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert [json.loads(line)["message"] for line in lines[:3]] == ["root", "child", "grand"]
+    assert lines[3:] == [f"text line of {GRANDCHILD} alone"]
+    assert "stranger" not in result.out
+    assert "4 lines of run" in result.err
+    alone = call("logs", RUN, "--every-line", str(log))  # without --tree: the run's own lines
+    assert [json.loads(line)["message"] for line in alone.out.splitlines()] == ["root"]
+
+
 def test_logs_json_gives_one_object_per_line(tmp_path: Path) -> None:
     api, tool = write_logs(tmp_path)
     result = call("logs", RUN[:8], "--json", str(api), str(tool))
@@ -705,8 +740,8 @@ def test_logs_with_no_argument_asks_for_the_run_only(capsys: pytest.CaptureFixtu
     assert call("logs").code == 2
     err = capsys.readouterr().err
     assert " ".join(err.split()).startswith(
-        "usage: agent-run-id logs [-h] [--tree] [--session SESSION] [--db PATH] [--json] "
-        "[RUN] [FILE ...] "
+        "usage: agent-run-id logs [-h] [--tree] [--every-line] [--session SESSION] [--db PATH] "
+        "[--json] [RUN] [FILE ...] "
     )
     assert err.endswith(
         "agent-run-id logs: error: the following arguments are required: RUN "

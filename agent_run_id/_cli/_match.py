@@ -25,14 +25,23 @@ class Matcher:
     ``root_run_id``, which every log integration of the package writes), learned from the
     run's first line that carries it when not given. So in a JSON-lines log, a text line (a
     traceback) is found when it names the run or that root, not when it names a descendant
-    alone; in a text log, each line is tested (``candidate``).
+    alone; in a text log, each line is tested (``candidate``). A descendant's JSON line that
+    carries no ``root_run_id`` (a service that forwards only ``X-Run-Id``) holds neither needle:
+    ``every_line`` tests each line instead, finding it by its ``parent_run_id`` as before.
     """
 
     def __init__(
-        self, key: str, *, tree: bool, members: Iterable[str] = (), root: str | None = None
+        self,
+        key: str,
+        *,
+        tree: bool,
+        members: Iterable[str] = (),
+        root: str | None = None,
+        every_line: bool = False,
     ) -> None:
         self.key = key
         self.tree = tree
+        self.every_line = every_line
         self.members: set[str] = {key, *members}
         self._needles: tuple[bytes, ...] = (key.encode("ascii"),)
         self._needle = self._needles[0]
@@ -44,8 +53,10 @@ class Matcher:
 
         In a JSON-lines log, the run's id and the root's: a text line among JSON lines is
         sought by them too. A whole tree in a text log has none: a descendant's text line names
-        its own id only, so each line is tested.
+        its own id only, so each line is tested; so is each with ``every_line``.
         """
+        if self.every_line:
+            return None
         if not self.tree or json_lines:
             return self._needles
         return None

@@ -66,9 +66,18 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--tree",
         action="store_true",
-        help="add the lines of its descendant runs (children, their children, ...); in a log "
-        "of JSON lines, a text line among them (a traceback) is found when it names the run or "
-        "its root, not a descendant alone",
+        help="add the lines of its descendant runs (children, their children, ...). In a log "
+        "of JSON lines, a line is found when it contains the run's id or its root's id (every "
+        "line stamped by agent-run-id's logging carries root_run_id): the lines of a service "
+        "that logs a descendant without its root, and a text line (a traceback) naming a "
+        "descendant alone, need --every-line",
+    )
+    parser.add_argument(
+        "--every-line",
+        action="store_true",
+        help="test every line, as in a text log (slower: each line is split out): with "
+        "--tree, a JSON line is then also found when its parent_run_id is a run already found, "
+        "and a text line when it names one",
     )
     parser.add_argument(
         "--session",
@@ -138,7 +147,8 @@ def run(args: argparse.Namespace, out: IO[bytes], err: IO[str]) -> int:
         stdin = stack.enter_context(spooled_stdin()) if is_prefix and "-" in names else None
         if is_prefix:
             key = _resolve(names, key, stdin)
-        stats = _print(args, names, Matcher(key, tree=args.tree), out, err, stdin)
+        matcher = Matcher(key, tree=args.tree, every_line=args.every_line)
+        stats = _print(args, names, matcher, out, err, stdin)
     err.write(_summary(f"run {key}", stats, len(names)))
     if not stats.matched:
         raise UsageError(f"no line of run {key} in {_shown(names)}")
