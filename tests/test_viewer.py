@@ -30,8 +30,9 @@ import uvicorn
 from starlette.testclient import TestClient
 
 from agent_run_id import RunId
+from agent_run_id._cli._errors import UsageError
 from agent_run_id._cli._registry import open_registry
-from agent_run_id._cli.serve import is_loopback
+from agent_run_id._cli.serve import allowed_hosts, is_loopback
 from agent_run_id._viewer import _logs as viewer_logs
 from agent_run_id._viewer._app import CSP, LOOPBACK, create_app
 from agent_run_id._viewer._data import Filters, duration_text, error_parts, layout, list_page
@@ -354,12 +355,54 @@ def test_serve_refuses_another_address_unless_told_and_then_warns(
     assert address == "0.0.0.0"
     assert port > 0
     assert f"and 1 log file at http://0.0.0.0:{port}/ (read-only; Ctrl-C stops)" in result.out
-    assert f'data-run="{run}"' in TestClient(app).get("/").text  # any host: 0.0.0.0
+    assert TestClient(app, base_url="http://evil.example").get("/").status_code == 400
+    assert TestClient(app).get("/").status_code == 400  # "testserver": no name of this machine
+    for name in (socket.gethostname(), socket.getfqdn(), "0.0.0.0", "localhost"):
+        client = TestClient(app, base_url=f"http://{name}:{port}")
+        assert f'data-run="{run}"' in client.get("/").text, name
     served.clear()
     assert call("serve", "--db", db, "--port", "0").code == 0
     ((app, _),) = served
     assert TestClient(app).get("/").status_code == 400  # "testserver" is not this machine
     assert TestClient(app, base_url="http://localhost:8765").get("/").status_code == 200
+
+
+def test_serve_answers_the_names_given_by_allowed_host_and_no_other(
+    recorded: tuple[SQLiteRunRegistry, RunId, RunId, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = str(recorded[0].path)
+    served: list[Any] = []
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server, sockets: served.append(server))
+    options = ("--allowed-host", "Viewer.Example", "--allowed-host", "10.0.0.7")
+    for host in ("::", "127.0.0.1"):
+        result = call(
+            "serve", "--db", db, "--host", host, "--port", "0", "--allow-remote", *options
+        )
+        assert result.code == 0, result.err
+        app = served.pop().config.app
+        for name, status in (
+            ("viewer.example", 200),
+            ("10.0.0.7", 200),
+            ("[::]" if host == "::" else "127.0.0.1", 200),
+            ("evil.example", 400),
+            ("viewer.example.evil", 400),
+        ):
+            response = TestClient(app, base_url=f"http://{name}:8765").get("/")
+            assert response.status_code == status, (host, name)
+
+
+@pytest.mark.parametrize("name", ["*", "*.example.com", "", "viewer:8765", "a/b", "é x"])
+def test_allowed_host_refuses_a_wildcard_a_port_or_a_path(name: str) -> None:
+    with pytest.raises(UsageError, match="--allowed-host takes a host name or an address"):
+        allowed_hosts("127.0.0.1", [name])
+
+
+def test_allowed_hosts_never_allow_every_name() -> None:
+    for host in ("0.0.0.0", "::", "[::]", "192.168.1.4", "127.0.0.1"):
+        hosts = allowed_hosts(host, ["::2"])
+        assert "*" not in hosts
+        assert {"127.0.0.1", "localhost", "[::1]", "[::2]"} <= set(hosts)
+        assert socket.gethostname().lower() in hosts
 
 
 def test_serve_says_what_is_wrong_with_its_options(

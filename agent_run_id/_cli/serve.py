@@ -8,8 +8,10 @@ and then it warns.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import socket
+from collections.abc import Sequence
 from typing import IO, Any
 
 from agent_run_id._optional import install_command
@@ -19,10 +21,18 @@ from ._inputs import check_files
 from ._output import count, printable
 from ._registry import ENV_DB, open_registry, registry_path, shown_registry
 
-__all__ = ["add_parser", "check_log_files", "is_loopback", "run", "viewer_missing"]
+__all__ = [
+    "add_parser",
+    "allowed_hosts",
+    "check_log_files",
+    "is_loopback",
+    "run",
+    "viewer_missing",
+]
 
 #: The port served when none is given.
 PORT = 8765
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 def add_parser(commands: Any) -> None:
@@ -60,7 +70,62 @@ def add_parser(commands: Any) -> None:
         help="listen on an address other machines reach: anyone who reaches it reads every "
         "run and log line, as there is no authentication",
     )
+    parser.add_argument(
+        "--allowed-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="another name the Host header of a request may give (repeatable): the viewer "
+        "answers only requests to 127.0.0.1, localhost, [::1], this machine's name and the "
+        "address it listens on, so that no other site's page can read it through a browser "
+        "(DNS rebinding)",
+    )
     parser.set_defaults(handler=run, parser=parser)
+
+
+def allowed_hosts(host: str, extra: Sequence[str] = ()) -> list[str]:
+    """Return the names the ``Host`` header of a request to a server on ``host`` may give.
+
+    The loopback names, this machine's name (and its fully qualified one), ``host`` itself
+    (bracketed when an IPv6 address), and the ``extra`` names (``--allowed-host``). Never
+    ``*``, even for ``0.0.0.0`` or ``::``: a page whose name an attacker points at this
+    machine (DNS rebinding) would then read the viewer through a browser.
+
+    Raises:
+        UsageError: an ``extra`` name is empty, a wildcard, or has a port or a path.
+    """
+    names = [*_LOOPBACK_NAMES, _bracketed(host)]
+    with contextlib.suppress(OSError):
+        names += [socket.gethostname(), socket.getfqdn()]
+    for name in extra:
+        names.append(_allowed_host(name))
+    shown: list[str] = []
+    for name in names:
+        if name and name.lower() not in shown:
+            shown.append(name.lower())
+    return shown
+
+
+def _bracketed(host: str) -> str:
+    bare = host.strip("[]")
+    return f"[{bare}]" if ":" in bare else bare
+
+
+def _allowed_host(name: str) -> str:
+    """Return ``name`` as the Host header gives it, or raise UsageError saying what is wrong."""
+    text = name.strip()
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        address = None
+    if address is not None:
+        return _bracketed(str(address))
+    if not text or not all(char.isalnum() or char in "-._" for char in text):
+        raise UsageError(
+            f"--allowed-host takes a host name or an address, without port, path or wildcard: "
+            f"got {printable(name)!r}"
+        )
+    return text
 
 
 def is_loopback(host: str) -> bool:
@@ -97,10 +162,11 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {args.port}")
     check_log_files("serve", args.files)
+    hosts = allowed_hosts(host, args.allowed_host)
     try:
         import uvicorn
 
-        from agent_run_id._viewer._app import LOOPBACK, create_app
+        from agent_run_id._viewer._app import create_app
     except ImportError:
         raise viewer_missing("serve") from None
     path = registry_path(args.db)
@@ -122,9 +188,6 @@ def run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                 "(read-only; Ctrl-C stops)\n"
             )
             out.flush()
-            bare = host.strip("[]")
-            named = f"[{bare}]" if ":" in bare else bare
-            hosts = ["*"] if bare in ("0.0.0.0", "::") else [*LOOPBACK, named]
             config = uvicorn.Config(
                 create_app(registry, args.files, hosts=hosts),
                 log_level="warning",
