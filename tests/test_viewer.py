@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -636,6 +637,19 @@ def test_the_viewer_reads_either_registry_through_its_interface(
     assert '<tr class="node status-error"' in page
     failed = client.get("/", params={"status": "error"}).text
     assert failed.count('<tr class="run ') == 1
+    for text in ("\x00", "ls-42\x00", f"{str(run)[:8]}\x00", "chat-9\x00", "\udcff"):
+        # no stored id, user or session holds a NUL or a lone surrogate: nothing, on both
+        raw = text.encode("utf-8", "surrogatepass")
+        assert client.get(f"/runs/{quote(raw)}").status_code == 404
+        for name in ("user", "session"):
+            listed = client.get("/", params={name: raw})
+            assert listed.status_code == 200
+            assert listed.text.count('<tr class="run ') == 0
+            api = client.get("/api/runs", params={name: raw})
+            assert api.status_code == 200
+        searched = client.get("/", params={"q": raw})
+        assert searched.status_code == 200
+        assert "no run with the id, prefix or external id" in searched.text
     reader.close()
 
 

@@ -40,6 +40,10 @@ _TIES = 64  # runs started in the same microsecond as the last one shown, fetche
 _AGO = re.compile(r"(\d{1,9})([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _CURSOR = re.compile(r"(\d{1,20}):([0-9a-f-]{36})")
+# What no stored id, user or session holds: the registry stores a NUL and a lone surrogate
+# escaped (PostgreSQL's text has no NUL, UTF-8 no lone surrogate), so text with one matches
+# nothing, and is never sent to a database that would refuse it.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,8 @@ def list_page(registry: RunRegistry, filters: Filters, size: int = PAGE) -> Page
         with contextlib.suppress(OverflowError):
             bound = from_micros(after[0] + 1)
             until = bound if until is None or bound is None or bound < until else until
+    if _UNSTORABLE.search(filters.user) or _UNSTORABLE.search(filters.session):
+        return Page([], None, errors)  # no run's user or session: nothing to ask the registry
     runs: list[RunRecord] = []
     limit = size + 1 + _TIES
     while True:
@@ -153,7 +159,7 @@ def find_run(registry: RunRegistry, text: str) -> tuple[RunRecord | None, list[R
     several runs'; ``(None, [])`` for none.
     """
     text = text.strip()
-    if not text:
+    if not text or _UNSTORABLE.search(text):  # no run's id, prefix or external id
         return None, []
     try:
         return registry.get(text, timeout=0), []
@@ -165,10 +171,7 @@ def find_run(registry: RunRegistry, text: str) -> tuple[RunRecord | None, list[R
         return None, candidates
     except (KeyError, ValueError):
         pass
-    try:
-        found = registry.by_external_id(text)
-    except UnicodeError:  # a byte that is not UTF-8, kept as a surrogate: no system's id
-        return None, []
+    found = registry.by_external_id(text)
     if len(found) == 1:
         return found[0], []
     return None, found
