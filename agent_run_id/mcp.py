@@ -109,11 +109,15 @@ def _takes_meta(method: object) -> bool:
 
 
 def _with_meta(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    # A plain function returning the call's awaitable, not a coroutine of its own: the run is
+    # read when the call is made, in the caller's task, and no extra coroutine runs per call.
     @functools.wraps(method)
-    async def call(*args: Any, meta: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        if current_run_id() is not None:
+    def call(*args: Any, meta: Mapping[str, Any] | None = None, **kwargs: Any) -> Awaitable[Any]:
+        if meta is None:
+            meta = meta_of_run(None) or None  # outside any run: None, as it came
+        elif current_run_id() is not None:
             meta = meta_of_run(meta)
-        return await method(*args, meta=meta, **kwargs)
+        return method(*args, meta=meta, **kwargs)
 
     setattr(call, _MARK, True)
     return call
