@@ -226,6 +226,30 @@ def test_a_log_being_written_is_read_to_its_last_newline_and_resumed(tmp_path: P
     assert cursor.offset == log.stat().st_size
 
 
+def test_a_scan_resumed_inside_an_unfinished_long_line_skips_its_tail(tmp_path: Path) -> None:
+    """The cursor left inside a line too long to read says so: its tail is no line of its own."""
+    run = str(uuid.uuid4())
+    log = tmp_path / "live.jsonl"
+    first = _stamped(random.Random(1), run, None, run, 1)
+    log.write_bytes(first + b"x" * (MAX_LINE + 10))  # too long already, and still written
+    cursor = Cursor()
+    stats = Stats()
+    with log.open("rb") as f:
+        got = list(candidates(f, Matcher(run, tree=True), stats, cursor=cursor, complete=True))
+    assert [number for number, _ in got] == [1]
+    assert cursor == Cursor(offset=log.stat().st_size, line=2, inside_long=True)
+    assert (stats.lines, stats.too_long) == (2, 1)
+    for tail in (b"y" * 100, b'", "run_id": "' + run.encode() + b'"}\n' + first):
+        with log.open("ab") as f:
+            f.write(tail)
+        with log.open("rb") as f:
+            f.seek(cursor.offset)
+            got = list(candidates(f, Matcher(run, tree=True), stats, cursor=cursor, complete=True))
+    assert [(number, raw) for number, raw in got] == [(3, first)]
+    assert cursor == Cursor(offset=log.stat().st_size, line=3)
+    assert (stats.lines, stats.too_long) == (3, 1)
+
+
 def test_a_line_longer_than_any_block_is_skipped_counted_and_the_next_found(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -32,12 +32,13 @@ from starlette.testclient import TestClient
 
 from agent_run_id import RunId
 from agent_run_id._cli._errors import UsageError
+from agent_run_id._cli._lines import MAX_LINE
 from agent_run_id._cli._registry import open_registry
 from agent_run_id._cli.serve import allowed_hosts, is_loopback
 from agent_run_id._viewer import _logs as viewer_logs
 from agent_run_id._viewer._app import CSP, LOOPBACK, create_app
 from agent_run_id._viewer._data import Filters, duration_text, error_parts, layout, list_page
-from agent_run_id._viewer._logs import read_tree_lines
+from agent_run_id._viewer._logs import cursor_text, parse_cursors, read_tree_lines
 from agent_run_id.registry import SQLiteRunRegistry
 from agent_run_id.registry._record import to_micros
 from tests._cli_helpers import call
@@ -293,6 +294,27 @@ def test_log_lines_of_every_shape_show_a_time_level_service_and_message(tmp_path
     assert (len(cut.lines), cut.dropped) == (1, 2)
     gone = read_tree_lines([str(tmp_path / "gone.log")], str(run), [str(run)], str(run))
     assert gone.lines == []
+
+
+def test_a_poll_after_an_unfinished_long_line_shows_no_tail_of_it(tmp_path: Path) -> None:
+    """The page's cursor says it stopped inside a line too long to read: the next poll skips it."""
+    run = RunId.generate()
+    log = tmp_path / "live.jsonl"
+    log.write_text(_line(run, "first") + "x" * (MAX_LINE + 10))
+    scan = read_tree_lines([str(log)], str(run), [str(run)], str(run))
+    assert [line.message for line in scan.lines] == ["first"]
+    text = cursor_text(scan.cursors)
+    offset, _, rest = text.partition(".")
+    assert (int(offset), rest.endswith(".l")) == (log.stat().st_size, True)
+    with log.open("a") as f:
+        f.write(f'", "run_id": "{run}", "message": "tail"}}\n' + _line(run, "second"))
+    cursors = parse_cursors(text, 1)
+    again = read_tree_lines([str(log)], str(run), [str(run)], str(run), cursors)
+    assert [line.message for line in again.lines] == ["second"]
+    (after,) = again.cursors
+    assert (after.offset, after.inside_long) == (log.stat().st_size, False)
+    for bad in ("1.0.x", "1.0.l.l", "1.x"):
+        assert parse_cursors(bad, 1) is None
 
 
 def test_a_running_tree_is_laid_out_up_to_now(tmp_path: Path) -> None:

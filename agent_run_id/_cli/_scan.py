@@ -54,11 +54,14 @@ class Cursor:
     """Where a scan of one log stands: the bytes read (complete lines) and the lines counted.
 
     A scan that keeps only complete lines (``complete=True``: a log being written) leaves its
-    cursor after the last newline, where the next scan of the same file starts.
+    cursor after the last newline, where the next scan of the same file starts; or, stopped
+    inside an unfinished line already counted as too long, after the bytes read with
+    ``inside_long`` set: the next scan skips the rest of that line, not reads it as a line.
     """
 
     offset: int = 0
     line: int = 0
+    inside_long: bool = False
 
 
 def candidates(
@@ -88,7 +91,7 @@ def candidates(
     # (``kept`` bytes, at most MAX_LINE), then the next read.
     buffer = bytearray(MAX_LINE + size)
     kept = 0
-    skipping = False  # inside a line already counted as too long
+    skipping = at.inside_long  # inside a line already counted as too long
     kind: bool | None = None  # is the log JSON lines: known from its first bytes not blank
     # A pipe (kubectl logs -f | ...) is read as its data comes, not once 8 MiB have come.
     reader = cast(io.BufferedIOBase, stream)  # a binary stream: each can read into a buffer
@@ -128,6 +131,7 @@ def candidates(
                 progress(stats)
         if kept and not complete:
             yield from _region(buffer, 0, kept, searched, bool(kind), stats, at, numbered)
+    at.inside_long = skipping and complete
 
 
 _NOT_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")  # what bytes.strip keeps

@@ -20,7 +20,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -99,7 +99,7 @@ def read_tree_lines(
     out: list[Cursor] = []
     reset = False
     for index, name in enumerate(logs):
-        cursor = Cursor(given[index].offset, given[index].line) if given else Cursor()
+        cursor = replace(given[index]) if given else Cursor()
         size = _size(name)
         if size is not None and cursor.offset > size:  # shorter than read: rotated, truncated
             cursor, reset = Cursor(), True
@@ -245,17 +245,23 @@ def _text(value: object) -> str:
 
 
 def cursor_text(cursors: Iterable[Cursor]) -> str:
-    """Return cursors as the page keeps them: ``offset.line`` for each log, comma-separated."""
-    return ",".join(f"{c.offset}.{c.line}" for c in cursors)
+    """Return cursors as the page keeps them: ``offset.line`` for each log, comma-separated.
+
+    A cursor inside an unfinished line too long to read (``inside_long``) ends in ``.l``.
+    """
+    return ",".join(f"{c.offset}.{c.line}{'.l' if c.inside_long else ''}" for c in cursors)
 
 
 def parse_cursors(text: str, count: int) -> list[Cursor] | None:
     """Return the cursors of ``cursor_text``, or None when they are not ``count`` valid ones."""
     cursors = []
     for part in text.split(",")[: count + 1]:
-        offset, _, line = part.partition(".")
+        offset, _, rest = part.partition(".")
+        line, _, flag = rest.partition(".")
+        if flag not in ("", "l"):
+            continue
         with contextlib.suppress(ValueError):
-            cursors.append(Cursor(int(offset[:20]), int(line[:20])))
+            cursors.append(Cursor(int(offset[:20]), int(line[:20]), flag == "l"))
     return cursors if len(cursors) == count else None
 
 
