@@ -44,6 +44,7 @@ from agent_run_id.registry._record import to_micros
 from tests._cli_helpers import call
 
 ROOT = Path(__file__).resolve().parent.parent
+LOCAL = "http://127.0.0.1:8765"  # the viewer answers this machine's names only
 HOSTILE = "<img src=x onerror=alert(1)></script>"
 
 
@@ -85,7 +86,7 @@ def recorded(tmp_path: Path) -> Iterator[tuple[SQLiteRunRegistry, RunId, RunId, 
 @pytest.fixture
 def client(recorded: tuple[SQLiteRunRegistry, RunId, RunId, Path]) -> TestClient:
     registry, _, _, log = recorded
-    return TestClient(create_app(registry, [str(log)]))
+    return TestClient(create_app(registry, [str(log)]), base_url=LOCAL)
 
 
 def test_every_response_forbids_inline_script_and_framing(client: TestClient) -> None:
@@ -143,7 +144,7 @@ def test_a_prefix_or_external_id_of_several_runs_lists_them(tmp_path: Path) -> N
     registry.start(one, external_ids={"langsmith": "shared"})
     registry.start(two, external_ids={"openai": "shared"})
     registry.flush()
-    client = TestClient(create_app(registry))
+    client = TestClient(create_app(registry), base_url=LOCAL)
     for text in ("abcdef01", "shared"):
         response = client.get(f"/runs/{text}")
         assert response.status_code == 300
@@ -158,7 +159,7 @@ def test_a_prefix_or_external_id_of_several_runs_lists_them(tmp_path: Path) -> N
 def test_the_list_pages_by_keyset_through_runs_started_in_one_microsecond(tmp_path: Path) -> None:
     registry = SQLiteRunRegistry(tmp_path / "runs.db")
     runs = [RunId.generate() for _ in range(230)]
-    with TestClient(create_app(registry)) as client:  # its lifespan too
+    with TestClient(create_app(registry), base_url=LOCAL) as client:  # its lifespan too
         assert client.get("/api/runs").json()["next"] is None
     for run in runs:
         registry.start(run, user_id="u-1")
@@ -180,7 +181,7 @@ def test_the_list_pages_by_keyset_through_runs_started_in_one_microsecond(tmp_pa
             break
         filters = Filters(user="u-1", before=page.next)
     assert len(seen) == len(set(seen)) == 230
-    following = TestClient(create_app(registry)).get("/api/runs").json()["next"]
+    following = TestClient(create_app(registry), base_url=LOCAL).get("/api/runs").json()["next"]
     assert following.startswith("/?before=")
     expected = registry.find(limit=1000)
     assert seen == [r.run_id for r in expected]
@@ -609,7 +610,7 @@ def test_a_registry_that_cannot_be_read_is_said_so(tmp_path: Path) -> None:
     assert result.code == 2
     assert f"cannot read {bad}: file is not a database" in result.err
     registry = open_registry(str(bad))
-    client = TestClient(create_app(registry), raise_server_exceptions=False)
+    client = TestClient(create_app(registry), base_url=LOCAL, raise_server_exceptions=False)
     response = client.get("/")
     assert response.status_code == 500
     assert "Cannot read the registry or the logs" in response.text
@@ -644,7 +645,7 @@ def test_the_viewer_reads_either_registry_through_its_interface(
     log = tmp_path / "agent.jsonl"
     log.write_text(_line(run, "turn started") + _line(child, "tool timed out", level="error"))
     reader = open_registry(where)
-    client = TestClient(create_app(reader, [str(log)]))
+    client = TestClient(create_app(reader, [str(log)]), base_url=LOCAL)
     first = client.get("/")
     assert first.text.count('<tr class="run ') == 100
     older = re.search(r'href="(/\?before=[^"]+)"', first.text)
@@ -696,7 +697,7 @@ def test_many_requests_at_once_each_get_the_whole_page(
     barrier = threading.Barrier(8)
 
     def pages(_: int) -> list[int]:
-        client = TestClient(app)
+        client = TestClient(app, base_url=LOCAL)
         barrier.wait()
         counts = []
         for _ in range(5):

@@ -81,13 +81,14 @@ class _Headers:
 
 
 def create_app(
-    registry: RunRegistry, logs: Sequence[str] = (), *, hosts: Sequence[str] = ("*",)
+    registry: RunRegistry, logs: Sequence[str] = (), *, hosts: Sequence[str] = LOOPBACK
 ) -> ASGIApp:
     """Return the viewer's ASGI app over ``registry`` and the log files ``logs``.
 
-    ``hosts``: the names the ``Host`` header may give (``LOOPBACK`` for a server on this
-    machine), others answered 400, so that a web page whose name was pointed at 127.0.0.1
-    (DNS rebinding) cannot read the viewer from the user's browser; ``*`` for any.
+    ``hosts``: the names the ``Host`` header may give (``LOOPBACK`` by default; ``serve``
+    adds this machine's names, see ``allowed_hosts``), others answered 400, so that a web page
+    whose name was pointed at this machine (DNS rebinding) cannot read the viewer from the
+    user's browser.
     """
     names = list(logs)
     scans = RecentScans(names)
