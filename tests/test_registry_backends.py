@@ -222,6 +222,42 @@ def test_annotate_replaces_the_facts_and_adds_external_ids(registry: BufferedRun
         registry.get(stranger)
 
 
+def test_a_runs_new_id_of_a_system_replaces_its_old_one(registry: BufferedRunRegistry) -> None:
+    run = RunId.generate()
+    registry.start(run, external_ids={"openai_trace": "a", "langsmith_run": "ls-1"})
+    registry.flush()  # written: the next id for the system replaces a row in the database
+    registry.annotate(run, external_ids={"openai_trace": "b"})
+    assert registry.get(run).external_ids == {"openai_trace": "b", "langsmith_run": "ls-1"}
+    assert registry.by_external_id("a") == []
+    assert [r.run_id for r in registry.by_external_id("b")] == [run.value]
+    # Queued together, written in one batch: the latest wins, the same id again is kept.
+    for trace in ("c", "d", "c", "e", "e"):
+        registry.annotate(run, external_ids={"openai_trace": trace})
+    for _ in range(5):  # one row per system: every read shows the latest
+        assert registry.get(run).external_ids == {"openai_trace": "e", "langsmith_run": "ls-1"}
+    assert [registry.by_external_id(t) for t in "abcd"] == [[], [], [], []]
+    assert [r.run_id for r in registry.by_external_id("e", system="openai_trace")] == [run.value]
+
+
+def test_an_id_given_to_another_run_moves_to_it_and_replaces_that_runs_own(
+    registry: BufferedRunRegistry,
+) -> None:
+    run, other = RunId.generate(), RunId.generate()
+    registry.start(run, external_ids={"openai_trace": "t-1"})
+    registry.start(other, external_ids={"openai_trace": "t-2", "langsmith_run": "ls-2"})
+    registry.flush()
+    registry.annotate(other, external_ids={"openai_trace": "t-1"})  # moves, replaces t-2
+    assert registry.get(run).external_ids == {}
+    assert registry.get(other).external_ids == {"openai_trace": "t-1", "langsmith_run": "ls-2"}
+    assert [r.run_id for r in registry.by_external_id("t-1")] == [other.value]
+    assert registry.by_external_id("t-2") == []
+    registry.annotate(run, external_ids={"openai_trace": "t-2"})
+    registry.annotate(run, external_ids={"openai_trace": "t-1"})  # and back, in one batch
+    assert registry.get(run).external_ids == {"openai_trace": "t-1"}
+    assert registry.get(other).external_ids == {"langsmith_run": "ls-2"}
+    assert registry.by_external_id("t-2") == []
+
+
 def test_by_external_id_finds_the_run_and_an_id_given_again_moves(
     registry: BufferedRunRegistry,
 ) -> None:

@@ -61,7 +61,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             run_id TEXT COLLATE "C" NOT NULL,
             PRIMARY KEY (external_id, system)
         )""",
-        "CREATE INDEX external_ids_run_id ON external_ids (run_id)",
+        # A run's id of a system is found (and replaced) by the run and the system.
+        "CREATE INDEX external_ids_run_id ON external_ids (run_id, system)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)

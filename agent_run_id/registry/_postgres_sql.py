@@ -63,14 +63,22 @@ _FINISH = _INSERT + (
     " error = EXCLUDED.error"
 )
 _FINISH_MANY = _INSERT_MANY + _FINISH.split(" DO UPDATE SET ", 1)[1]
+# The run's id of that system replaces its earlier one (deleted where it differs: the insert's
+# conflict, another run's row moved here, never meets a row the same statement deletes).
 _EXTERNAL = (
-    "INSERT INTO external_ids (external_id, system, run_id) VALUES (%s, %s, %s)"
+    "WITH earlier AS (DELETE FROM external_ids WHERE run_id = %s AND system = %s"
+    " AND external_id <> %s)"
+    " INSERT INTO external_ids (external_id, system, run_id) VALUES (%s, %s, %s)"
     " ON CONFLICT (external_id, system) DO UPDATE SET run_id = EXCLUDED.run_id"
 )
 
 
 def _whole(row: Row) -> Row:
     return row
+
+
+def _external(row: Row) -> Row:
+    return (row[2], row[1], row[0], row[0], row[1], row[2])
 
 
 def _annotation(row: Row) -> Row:
@@ -83,7 +91,7 @@ WRITES: dict[str, tuple[str, Callable[[Row], Row]]] = {
     START: (_START, _whole),
     ANNOTATE: (_ANNOTATE, _annotation),
     FINISH: (_FINISH, _whole),
-    EXTERNAL: (_EXTERNAL, _whole),
+    EXTERNAL: (_EXTERNAL, _external),
 }
 
 

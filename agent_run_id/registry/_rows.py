@@ -70,11 +70,10 @@ ANNOTATE = (
     " metadata = CASE WHEN ?13 = '{}' THEN metadata ELSE ?13 END,"
     " session_id = COALESCE(?14, session_id) WHERE run_id = ?1"
 )
-# An external id names one run in its system: given again, to another run, the latest wins.
-EXTERNAL = (
-    "INSERT INTO external_ids VALUES (?, ?, ?)"
-    " ON CONFLICT (external_id, system) DO UPDATE SET run_id = excluded.run_id"
-)
+# An external id names one run in its system, and a run has one id per system: given again (to
+# another run, or another id to the same run), the latest wins. REPLACE deletes the rows of
+# either rule it would break (schema 3's primary key and unique index).
+EXTERNAL = "INSERT OR REPLACE INTO external_ids VALUES (?, ?, ?)"
 FINISH = (
     "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (run_id) DO UPDATE"

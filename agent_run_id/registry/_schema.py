@@ -41,14 +41,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX runs_session_id ON runs (session_id, started_at)",
         "CREATE INDEX runs_user_id ON runs (user_id, started_at)",
     ),
-    (  # 2 -> 3: the ids other systems gave a run (a LangSmith run, an OpenAI trace), found by id
+    (  # 2 -> 3: the ids other systems gave a run (a LangSmith run, an OpenAI trace), found by
+        # id: one run per id of a system, one id per system of a run
         """CREATE TABLE external_ids (
             external_id TEXT NOT NULL,
             system TEXT NOT NULL,
             run_id TEXT NOT NULL,
             PRIMARY KEY (external_id, system)
         ) WITHOUT ROWID""",
-        "CREATE INDEX external_ids_run_id ON external_ids (run_id)",
+        "CREATE UNIQUE INDEX external_ids_run_id ON external_ids (run_id, system)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
