@@ -39,6 +39,11 @@ def test_bad_registry_arguments_are_refused_with_the_fix(tmp_path: Path) -> None
     for timeout in (-1, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="timeout must be a finite number of seconds >= 0"):
             SQLiteRunRegistry(tmp_path / "x.db", timeout=timeout)
+    for close_timeout in (0, -1, float("nan"), float("inf"), True, "5"):
+        with pytest.raises(
+            ValueError, match="close_timeout must be a finite number of seconds > 0"
+        ):
+            SQLiteRunRegistry(tmp_path / "x.db", close_timeout=close_timeout)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_pending must be"):
         SQLiteRunRegistry(tmp_path / "x.db", max_pending=True)
 

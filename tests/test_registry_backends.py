@@ -14,10 +14,13 @@ import json
 import multiprocessing
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -703,6 +706,153 @@ def test_writes_after_close_start_the_writer_again(registry: BufferedRunRegistry
         pass
     assert registry.get(run.run_id).status == "ok"
     assert registry.failures == 0
+
+
+@dataclass
+class Refusing:
+    """A database of the store's backend that refuses every write until ``allow()``.
+
+    SQLite: the file locked by another connection (the registry waits 0 s for a lock);
+    PostgreSQL: a database of the test server not created yet.
+    """
+
+    store: Store
+    target: str
+    allow: Callable[[], None]
+
+    def open(self, close_timeout: float) -> BufferedRunRegistry:
+        if self.store.backend == "sqlite":
+            return SQLiteRunRegistry(self.target, timeout=0, close_timeout=close_timeout)
+        from agent_run_id.registry import PostgresRunRegistry
+
+        return PostgresRunRegistry(self.target, close_timeout=close_timeout)
+
+    def reader(self) -> BufferedRunRegistry:
+        return open_registry(self.target)
+
+
+@pytest.fixture
+def refusing(store: Store) -> Iterator[Refusing]:
+    if store.backend == "sqlite":
+        made = store.open()
+        made.start(RunId.generate())
+        made.close()
+        locker = sqlite3.connect(store.name, isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")
+
+        def unlock() -> None:
+            if locker.in_transaction:
+                locker.execute("ROLLBACK")
+
+        try:
+            yield Refusing(store, store.name, unlock)
+        finally:
+            locker.close()
+        return
+    server = shared_server()
+    name = f"t_{uuid.uuid4().hex[:16]}"
+
+    def create() -> None:
+        server.execute(f"CREATE DATABASE {name}")
+
+    yield Refusing(store, server.dsn.rsplit("/", 1)[0] + f"/{name}", create)
+
+
+def _until(done: Callable[[], bool]) -> None:
+    """Wait for what the writer thread does and signals nowhere else (its attempts)."""
+    deadline = time.monotonic() + 30
+    while not done():
+        assert time.monotonic() < deadline, "the writer thread never got there"
+        time.sleep(0.01)
+
+
+def _lost(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "agent_run_id.registry" and "lost" in r.getMessage()
+    ]
+
+
+def test_close_retries_a_refusing_database_until_its_timeout_then_says_what_is_lost(
+    refusing: Refusing, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = refusing.open(close_timeout=1.5)
+    for _ in range(3):
+        with RunContext(registry=registry):
+            pass
+    _until(lambda: registry.failures > 0)  # the writer's first attempt, at the first write
+    failures = registry.failures
+    started = time.monotonic()
+    registry.close()
+    took = time.monotonic() - started
+    assert 1.5 <= took < 2.5
+    assert registry.failures > failures  # tried again while closing
+    waiting, writing, _ = registry._writer.held()
+    assert (waiting, writing) == (6, 0)
+    (warning,) = _lost(caplog)
+    assert "6 writes of 3 runs lost at close" in warning
+    assert "in the 1.5 s given" in warning
+
+
+def test_close_goes_on_trying_and_writes_everything_once_the_database_is_back(
+    refusing: Refusing, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = refusing.open(close_timeout=60)
+    runs = []
+    for _ in range(3):
+        with RunContext(registry=registry, task="kept") as run:
+            runs.append(run.run_id)
+    # Every write tried, failed, and waiting.
+    _until(lambda: registry._writer.held()[:2] == (6, 0) and registry.failures > 0)
+    failures = registry.failures
+    closing = threading.Thread(target=registry.close)
+    closing.start()
+    _until(lambda: registry.failures > failures)  # a retry of close(), failed
+    refusing.allow()
+    closing.join(30)
+    assert not closing.is_alive()
+    assert registry._writer.held()[:2] == (0, 0)
+    assert _lost(caplog) == []
+    reader = refusing.reader()
+    try:
+        assert [reader.get(run).status for run in runs] == ["ok"] * 3
+    finally:
+        reader.close()
+
+
+_EXIT = """
+import logging, sys
+logging.basicConfig(format="%(message)s")
+from agent_run_id import RunContext
+from agent_run_id.registry import PostgresRunRegistry, SQLiteRunRegistry
+backend, target = sys.argv[1:]
+if backend == "sqlite":
+    registry = SQLiteRunRegistry(target, timeout=0, close_timeout=1.0)
+else:
+    registry = PostgresRunRegistry(target, close_timeout=1.0)
+for _ in range(3):
+    with RunContext(registry=registry):
+        pass
+"""
+
+
+def test_the_exit_flush_retries_then_says_what_is_lost(refusing: Refusing) -> None:
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT, refusing.store.backend, refusing.target],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    lost = [line for line in done.stderr.splitlines() if "lost" in line]
+    assert len(lost) == 1, done.stderr
+    assert "6 writes of 3 runs lost at close" in lost[0]
+    assert "in the 1.0 s given" in lost[0]
+    assert took >= 1.0
 
 
 def test_a_name_opens_the_backend_it_names_for_the_middleware_too(store: Store) -> None:

@@ -247,7 +247,7 @@ def test_close_returns_in_time_when_the_server_never_answers(
         registry.close()
         assert time.monotonic() - started < 2.0
         (warning,) = _warnings(caplog)
-        assert "close() gave up after 0.5 s, the database does not answer" in warning
+        assert "closing gave up after 0.5 s, the database does not answer" in warning
     finally:
         for pid in frozen:
             os.kill(pid, signal.SIGCONT)

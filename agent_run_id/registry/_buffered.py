@@ -110,9 +110,9 @@ class BufferedRunRegistry(RunRegistry):
 
     _writer: Writer
     _statements: Statements
-    #: How long the flush at interpreter exit, or at garbage collection, waits for the writes
-    #: queued (None: no limit).
-    exit_timeout: float | None = None
+    #: How long the last writes at interpreter exit, or at garbage collection, may take,
+    #: retries of a failing database included (None: no limit); a backend sets its own.
+    exit_timeout: float | None = 5.0
 
     def _buffering(self) -> None:
         """Set up what this class keeps: the open runs, the finalizer, the flush at exit."""
@@ -375,7 +375,8 @@ _registries: weakref.WeakSet[BufferedRunRegistry] = weakref.WeakSet()
 
 @atexit.register
 def _flush_all() -> None:
-    # The writer is a daemon thread: write what is queued before the interpreter stops it.
+    # The writer is a daemon thread: write what is queued before the interpreter stops it,
+    # retrying a failing database for exit_timeout seconds (a warning says what is lost).
     for registry in list(_registries):
         with contextlib.suppress(Exception):  # never fail the interpreter's exit
-            registry._writer.flush(registry.exit_timeout)
+            registry._writer.stop(registry.exit_timeout)

@@ -16,7 +16,6 @@ except ImportError as exc:  # pragma: no cover - the tests run with the extra in
     raise missing_extra("registry.PostgresRunRegistry", "psycopg", "postgres") from exc
 
 import functools
-import logging
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,7 +39,6 @@ from ._writer import Writer
 __all__ = ["PostgresRunRegistry"]
 
 _PRUNE_BATCH = 10_000
-_log = logging.getLogger("agent_run_id.registry")
 
 
 def _seconds(name: str, value: object) -> float:
@@ -80,7 +78,8 @@ class PostgresRunRegistry(BufferedRunRegistry):
         connect_timeout: seconds to wait for a connection.
         statement_timeout: seconds a statement may take on the server before it is cancelled
             (a failure: the writes are kept and tried again).
-        close_timeout: seconds ``close()`` waits for the writes queued.
+        close_timeout: seconds ``close()`` (and the interpreter's exit) waits for the writes
+            queued, retrying a failing database meanwhile.
         max_pending: how many failed writes to keep for retrying; the oldest go beyond it.
         max_pending_bytes: the memory the writes waiting may hold, in bytes (64 MiB, at least
             1 MiB), as for SQLite.
@@ -166,19 +165,12 @@ class PostgresRunRegistry(BufferedRunRegistry):
     def close(self) -> None:
         """Write what is queued (``close_timeout`` seconds at most), stop the writer thread.
 
-        When the database does not answer in time, the writes still queued are left to the
-        writer thread, which goes on trying in the background until the process exits; one
-        warning says so.
+        While the database refuses or fails, the writes are tried again every second until
+        ``close_timeout`` runs out; those still held then are lost, and one warning says how
+        many. When the database does not answer at all, the writer thread ends after its last
+        attempt, in the background; one warning says so.
         """
-        if not self._writer.stop(self.close_timeout):
-            waiting, writing, _ = self._writer.held()
-            _log.warning(
-                "run registry %s: close() gave up after %.1f s, the database does not answer: "
-                "%d writes are not written yet",
-                self._where,
-                self.close_timeout,
-                waiting + writing,
-            )
+        self._writer.stop(self.close_timeout)
         self._reader.close()
 
     # -- what a backend gives ------------------------------------------------------------------

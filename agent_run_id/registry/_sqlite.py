@@ -58,6 +58,9 @@ class SQLiteRunRegistry(BufferedRunRegistry):
     Args:
         path: the database file.
         timeout: seconds to wait for another process's lock before a write fails.
+        close_timeout: seconds ``close()`` (and the interpreter's exit) waits for the writes
+            queued, retrying a failing database meanwhile; those still held then are lost,
+            and one warning says how many.
         max_pending: how many failed writes to keep for retrying; the oldest go beyond it.
         max_pending_bytes: the memory the writes waiting to be written may hold, in bytes
             (64 MiB by default, at least 1 MiB): queued, or kept while the database fails.
@@ -77,6 +80,7 @@ class SQLiteRunRegistry(BufferedRunRegistry):
         path: str | os.PathLike[str],
         *,
         timeout: float = 5.0,
+        close_timeout: float = 10.0,
         max_pending: int = 100_000,
         max_pending_bytes: int = 64 * 1024 * 1024,
     ) -> None:
@@ -93,10 +97,19 @@ class SQLiteRunRegistry(BufferedRunRegistry):
             or not 0 <= timeout < math.inf  # NaN too
         ):
             raise ValueError(f"timeout must be a finite number of seconds >= 0, got {timeout!r}")
+        if (
+            isinstance(close_timeout, bool)
+            or not isinstance(close_timeout, (int, float))
+            or not 0 < close_timeout < math.inf
+        ):
+            raise ValueError(
+                f"close_timeout must be a finite number of seconds > 0, got {close_timeout!r}"
+            )
         check_budget(max_pending, max_pending_bytes)
         super().__init__()
         self.path = Path(path)
         self.timeout = float(timeout)
+        self.close_timeout = self.exit_timeout = float(close_timeout)
         # The writer must not hold the registry: dropping the registry stops its thread.
         self._writer = Writer(
             self.path,
@@ -126,8 +139,13 @@ class SQLiteRunRegistry(BufferedRunRegistry):
         return connect(self.path, self.timeout)
 
     def close(self) -> None:
-        """Write what is queued, stop the writer thread and close every connection."""
-        self._writer.stop()
+        """Write what is queued, stop the writer thread and close every connection.
+
+        While the file cannot be written (locked, read-only), the writes are tried again until
+        ``close_timeout`` runs out; those still held then are lost, and one warning says how
+        many.
+        """
+        self._writer.stop(self.close_timeout)
         self._readers.close()
 
     # -- what a backend gives ------------------------------------------------------------------

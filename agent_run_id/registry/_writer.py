@@ -6,8 +6,11 @@ budget). A writer thread takes what is held, writes it in one transaction (the b
 writer: ``_batch`` for SQLite, ``_postgres_batch`` for PostgreSQL), and on failure keeps the
 writes and retries them with the next batch (and, for a backend that asks, every ``retry``
 seconds while it fails): a database locked for a while by another process, a disk full for a
-moment, a server restarted, loses nothing. After a fork, the child starts a writer thread of
-its own, holding none of its parent's writes and using none of its connections.
+moment, a server restarted, loses nothing. Stopping (``close()``, the registry dropped, the
+interpreter's exit) goes on retrying, at the same pace, until its timeout runs out; the writes
+still held then are lost, and one warning says how many. After a fork, the child starts a
+writer thread of its own, holding none of its parent's writes and using none of its
+connections.
 """
 
 from __future__ import annotations
@@ -23,12 +26,18 @@ from pathlib import Path
 from typing import Protocol
 
 from ._backlog import Backlog, Held, Op, held_bytes
+from ._rows import EXTERNAL
 
 __all__ = ["Batches", "Writer"]
 
 _log = logging.getLogger("agent_run_id.registry")
 
 _writers: weakref.WeakSet[Writer] = weakref.WeakSet()
+# While stopping, how long a backend that retries only with new writes (SQLite) waits between
+# attempts; a backend that retries on its own (``retry``) keeps its pace.
+_STOP_RETRY = 0.1
+# How much longer than its timeout stop() waits for the thread, which gives up at the timeout.
+_STOP_GRACE = 0.5
 
 
 def _after_fork() -> None:
@@ -89,6 +98,8 @@ class Writer:
         self._flushes: list[tuple[int, threading.Event]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._deadline: float | None = None  # when stopping: the time the thread gives up
+        self._last_error: BaseException | None = None
         self._pid = -1
         self._rows_pid = os.getpid()  # the process whose writes the backlog holds
         self._thread: threading.Thread | None = None
@@ -146,23 +157,52 @@ class Writer:
     def stop(self, timeout: float | None = None) -> bool:
         """Write what is held, then end the writer thread and close its connection.
 
-        Wait ``timeout`` seconds at most (None: as long as it takes); return False when the
-        thread was still writing then (a database that never answers): it goes on in the
-        background, a daemon thread, and the writes it holds may be lost at exit.
+        While the database fails, try again (every ``retry`` seconds, or every 0.1 s) until
+        ``timeout`` seconds have passed (None: as long as it takes). The writes still held then
+        are lost: one warning says how many. Return False when the thread was still in an
+        attempt then (a database that never answers): it ends once the attempt does, and one
+        warning says the writes it holds are not written yet.
         """
         with self._lock:
             thread = self._thread if self._pid == os.getpid() else None
             stop = self._stop
             self._thread = None
             self._pid = -1
-        if thread is not None:
-            stop.set()
-            self._wake.set()
-            # A registry dropped by the writer thread itself is stopped from that thread.
-            if thread is not threading.current_thread():  # pragma: no branch
-                thread.join(timeout)
-                return not thread.is_alive()
-        return True
+        if thread is None:
+            return True
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+        stop.set()
+        self._wake.set()
+        # A registry dropped by the writer thread itself is stopped from that thread.
+        if thread is threading.current_thread():  # pragma: no cover - a finalizer's timing
+            return True
+        thread.join(None if timeout is None else timeout + _STOP_GRACE)
+        alive = thread.is_alive()
+        with self._held_lock:
+            pending = list(self._backlog.pending)
+            held = len(pending) + self._backlog.writing
+        if alive:
+            _log.warning(
+                "run registry %s: closing gave up after %.1f s, the database does not "
+                "answer: %d writes are not written yet (lost if its last attempt fails)",
+                self._path,
+                timeout,
+                held,
+            )
+        elif held:
+            error = self._last_error
+            _log.warning(
+                "run registry %s: %d writes of %d runs lost at close: the database could not "
+                "be written in the %s given (%s)",
+                self._path,
+                held,
+                len(
+                    {params[2] if kind is EXTERNAL else params[0] for kind, params, _, _ in pending}
+                ),
+                "time" if timeout is None else f"{timeout:.1f} s",
+                "no error" if error is None else f"{type(error).__name__}: {error}",
+            )
+        return not alive
 
     def _start(self) -> None:
         with self._lock:
@@ -203,10 +243,27 @@ class Writer:
             retry = self._retry if self._backlog.failing else None
             wake.wait(retry)
             wake.clear()
-            stopping = stop.is_set()
-            self._drain()
-            if stopping:
+            if stop.is_set():
+                self._last_tries()
                 self._batches.close()
+                return
+            self._drain()
+
+    def _last_tries(self) -> None:
+        """Write what is held; while the database fails, try again until the stop's deadline."""
+        deadline = self._deadline
+        pause = _STOP_RETRY if self._retry is None else self._retry
+        while True:
+            self._drain()
+            with self._held_lock:
+                if not self._backlog.pending:
+                    return
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return
+            self._wake.wait(pause if left is None else min(pause, left))
+            self._wake.clear()
+            if deadline is not None and time.monotonic() >= deadline:
                 return
 
     def _drain(self) -> None:
@@ -252,6 +309,7 @@ class Writer:
     def _failed(self, batch: list[Held], exc: BaseException) -> None:
         self._batches.close()  # the next attempt reopens: the file may have been fixed or recreated
         self.failures += 1
+        self._last_error = exc
         with self._held_lock:
             first_failure, first_drop = self._backlog.give_back(batch)
         if first_failure:
