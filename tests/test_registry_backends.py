@@ -905,6 +905,24 @@ def test_prune_deletes_the_runs_older_than_the_age_given(registry: BufferedRunRe
         registry.prune(30)  # type: ignore[arg-type]
 
 
+def test_prune_deletes_in_batches_as_many_as_there_are(
+    registry: BufferedRunRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for module in ("_sqlite", "_postgres"):
+        monkeypatch.setattr(f"agent_run_id.registry.{module}.PRUNE_BATCH", 2)
+    old = [RunId.generate() for _ in range(5)]
+    for n, run in enumerate(old):
+        registry.start(run, external_ids={"langsmith_run": f"old-{n}"})
+    kept = RunId.generate()
+    registry.start(kept, external_ids={"langsmith_run": "new"})
+    middle = registry.get(kept).started_at
+    assert registry.prune(middle) == 5
+    assert [r.run_id for r in registry.find()] == [kept.value]
+    assert [registry.by_external_id(f"old-{n}") for n in range(5)] == [[]] * 5
+    assert registry.get(kept).external_ids == {"langsmith_run": "new"}
+    assert registry.prune(middle) == 0
+
+
 # -- the command ----------------------------------------------------------------------------
 
 

@@ -540,3 +540,32 @@ def test_reads_follow_a_file_replaced_under_the_registry(
     assert registry.get(restored).status == "ok"
     (second,) = _runs(registry, 1)
     assert [r.run_id for r in registry.find()] == [second, restored]
+
+
+def test_prune_deletes_a_batch_per_transaction(
+    registry: SQLiteRunRegistry, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writers of live runs wait for one batch at most, never for the whole prune."""
+    from agent_run_id.registry import _sqlite
+
+    monkeypatch.setattr(_sqlite, "PRUNE_BATCH", 2)
+    statements: list[str] = []
+
+    def traced(path: Path, timeout: float) -> sqlite3.Connection:
+        conn = _schema.connect(path, timeout)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(_sqlite, "connect", traced)
+    old = [RunId.generate() for _ in range(5)]
+    for run in old:
+        registry.start(run)
+    kept = RunId.generate()
+    registry.start(kept)
+    assert registry.prune(registry.get(kept).started_at) == 5
+    # 2 + 2 + 1 runs: three transactions, each deleting the external ids, then the runs.
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == [
+        "BEGIN IMMEDIATE",
+        "COMMIT",
+    ] * 3
+    assert [r.run_id for r in registry.find()] == [kept.value]

@@ -33,12 +33,11 @@ from ._postgres_sql import (
     TREE,
     dialect,
 )
+from ._queries import PRUNE_BATCH
 from ._schema import SchemaError
 from ._writer import Writer
 
 __all__ = ["PostgresRunRegistry"]
-
-_PRUNE_BATCH = 10_000
 
 
 def _seconds(name: str, value: object) -> float:
@@ -191,8 +190,8 @@ class PostgresRunRegistry(BufferedRunRegistry):
         deleted = 0
         with self._opener() as conn:
             while True:
-                row = conn.execute(PRUNE, (micros, _PRUNE_BATCH)).fetchone()
+                row = conn.execute(PRUNE, (micros, PRUNE_BATCH)).fetchone()
                 count = 0 if row is None else int(row[0])
                 deleted += count
-                if count < _PRUNE_BATCH:
+                if count < PRUNE_BATCH:
                     return deleted

@@ -18,6 +18,7 @@ __all__ = [
     "CANDIDATES",
     "CHILDREN",
     "PRUNE",
+    "PRUNE_BATCH",
     "PRUNE_EXTERNAL_IDS",
     "TREE",
     "alive",
@@ -51,12 +52,15 @@ def externals_of(count: int) -> str:
     return f"SELECT run_id, system, external_id FROM external_ids WHERE run_id IN ({marks})"
 
 
-#: Retention: delete the runs started before the time given (microseconds since the epoch), and
-#: first their external ids.
-PRUNE = "DELETE FROM runs WHERE started_at < ?"
-PRUNE_EXTERNAL_IDS = (
-    "DELETE FROM external_ids WHERE run_id IN (SELECT run_id FROM runs WHERE started_at < ?)"
-)
+#: How many runs retention deletes per transaction, so that writers wait for one batch at most.
+PRUNE_BATCH = 10_000
+# The oldest runs started before the time given (microseconds since the epoch), a batch of them:
+# the same runs for both statements of a batch's transaction.
+_OLDEST = "SELECT run_id FROM runs WHERE started_at < ?1 ORDER BY started_at, run_id LIMIT ?2"
+#: Retention: delete a batch of the runs started before the time given (PRUNE_EXTERNAL_IDS
+#: first, their external ids).
+PRUNE = f"DELETE FROM runs WHERE run_id IN ({_OLDEST})"
+PRUNE_EXTERNAL_IDS = f"DELETE FROM external_ids WHERE run_id IN ({_OLDEST})"
 #: The runs whose parent is the run given, in start order.
 CHILDREN = f"SELECT {COLUMNS} FROM runs WHERE parent_id = ? ORDER BY started_at, run_id"
 #: The run given and all its descendants, in no order.

@@ -24,6 +24,7 @@ from ._queries import (
     BY_PREFIX,
     CHILDREN,
     PRUNE,
+    PRUNE_BATCH,
     PRUNE_EXTERNAL_IDS,
     TREE,
     externals_of,
@@ -164,16 +165,21 @@ class SQLiteRunRegistry(BufferedRunRegistry):
         return self._fetch(BY_EXTERNAL, (external_id, system))
 
     def _delete_before(self, micros: int) -> int:
+        # A batch per transaction: the writers of live runs wait for one batch at most.
+        deleted = 0
         conn = connect(self.path, self.timeout)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(PRUNE_EXTERNAL_IDS, (micros,))
-                deleted = conn.execute(PRUNE, (micros,)).rowcount
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            while True:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute(PRUNE_EXTERNAL_IDS, (micros, PRUNE_BATCH))
+                    count = conn.execute(PRUNE, (micros, PRUNE_BATCH)).rowcount
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                deleted += count
+                if count < PRUNE_BATCH:
+                    return deleted
         finally:
             conn.close()
-        return deleted
