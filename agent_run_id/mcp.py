@@ -19,8 +19,9 @@ named ``tools/call {tool}`` (or ``resources/read {uri}``, ``prompts/get {prompt}
 - :func:`instrument_server` for mcp 1.x (and 2.x): it wraps the request handlers.
 
 The entries: our own keys under the reverse-DNS prefix :data:`PREFIX` (``run-id``,
-``parent-run-id``, ``root-run-id``, ``session-id``), and ``agent_run.*`` merged into the W3C
-``baggage`` entry as ``agent_run_id.otel`` merges them (every other entry kept). The server
+``parent-run-id``, ``root-run-id``, ``session-id``); and, by the rules of ``agent_run_id.otel``
+(only while its ``install()`` with baggage is in effect), ``agent_run.*`` merged into the W3C
+``baggage`` entry as it merges them (every other entry kept). The server
 reads, in order: our keys; ``x-run-id`` and its lineage as ``agent_run_id.otel.RunIdPropagator``
 writes them (mcp 2.x injects the global propagator into ``_meta``); ``agent_run.*`` in the
 ``baggage`` entry; the run ``agent_run_id.asgi.RunIdMiddleware`` gave the HTTP request.
@@ -78,7 +79,8 @@ def meta(base: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return the ``_meta`` entries that carry the current run (a new dict); ``{}`` outside one.
 
     With ``base`` (the ``_meta`` a call would send), return a copy of it with ours added: every
-    entry of it is kept, the run is merged into its ``baggage`` entry, and a ``base`` that names
+    entry of it is kept, the run is merged into its ``baggage`` entry while
+    ``agent_run_id.otel.install()`` (baggage on) is in effect, and a ``base`` that names
     a run already (one of our keys, or ``x-run-id``) is left as the caller chose it.
 
     Example::
