@@ -213,6 +213,17 @@ def test_meta_resolver_is_meta_for_the_agents_sdk() -> None:
         assert agent_run_id.mcp.meta_resolver(object())[RUN_KEY] == run.run_id.value
 
 
+async def test_an_instrumented_call_given_meta_adds_the_run_only_inside_one(seen: Observed) -> None:
+    server = agent_run_id.mcp.instrument_server(build_server())
+    async with Client(server) as client:
+        agent_run_id.mcp.instrument_client(client)
+        outside = json.loads(text_of(await client.call_tool("echo", {"n": 0}, meta={"t": "x"})))
+        with RunContext() as run:
+            inside = json.loads(text_of(await client.call_tool("echo", {"n": 1}, meta={"t": "x"})))
+    assert outside["parent"] is None  # a new root run on the server: nothing was added
+    assert inside["parent"] == run.run_id.value
+
+
 # --- the server side: what it reads, in order -------------------------------------------------
 
 
