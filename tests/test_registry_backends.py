@@ -786,7 +786,7 @@ def test_close_retries_a_refusing_database_until_its_timeout_then_says_what_is_l
     started = time.monotonic()
     registry.close()
     took = time.monotonic() - started
-    assert 1.5 <= took < 2.5
+    assert 1.5 <= took < 3.0  # the timeout, and never the grace stop() gives a stuck attempt
     assert registry.failures > failures  # tried again while closing
     waiting, writing, _ = registry._writer.held()
     assert (waiting, writing) == (6, 0)

@@ -319,7 +319,7 @@ def test_a_newer_schema_is_refused_on_read_and_warned_on_write(
     PostgresRunRegistry(dsn).close()  # made at once, in the background; close waits for it
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("UPDATE agent_run_id_schema SET version = 99")
-    registry = PostgresRunRegistry(dsn)
+    registry = PostgresRunRegistry(dsn, close_timeout=0.2)
     try:
         _runs(registry, 1)
         registry.flush()

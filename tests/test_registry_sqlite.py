@@ -203,7 +203,7 @@ def test_a_failing_registry_never_breaks_the_run(
 ) -> None:
     path.parent.mkdir()
     path.mkdir()  # a folder where the file should be: nothing can ever be written
-    registry = SQLiteRunRegistry(path)
+    registry = SQLiteRunRegistry(path, close_timeout=0.2)
     for _ in range(5):
         with RunContext(registry=registry) as run:
             registry.flush()
@@ -213,6 +213,8 @@ def test_a_failing_registry_never_breaks_the_run(
     registry.flush()
     assert len(_warnings(caplog)) == 1
     registry.close()
+    (_, lost) = _warnings(caplog)
+    assert "12 writes of 6 runs lost at close" in lost
 
 
 def test_a_new_file_gets_the_current_schema_version(
@@ -249,7 +251,7 @@ def test_a_newer_schema_is_refused_on_read_and_warned_on_write(
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA user_version = 99")
     conn.close()
-    registry = SQLiteRunRegistry(path)
+    registry = SQLiteRunRegistry(path, close_timeout=0.2)
     with pytest.raises(SchemaError, match="schema version 99, newer than"):
         registry.find()
     _runs(registry, 1)
