@@ -63,8 +63,9 @@ class PostgresRunRegistry(BufferedRunRegistry):
     never raises for it (it connects in the background, and says once in the log when it
     cannot), failed writes are kept (within ``max_pending`` writes and ``max_pending_bytes``
     bytes) and written once the database is back (tried again every second), and ``close()``
-    returns within ``close_timeout`` seconds even when the database never answers. A forked
-    child (gunicorn, Celery prefork) never uses its parent's connections.
+    returns within ``close_timeout`` seconds (and half a second) even when the database never
+    answers; the writes it could not write by then are lost, and one warning says how many. A
+    forked child (gunicorn, Celery prefork) never uses its parent's connections.
 
     The tables are made, and migrated in place, by the first registry to connect (``schema``:
     in that PostgreSQL schema, made if needed; by default the first of the search path).
