@@ -15,7 +15,6 @@ from urllib.parse import quote_plus
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.context import Context
 
 from ._hooks import fallbacks
 from ._otel_propagation import run_from_baggage_header, session_from_baggage_header
@@ -25,6 +24,9 @@ from ._run_id import RunId
 __all__ = ["baggage_on", "baggage_with_run", "run_in_baggage_text", "session_in_baggage_text"]
 
 _W3C = W3CBaggagePropagator()
+# The W3C Baggage limits: 180 members, 8,192 bytes in all.
+_MAX_MEMBERS = 180
+_MAX_BYTES = 8192
 
 
 def baggage_on() -> bool:
@@ -40,25 +42,50 @@ def baggage_on() -> bool:
 def baggage_with_run(existing: str | None, run: RunId, session_id: str | None) -> str | None:
     """Return a W3C ``baggage`` value holding the run, merged as ``agent_run_id.otel`` merges it.
 
-    Into ``existing``, else into the current OpenTelemetry baggage: the run, its lineage and
-    ``session_id``. Every other entry is kept; when ours would take the baggage past the W3C
-    limits, ours are left out. None when there is nothing to write.
+    Into ``existing`` (its text: every other member kept as it came), else into the current
+    OpenTelemetry baggage: the run, its lineage and ``session_id``. Members of a run are
+    replaced, every other one kept; when ours would take the baggage past the W3C limits, ours
+    are left out. None when there is nothing to write.
     """
     if existing:
-        context = _W3C.extract({"baggage": existing}, context=Context())
-    else:
-        context = otel_context.get_current()
-        if not baggage.get_all(context):
-            # Nothing else in it: ours alone, as OpenTelemetry's propagator would write them
-            # (a test holds the two to the same text), without building three contexts.
-            # The keys and the ids have nothing to quote (names, hex digits and hyphens).
-            pairs = [f"{key}={value}" for key, value in attributes(run).items()]
-            if session_id is not None:
-                pairs.append(f"{SESSION_KEY}={quote_plus(session_id)}")
-            return ",".join(pairs)
+        return _merged_text(existing, _ours(run, session_id))
+    context = otel_context.get_current()
+    if not baggage.get_all(context):
+        # Nothing else in it: ours alone, as OpenTelemetry's propagator would write them (a
+        # test holds the two to the same text), without building three contexts.
+        return ",".join(_ours(run, session_id))
     carrier: dict[str, str] = {}
     _W3C.inject(carrier, with_run_baggage(context, run, session_id))
     return carrier.get("baggage")
+
+
+def _ours(run: RunId, session_id: str | None) -> list[str]:
+    """Return the run's baggage members: its ids (nothing to quote) and its session, quoted."""
+    pairs = [f"{key}={value}" for key, value in attributes(run).items()]
+    if session_id is not None:
+        pairs.append(f"{SESSION_KEY}={quote_plus(session_id)}")
+    return pairs
+
+
+def _merged_text(existing: str, ours: list[str]) -> str:
+    """Return the caller's ``baggage`` text with our members in place of a run's, as given.
+
+    Worked on the text: every member of the caller's is kept to the byte (a parse and a new
+    write would re-quote values and drop a baggage past the limits whole); members of a run,
+    ours or an enclosing one, are replaced. When ours would take it past the W3C limits, it is
+    returned as it came: ours are the ones left out.
+    """
+    mine = {pair.split("=", 1)[0] for pair in ours}
+    kept = [
+        member
+        for member in existing.split(",")
+        if member.strip() and member.split(";", 1)[0].split("=", 1)[0].strip() not in mine
+    ]
+    merged = [*kept, *ours]
+    text = ",".join(merged)
+    if len(merged) > _MAX_MEMBERS or len(text.encode("utf-8", "surrogatepass")) > _MAX_BYTES:
+        return existing
+    return text
 
 
 def run_in_baggage_text(text: str) -> RunId | None:

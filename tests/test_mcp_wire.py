@@ -165,6 +165,32 @@ def test_meta_leaves_ours_out_of_a_baggage_at_the_w3c_limits(otel_baggage: None)
     assert sorted(entries["baggage"].split(",")) == sorted(full.split(","))
 
 
+@pytest.mark.parametrize(
+    "theirs",
+    [
+        "b=%ZZ;bad",  # a value no decoder takes: kept to the byte, not re-quoted
+        " tenant = acme ; prop ,, x=1",  # spaces, properties and an empty member, as they came
+        "big=" + "v" * 4100,  # one member past OpenTelemetry's 4,096 bytes: still theirs
+    ],
+    ids=["undecodable", "spacing", "long-member"],
+)
+def test_meta_keeps_each_member_of_the_callers_baggage_as_it_came(
+    otel_baggage: None, theirs: str
+) -> None:
+    with RunContext(run_id=RunId.from_string(A)):
+        entries = meta({"baggage": theirs + ",agent_run.id=" + B})
+    kept = [member for member in theirs.split(",") if member.strip()]
+    assert entries["baggage"] == ",".join([*kept, f"agent_run.id={A}", f"agent_run.root_id={A}"])
+
+
+def test_meta_leaves_a_baggage_past_the_w3c_bytes_as_it_came(otel_baggage: None) -> None:
+    theirs = ",".join(f"k{i}=" + "v" * 80 for i in range(160))  # 13,450 bytes: theirs, whole
+    with RunContext(run_id=RunId.from_string(A)):
+        entries = meta({"baggage": theirs})
+    assert entries["baggage"] == theirs
+    assert entries[RUN_KEY] == A
+
+
 def test_meta_leaves_a_run_the_caller_named_as_it_is() -> None:
     with RunContext(run_id=RunId.from_string(A)):
         assert meta({RUN_KEY: B}) == {RUN_KEY: B}
