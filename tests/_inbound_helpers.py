@@ -6,7 +6,6 @@ import importlib.util
 import logging
 import re
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,8 +13,9 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler
 from wsgiref.simple_server import make_server as make_wsgiref_server
 
-import uvicorn
 from werkzeug.serving import make_server
+
+from tests._uvicorn_helpers import uvicorn_serving
 
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RUN_A = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
@@ -30,38 +30,10 @@ def is_canonical(value: object) -> bool:
 @contextmanager
 def uvicorn_server(app: Any) -> Iterator[str]:
     """Serve ``app`` with uvicorn in a thread on a free port of 127.0.0.1; yield its base URL."""
-    # uvicorn sets the level of its loggers for the whole process: restore them afterwards.
-    loggers = [logging.getLogger(f"uvicorn.{name}") for name in ("error", "access", "asgi")]
-    saved = [(logger, logger.level, logger.propagate, logger.handlers[:]) for logger in loggers]
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        log_config=None,  # leave the logging setup (and the tests' capturing handlers) alone
-        lifespan="off",
-        http="h11",
-        ws="websockets-sansio",
-        backlog=2048,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:  # uvicorn offers a flag, not an event, to wait on
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        for logger, level, propagate, handlers in saved:
-            logger.setLevel(level)
-            logger.propagate = propagate
-            logger.handlers[:] = handlers
+    with uvicorn_serving(
+        app, lifespan="off", http="h11", ws="websockets-sansio", backlog=2048
+    ) as base:
+        yield base
 
 
 @contextmanager

@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
@@ -29,6 +27,7 @@ import agent_run_id.otel
 import agent_run_id.registry
 from agent_run_id import current_run, current_run_id
 from agent_run_id.registry import SQLiteRunRegistry
+from tests._uvicorn_helpers import uvicorn_serving
 
 MCP_MAJOR = int(version("mcp").split(".")[0])
 HERE = Path(__file__).parent
@@ -188,29 +187,8 @@ def observed(folder: Path) -> Iterator[Observed]:
 @contextmanager
 def uvicorn_app(app: Any) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1, yield its MCP URL (lifespan on: MCP's sessions start there)."""
-    loggers = [logging.getLogger(f"uvicorn.{name}") for name in ("error", "access", "asgi")]
-    saved = [(logger, logger.level, logger.propagate, logger.handlers[:]) for logger in loggers]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", log_config=None, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:  # uvicorn offers a flag, not an event, to wait on
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(20)
-        for logger, level, propagate, handlers in saved:
-            logger.setLevel(level)
-            logger.propagate = propagate
-            logger.handlers[:] = handlers
+    with uvicorn_serving(app, lifespan="on") as base:
+        yield f"{base}/mcp"
 
 
 def stdio_command(folder: Path, incoming: str = "child") -> dict[str, Any]:
