@@ -45,6 +45,10 @@ RUNS = 100_000
 ROUNDS = 3
 
 
+# The viewer answers requests naming this machine only (its guard against DNS rebinding).
+_LOCAL = "http://127.0.0.1:8765"
+
+
 def _uuid(rng: random.Random) -> str:
     return str(uuid.UUID(int=rng.getrandbits(128), version=4))
 
@@ -235,7 +239,7 @@ def _pages(db: Path, paths: list[Path], root: str) -> None:
     from agent_run_id._viewer._app import create_app
 
     registry = open_registry(str(db))
-    client = TestClient(create_app(registry, [str(path) for path in paths]))
+    client = TestClient(create_app(registry, [str(path) for path in paths]), base_url=_LOCAL)
     deep = registry.find(limit=50_001)[-1]
     cursor = f"{int(deep.started_at.timestamp() * 1e6)}:{deep.run_id}"
     print(f"\nViewer, a registry of {RUNS:,} runs (median of 10 requests each):")
@@ -254,7 +258,9 @@ def _pages(db: Path, paths: list[Path], root: str) -> None:
     names = [str(path) for path in paths]
 
     def first_load() -> None:  # a fresh app: nothing scanned before
-        TestClient(create_app(registry, names)).get(f"/runs/{root}").raise_for_status()
+        TestClient(create_app(registry, names), base_url=_LOCAL).get(
+            f"/runs/{root}"
+        ).raise_for_status()
 
     page = client.get(f"/runs/{root}")
     page.raise_for_status()
