@@ -139,8 +139,8 @@ def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
                 stale=args.stale,
                 limit=args.limit,
             )
-        run = _run_of(registry, args.run)
-        return registry.tree(run) if query == "tree" else [registry.get(run)]
+        record = _record_of(registry, args.run)
+        return registry.tree(record.run_id) if query == "tree" else [record]
     except AmbiguousRunError as exc:
         raise UsageError(str(exc)) from None
     except KeyError as exc:
@@ -153,24 +153,24 @@ def _read(args: argparse.Namespace, query: str) -> list[RunRecord]:
         registry.close()
 
 
-def _run_of(registry: RunRegistry, text: str) -> str:
-    """Return the id of the run ``text`` names: its id, a prefix, or one of its external ids.
+def _record_of(registry: RunRegistry, text: str) -> RunRecord:
+    """Return the run ``text`` names: by its id, a prefix, or one of its external ids.
 
     Raises what ``get`` raised when no run has it as an external id either, and UsageError
     when several runs carry it.
     """
     try:
-        return registry.get(text).run_id
+        return registry.get(text)
     except (KeyError, ValueError):
         found = registry.by_external_id(text)
         if not found:
             raise
-        if len({record.run_id for record in found}) > 1:
-            runs = ", ".join(sorted({record.run_id for record in found}))
+        runs = sorted({record.run_id for record in found})
+        if len(runs) > 1:
             raise UsageError(
-                f"{text!r} is an external id of several runs ({runs}): give the run id"
+                f"{text!r} is an external id of several runs ({', '.join(runs)}): give the run id"
             ) from None
-        return found[0].run_id
+        return found[0]
 
 
 def _since(text: str) -> datetime:
