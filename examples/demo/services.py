@@ -48,7 +48,10 @@ class JsonLines(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """Return the record as one line of JSON."""
-        stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z"
+        # Microseconds: the lines of three services merge in time order, and two lines of one
+        # call (the tool's error, the agent's report of it) often share a millisecond.
+        micros = int((record.created % 1) * 1_000_000)
+        stamp = self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"
         return json.dumps(
             {
                 "timestamp": stamp,
