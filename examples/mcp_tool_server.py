@@ -32,7 +32,7 @@ class JsonLines(logging.Formatter):
         return json.dumps(
             {
                 "timestamp": self.formatTime(record, "%Y-%m-%dT%H:%M:%S")
-                + f".{int(record.msecs):03d}Z",
+                + f".{int(record.created % 1 * 1_000_000):06d}Z",  # two processes: to the µs
                 "service": "tools",
                 "level": record.levelname.lower(),
                 "message": record.getMessage(),
