@@ -42,6 +42,7 @@ __all__ = [
     "current_run_id",
     "current_session_id",
     "deactivate",
+    "enter_unwatched",
     "is_outermost",
     "new_frame",
     "take_finishers",
@@ -339,6 +340,26 @@ def activate(captured: Captured) -> Token[Frame | None]:
 def deactivate(token: Token[Frame | None]) -> None:
     """Make current again what was current before :func:`activate` gave ``token``."""
     current.reset(token)
+
+
+def enter_unwatched(
+    run_id: RunId, owner: RunContext, name: str | None, session_id: str | None
+) -> Token[Frame | None] | None:
+    """Make ``run_id`` current, from no run, if nothing would see it start; else return None.
+
+    The work of entering ``RunContext(run_id=run_id, name=name, session_id=session_id)`` where
+    nothing current came before, without building one per call, for integrations that start a
+    run per request (``owner``, their own RunContext never entered, holds their registry). It
+    applies when no registry (``owner``'s or the default) and no observer would record the run;
+    otherwise None, and the caller enters a RunContext. Leave with :func:`deactivate`.
+    ``session_id`` must be valid (checked by the caller).
+    """
+    if observers.items or owner.registry is not None or _recording.default is not None:
+        return None
+    facts = None
+    if name is not None or session_id is not None:
+        facts = Facts(session_id, None, None, name, NO_METADATA)
+    return current.set(new_frame(run_id, owner, None, facts))
 
 
 def current_run() -> RunView | None:

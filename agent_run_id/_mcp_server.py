@@ -9,9 +9,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
-from ._context import RunContext, activate, capture, current_run_id, current_session_id, deactivate
+from ._context import (
+    RunContext,
+    activate,
+    capture,
+    current_run_id,
+    current_session_id,
+    deactivate,
+    enter_unwatched,
+)
 from ._inbound import InboundPolicy, IncomingOption
 from ._mcp_meta import RUN_KEYS, SESSION_KEY, Wire, incoming_run
+from ._notes import note_run
 from ._propagation import HEADER, run_from_wire
 from ._recording import check_registry
 from ._run_id import RunId, lineage_fields, make_run_id, new_default_id
@@ -110,7 +119,7 @@ class ServerRuns:
     name of the class or function given it).
     """
 
-    __slots__ = ("_parsed", "_seen", "policy", "registry")
+    __slots__ = ("_owner", "_parsed", "_seen", "policy", "registry")
 
     def __init__(self, *, incoming: IncomingOption, registry: Registry | None, owner: str) -> None:
         check_registry(registry)
@@ -123,6 +132,8 @@ class ServerRuns:
             header_getter=_no_headers,
         )
         self.registry = registry
+        # The owner of the frames of runs entered without a RunContext (enter_unwatched).
+        self._owner = RunContext(registry=registry)
         # The callers' runs as they came and as the wire rule made them: an agent's run makes
         # call after call with the same three values. Bounded: emptied when full.
         self._parsed: dict[Wire, RunId] = {}
@@ -213,12 +224,17 @@ class ServerRuns:
             if isinstance(value, str):
                 target = value[:_MAX_TARGET]
         run, session_id = self.run_of(request, meta, http_request)
-        context = RunContext(
-            run_id=run,
-            name=method if target is None else f"{method} {target}",
-            registry=self.registry,
-            session_id=session_id,
-        )
+        name = method if target is None else f"{method} {target}"
+        token = enter_unwatched(run, self._owner, name, session_id)
+        if token is not None:  # nothing records the run: no RunContext, and no result to read
+            try:
+                return await call(argument)
+            except BaseException as exc:
+                note_run(exc, run)
+                raise
+            finally:
+                deactivate(token)
+        context = RunContext(run_id=run, name=name, registry=self.registry, session_id=session_id)
         aside = None if capture() is None else activate(None)
         try:
             context.__enter__()

@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent_run_id import RunContext, RunId, add_run_observer, current_run_id
-from agent_run_id._context import RUN, Frame, current, new_frame
+from agent_run_id import RunContext, RunId, add_run_observer, current_run, current_run_id
+from agent_run_id._context import (
+    FINISHERS,
+    LOG_FIELDS,
+    PREVIOUS,
+    RUN,
+    Frame,
+    current,
+    deactivate,
+    enter_unwatched,
+    new_frame,
+)
 from agent_run_id._propagation import run_from_wire
 from agent_run_id._run_id import make_run_id
 from agent_run_id._uuid import CANONICAL_SHAPE, CANONICAL_TABLE, MAX, NIL, parse_wire_id
 from agent_run_id.asgi import RunIdMiddleware
+from agent_run_id.registry import SQLiteRunRegistry, set_default
 
 VALUE = "0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908"
 
@@ -116,3 +128,50 @@ def test_the_asgi_fast_path_builds_what_new_frame_and_make_run_id_build(
     assert _slots(run) == _slots(make_run_id(run.value, None, None))
     if headers:
         assert run.value == VALUE
+
+
+# --- enter_unwatched: a run per request without a RunContext, where nothing would see it -------
+
+
+def _view(run: Any) -> tuple[object, ...]:
+    fields = ("run_id", "parent", "root", "session_id", "user_id", "task", "name", "metadata")
+    return tuple(getattr(run, name) for name in (*fields, "external_ids"))
+
+
+@pytest.mark.parametrize(("name", "session"), [("tools/call t", "chat-1"), (None, None)])
+def test_enter_unwatched_makes_the_run_a_run_context_makes(
+    name: str | None, session: str | None
+) -> None:
+    run = RunId(VALUE)
+    with RunContext():  # a run current where the request comes in: never the new run's parent
+        before = current.get()
+        token = enter_unwatched(run, RunContext(), name, session)
+        assert token is not None
+        quick, frame = current_run(), current.get()
+        deactivate(token)
+        assert current.get() is before
+    aside = current.set(None)  # RunContext's own run, entered from no run, as a request's is
+    with RunContext(run_id=run, name=name, session_id=session):
+        full, full_frame = current_run(), current.get()
+    current.reset(aside)
+    assert _view(quick) == _view(full)
+    # The frames' own parts: entered from no run, nothing to finish, log fields not worked out.
+    assert [frame[PREVIOUS], frame[FINISHERS], frame[LOG_FIELDS]] == [None, None, None]
+    assert [full_frame[PREVIOUS], full_frame[FINISHERS]] == [None, None]
+
+
+def test_enter_unwatched_declines_when_a_registry_or_an_observer_would_see_the_run(
+    tmp_path: Path,
+) -> None:
+    run = RunId(VALUE)
+    registry = SQLiteRunRegistry(tmp_path / "runs.db")
+    try:
+        assert enter_unwatched(run, RunContext(registry=registry), "t", None) is None
+        set_default(registry)
+        assert enter_unwatched(run, RunContext(), "t", None) is None
+        set_default(None)
+        add_run_observer(lambda run, context: None)
+        assert enter_unwatched(run, RunContext(), "t", None) is None
+        assert current_run_id() is None
+    finally:
+        registry.close()

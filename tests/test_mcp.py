@@ -289,22 +289,31 @@ async def test_http_without_meta_takes_the_run_of_the_http_request(
         assert json.loads(text_of(result))["parent"] == caller.run_id.value
 
 
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "unrecorded"])
 async def test_fifty_client_runs_at_once_each_get_only_their_own_calls(
-    tmp_path: Path, seen: Observed
+    recorded: bool, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    """Recorded (a registry, observers) the server enters a RunContext; unrecorded, a frame."""
+    if recorded:
+        request.getfixturevalue("seen")
     async with serving("memory", tmp_path) as client:
 
-        async def agent() -> tuple[str, list[Any]]:
-            with RunContext() as run:
+        async def agent(n: int) -> tuple[str, list[Any]]:
+            with RunContext(session_id=f"chat-{n}") as run:
                 results = await asyncio.gather(
                     *(client.call_tool("echo", {"n": n}) for n in range(2))
                 )
             return run.run_id.value, [json.loads(text_of(result)) for result in results]
 
-        done = await asyncio.gather(*(agent() for _ in range(50)))
+        done = await asyncio.gather(*(agent(n) for n in range(50)))
+        outside = json.loads(text_of(await client.call_tool("echo", {"n": 0})))
     assert len({caller for caller, _ in done}) == 50
-    for caller, runs in done:
-        assert [run["parent"] for run in runs] == [caller, caller]
+    for n, (caller, runs) in enumerate(done):
+        assert [(run["parent"], run["session"], run["name"]) for run in runs] == [
+            (caller, f"chat-{n}", "tools/call echo")
+        ] * 2
+    assert len({run["run"] for _, runs in done for run in runs}) == 100  # each call its own
+    assert (outside["parent"], outside["session"]) == (None, None)  # nothing left current
 
 
 def test_one_server_shared_by_threads_each_with_its_own_loop_never_mixes_their_runs() -> None:

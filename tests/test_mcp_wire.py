@@ -40,6 +40,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 import agent_run_id.mcp
 import agent_run_id.otel
 from agent_run_id import RunContext, RunId, current_run_id
+from agent_run_id._notes import noted_run_id
 from agent_run_id.mcp import PARENT_RUN_KEY, PREFIX, ROOT_RUN_KEY, RUN_KEY, SESSION_KEY, meta
 from agent_run_id.otel import RunIdPropagator
 from agent_run_id.registry import SQLiteRunRegistry
@@ -401,6 +402,30 @@ async def test_a_failing_request_fails_its_run_and_still_reaches_the_client(
     assert [(row.status, row.metadata["name"]) for row in children] == [
         ("error", "resources/read res://missing")
     ]
+
+
+async def test_an_unrecorded_failing_request_names_its_run_and_restores_the_context() -> None:
+    """With nothing recording runs the server enters none: the failure still names the run."""
+    caught: list[tuple[str | None, RunId | None, RunId | None]] = []
+
+    async def outer(ctx: Any, call_next: Any) -> Any:  # outside ours: sees what it raised
+        before = current_run_id()  # in process, the SDK serves in the caller's context
+        try:
+            return await call_next(ctx)
+        except MCPError as exc:
+            caught.append((noted_run_id(exc), before, current_run_id()))
+            raise
+
+    server = build_server()
+    server.middleware.append(outer)
+    agent_run_id.mcp.instrument_server(server)  # appended after it: inside it
+    async with Client(server) as client:
+        agent_run_id.mcp.instrument_client(client)
+        with RunContext() as caller, pytest.raises(MCPError):
+            await client.read_resource("res://missing")
+    [(noted, before, after)] = caught
+    assert noted not in (None, caller.run_id.value)  # the request's own run
+    assert after is before
 
 
 def test_reported_errors_are_read_from_dicts_and_models() -> None:
