@@ -9,6 +9,9 @@ Pydantic AI runs each tool call in an asyncio task of its own made from the run'
 sync tool in a worker thread, with a copy of that context): the current run is already the
 agent's inside a tool; the capability makes it the tool's own.
 
+A run's first agent run is the run itself (Pydantic AI's ``run_id`` is ours); a later agent run
+in the same run, a conversation's next turn say, is a child run of it, with its own id.
+
 Example::
 
     with RunContext(session_id="chat-42"):
@@ -17,9 +20,10 @@ Example::
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from contextvars import ContextVar
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 try:
     from pydantic_ai.capabilities import AbstractCapability, AgentCapability
@@ -33,6 +37,7 @@ except ImportError as error:
     raise missing_extra("pydantic_ai", "pydantic-ai-slim", "pydantic-ai") from error
 
 from ._context import annotate, current_run
+from ._facts import RunView
 from ._hooks import report
 from ._steps import Step
 
@@ -42,6 +47,10 @@ __all__ = ["CONVERSATION_SYSTEM", "RUN_SYSTEM", "RunIdCapability", "RunKwargs", 
 RUN_SYSTEM = "pydantic_ai_run"
 #: The external id system of a Pydantic AI run's conversation id, on the run it ran in.
 CONVERSATION_SYSTEM = "pydantic_ai_conversation"
+
+# Held while a run's first agent run is told apart from later ones: by run_kwargs() handing out
+# the run's id, and by the capability tying an agent run to the run or to a child of it.
+_tying = threading.Lock()
 
 # The step a RunIdCapability is running now here, by (agent run, step): a second instance of it
 # in the same agent run (the agent's own and run_kwargs()'s) passes through instead.
@@ -76,12 +85,13 @@ def run_kwargs(
     capability is added. Pass the other keywords of ``agent.run()`` beside it:
     ``agent.run(prompt, deps=deps, **run_kwargs())``.
 
-    Pydantic AI refuses a ``run_id`` that is already on the ``message_history``: a second agent
-    run inside one run of ours needs a run of its own (enter a ``RunContext()`` around it),
-    which this function says before Pydantic AI does.
+    Only the run's first ``run_kwargs()`` hands out the run's id: an id names one agent run, so
+    a later agent run in the same run gets Pydantic AI's own id, and the capability records it
+    as a child run (with that id as its external id). Pydantic AI refuses a ``run_id`` that is
+    already on the ``message_history``; this function says so before Pydantic AI does.
 
     Args:
-        run_id: the agent run's id; None: the current run's.
+        run_id: the agent run's id; None: the current run's (in the run's first call).
         conversation_id: the conversation's id; None: the current run's session.
         conversation: a Pydantic AI ``Conversation`` to continue, returned as given.
         message_history: the history to continue, returned as given.
@@ -94,8 +104,16 @@ def run_kwargs(
     kwargs: RunKwargs = {}
     run = current_run()
     if run_id is None and run is not None:
-        _check_history(message_history, run.id)
-        run_id = run.id
+        with _tying:  # read again: another thread of the run may have taken the id
+            if RUN_SYSTEM not in cast(RunView, current_run()).external_ids:
+                _check_history(message_history, run.id)
+                run_id = run.id
+                try:
+                    annotate(external_ids={RUN_SYSTEM: run_id})
+                except Exception:
+                    report(
+                        "run_kwargs", "agent_run_id.pydantic_ai's %r failed to record the run id"
+                    )
     if run_id is not None:
         kwargs["run_id"] = run_id
     if conversation is not None:
@@ -137,13 +155,17 @@ class RunIdCapability(AbstractCapability[Any]):
     ``tool <tool name>`` made current for the tool's body; a failed call's run records the error
     (a tool's ``ModelRetry`` or ``ToolFailed`` message too, though the agent goes on). The agent
     run's ``run_id`` (and ``conversation_id``) are recorded as external ids of the run it runs
-    in. Give it to the agent (``Agent(..., capabilities=[RunIdCapability()])``) or to a run with
+    in; a later agent run in the same run (one whose ``run_id`` the run does not have) is a
+    child run named ``agent <agent name>``, its steps under it. Give it to the agent
+    (``Agent(..., capabilities=[RunIdCapability()])``) or to a run with
     :func:`run_kwargs`; given twice, it records once. Its own failures are logged once as a
     warning on the ``agent_run_id`` logger and never reach the agent.
     """
 
     async def wrap_run(self, ctx: AgentContext[Any], *, handler: Any) -> Any:
-        """Record the agent run's ids on the run it runs in, then run it."""
+        """Record the agent run's ids on the run it runs in (or a child run of it); run it."""
+        ids: dict[str, str] = {}
+        later = False
         try:
             ids = {
                 system: value
@@ -153,10 +175,20 @@ class RunIdCapability(AbstractCapability[Any]):
                 )
                 if value
             }
-            annotate(external_ids=ids)
+            with _tying:  # two agent runs starting in one run at once: one of them is the run's
+                run = current_run()
+                mine = None if run is None else run.external_ids.get(RUN_SYSTEM)
+                later = mine not in (None, ctx.run_id)  # not the run's first, nor its own id
+                if not later:
+                    annotate(external_ids=ids)
         except Exception:
             report(self, "Pydantic AI capability %r failed when an agent run started")
-        return await handler()
+        if not later:
+            return await handler()
+        agent = getattr(getattr(ctx, "agent", None), "name", None)
+        name = "agent" if agent is None else f"agent {agent}"
+        key = (str(ctx.run_id), "agent")
+        return await self._in_step(key, name, {}, lambda _: handler(), None, ids)
 
     async def wrap_model_request(
         self, ctx: AgentContext[Any], *, request_context: Any, handler: Any
@@ -183,12 +215,22 @@ class RunIdCapability(AbstractCapability[Any]):
         return await self._in_step(key, f"tool {call.tool_name}", metadata, handler, args)
 
     async def _in_step(
-        self, key: tuple[str, str], name: str, metadata: dict[str, Any], handler: Any, arg: Any
+        self,
+        key: tuple[str, str],
+        name: str,
+        metadata: dict[str, Any],
+        handler: Any,
+        arg: Any,
+        external_ids: dict[str, str] | None = None,
     ) -> Any:
         if _running.get() == key:  # a second instance of ours, inside the first one's step
             return await handler(arg)
         try:
-            step = Step(name, metadata={"pydantic_ai_step": name.split(" ", 1)[0], **metadata})
+            step = Step(
+                name,
+                metadata={"pydantic_ai_step": name.split(" ", 1)[0], **metadata},
+                external_ids=external_ids,
+            )
         except Exception:
             report(self, "Pydantic AI capability %r failed when a step started")
             return await handler(arg)

@@ -25,7 +25,7 @@ from pydantic_ai.models.test import TestModel
 
 import agent_run_id.logging
 import agent_run_id.pydantic_ai
-from agent_run_id import RunContext, RunId, current_run_id
+from agent_run_id import RunContext, RunId, current_run_id, in_current_run
 from agent_run_id.pydantic_ai import RunIdCapability, run_kwargs
 from agent_run_id.registry import RunRecord, SQLiteRunRegistry
 from tests._agents_helpers import (
@@ -239,6 +239,8 @@ def test_run_kwargs_keeps_what_the_caller_gives() -> None:
         )
         conversation = Conversation()
         with_conversation = run_kwargs(conversation=conversation)
+        later = run_kwargs()  # the run's id went to the first agent run
+    with RunContext(session_id="chat-1") as b:
         ours = run_kwargs(capabilities=None)
     assert given == {
         "run_id": "r-1",
@@ -249,7 +251,8 @@ def test_run_kwargs_keeps_what_the_caller_gives() -> None:
     assert with_conversation["conversation"] is conversation
     assert "conversation_id" not in with_conversation
     assert with_conversation["run_id"] == a.run_id.value
-    assert ours["run_id"] == a.run_id.value
+    assert set(later) == {"conversation_id", "capabilities"}
+    assert ours["run_id"] == b.run_id.value
     assert ours["conversation_id"] == "chat-1"
     (capability,) = ours["capabilities"]
     assert repr(capability) == "RunIdCapability()"
@@ -265,9 +268,11 @@ def test_run_kwargs_outside_any_run_adds_only_the_capability() -> None:
 def test_run_kwargs_says_when_the_history_holds_this_run_already(
     registry: SQLiteRunRegistry,
 ) -> None:
+    """A run entered again (a chat server continuing the client's run id): its id is taken."""
     agent = planner()
-    with RunContext(registry=registry):
+    with RunContext(registry=registry) as a:
         first = agent.run_sync("plan", deps="fay", **run_kwargs())
+    with RunContext(a.run_id, registry=registry):  # the same run, in the next request
         with pytest.raises(ValueError, match="message_history already holds an agent run of run"):
             run_kwargs(message_history=first.all_messages())
         with RunContext() as second:  # the fix the error names
@@ -275,6 +280,84 @@ def test_run_kwargs_says_when_the_history_holds_this_run_already(
                 "again", deps="fay", **run_kwargs(message_history=first.all_messages())
             )
     assert again.run_id == second.run_id.value
+
+
+def test_a_later_agent_run_in_the_same_run_is_a_child_run_with_its_own_id(
+    registry: SQLiteRunRegistry,
+) -> None:
+    """A conversation's second turn in one run: Pydantic AI's own id, on a child run of ours."""
+    agent = planner(name="planner")
+    with RunContext(registry=registry, session_id="chat-2") as a:
+        first = agent.run_sync("plan", deps="gus", **run_kwargs())
+        kwargs = run_kwargs(message_history=first.all_messages())
+        assert "run_id" not in kwargs  # the run's id named the first agent run
+        second = agent.run_sync("and book it", deps="gus", **kwargs)
+    assert first.run_id == a.run_id.value
+    assert second.run_id != a.run_id.value
+    assert {m.run_id for m in second.new_messages()} == {second.run_id}
+    (child,) = registry.by_external_id(second.run_id)
+    assert (child.parent_id, child.metadata["name"], child.status) == (
+        a.run_id.value,
+        "agent planner",
+        "ok",
+    )
+    assert child.external_ids == {
+        "pydantic_ai_run": second.run_id,
+        "pydantic_ai_conversation": "chat-2",
+    }
+    assert registry.get(a.run_id).external_ids["pydantic_ai_run"] == a.run_id.value  # kept
+    steps = registry.tree(a.run_id)[1:]
+    under_run = by_name([r for r in steps if r.parent_id == a.run_id.value])
+    under_child = by_name([r for r in steps if r.parent_id == child.run_id])
+    assert {name: len(found) for name, found in under_run.items()} == {
+        "model planner-model": 2,
+        "tool search": 1,
+        "tool book": 1,
+        "agent planner": 1,
+    }
+    # With the history, the model answers at once: one request, no tool.
+    assert {name: len(found) for name, found in under_child.items()} == {"model planner-model": 1}
+
+
+def test_agent_runs_started_at_once_in_one_run_are_the_run_and_children(
+    registry: SQLiteRunRegistry,
+) -> None:
+    """Five agent runs gathered in one run, the capability on the agent: one is the run."""
+    agent = planner(capabilities=[RunIdCapability()])
+
+    async def five() -> tuple[RunId, list[str]]:
+        async with RunContext(registry=registry) as a:
+            results = await asyncio.gather(*(agent.run("plan", deps=f"h{n}") for n in range(5)))
+        return a.run_id, [result.run_id for result in results]
+
+    run, ids = asyncio.run(five())
+    assert len(set(ids)) == 5
+    (mine,) = [i for i in ids if i == registry.get(run).external_ids["pydantic_ai_run"]]
+    children = {record.external_ids.get("pydantic_ai_run") for record in registry.children(run)}
+    assert children >= set(ids) - {mine}
+    assert mine not in children
+
+
+def test_threads_of_one_run_asking_at_once_hand_out_its_id_once(
+    registry: SQLiteRunRegistry,
+) -> None:
+    """Ten threads of one run (in_current_run), released together: one agent run is the run."""
+    agent = planner()
+    barrier = threading.Barrier(10)
+    ids: list[str] = []
+
+    def one(n: int) -> None:
+        barrier.wait()
+        ids.append(agent.run_sync("plan", deps=f"i{n}", **run_kwargs()).run_id)
+
+    with RunContext(registry=registry) as a:
+        in_threads(in_current_run(one), count=10)  # each thread's loop closed as it ends
+    assert len(set(ids)) == 10
+    assert ids.count(a.run_id.value) == 1
+    children = {
+        record.external_ids.get("pydantic_ai_run") for record in registry.children(a.run_id)
+    }
+    assert children >= set(ids) - {a.run_id.value}
 
 
 def test_run_kwargs_rejects_capabilities_that_are_not_a_sequence() -> None:
