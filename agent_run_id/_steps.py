@@ -30,6 +30,7 @@ from ._context import (
     current_run_id,
     deactivate,
 )
+from ._external import check_external_ids
 from ._run_id import RunId
 
 __all__ = ["ReportedError", "Step"]
@@ -54,7 +55,8 @@ class Step:
         name: what the step is (``"tool search"``, ``"tools/call search"``); the run's name.
         parent: the step or run the step belongs to; None: the current run.
         metadata: any other JSON-able facts of the step, recorded with it.
-        external_ids: the ids the framework gave the step (``{"langchain_run": "..."}``).
+        external_ids: the ids the framework gave the step (``{"langchain_run": "..."}``); an
+            invalid one raises ValueError (as ``annotate()`` does) before the step starts.
     """
 
     __slots__ = ("_context", "_ended", "_frame", "_lock", "_run", "run_id")
@@ -72,6 +74,8 @@ class Step:
         metadata: Mapping[str, Any] | None = None,
         external_ids: Mapping[str, str] | None = None,
     ) -> None:
+        if external_ids:  # checked before the run starts: a bad id never leaves it unended
+            external_ids = check_external_ids(external_ids)
         of: RunId | None
         if isinstance(parent, Step):
             # Entered where the parent step's run is current: its registry and session hold.

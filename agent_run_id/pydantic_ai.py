@@ -37,6 +37,7 @@ except ImportError as error:
     raise missing_extra("pydantic_ai", "pydantic-ai-slim", "pydantic-ai") from error
 
 from ._context import annotate, current_run
+from ._external import check_external_ids
 from ._facts import RunView
 from ._hooks import report
 from ._steps import Step
@@ -87,8 +88,10 @@ def run_kwargs(
 
     Only the run's first ``run_kwargs()`` hands out the run's id: an id names one agent run, so
     a later agent run in the same run gets Pydantic AI's own id, and the capability records it
-    as a child run (with that id as its external id). Pydantic AI refuses a ``run_id`` that is
-    already on the ``message_history``; this function says so before Pydantic AI does.
+    as a child run (with that id as its external id). Handing it out records it on the run at
+    once, whether or not the agent run starts: call it in the ``agent.run()`` call. Pydantic AI
+    refuses a ``run_id`` that is already on the ``message_history``; this function says so
+    before Pydantic AI does.
 
     Args:
         run_id: the agent run's id; None: the current run's (in the run's first call).
@@ -167,14 +170,8 @@ class RunIdCapability(AbstractCapability[Any]):
         ids: dict[str, str] = {}
         later = False
         try:
-            ids = {
-                system: value
-                for system, value in (
-                    (RUN_SYSTEM, ctx.run_id),
-                    (CONVERSATION_SYSTEM, ctx.conversation_id),
-                )
-                if value
-            }
+            # Pydantic AI takes ids ours refuse (with spaces, longer than 256): those are left out.
+            ids = _valid({RUN_SYSTEM: ctx.run_id, CONVERSATION_SYSTEM: ctx.conversation_id})
             with _tying:  # two agent runs starting in one run at once: one of them is the run's
                 run = current_run()
                 mine = None if run is None else run.external_ids.get(RUN_SYSTEM)
@@ -188,7 +185,9 @@ class RunIdCapability(AbstractCapability[Any]):
         agent = getattr(getattr(ctx, "agent", None), "name", None)
         name = "agent" if agent is None else f"agent {agent}"
         key = (str(ctx.run_id), "agent")
-        return await self._in_step(key, name, {}, lambda _: handler(), None, ids)
+        # Its own id alone: the conversation (the session's, shared by its turns) stays the run's.
+        own = {RUN_SYSTEM: ids[RUN_SYSTEM]} if RUN_SYSTEM in ids else None
+        return await self._in_step(key, name, {}, lambda _: handler(), None, own)
 
     async def wrap_model_request(
         self, ctx: AgentContext[Any], *, request_context: Any, handler: Any
@@ -256,6 +255,18 @@ class RunIdCapability(AbstractCapability[Any]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _valid(ids: dict[str, str | None]) -> dict[str, str]:
+    """Return the ids that are valid external ids (``annotate()`` takes), the others left out."""
+    valid: dict[str, str] = {}
+    for system, value in ids.items():
+        if value:
+            try:
+                valid.update(check_external_ids({system: value}))
+            except ValueError:
+                continue
+    return valid
 
 
 def _recorded(error: BaseException) -> BaseException:

@@ -41,6 +41,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import MCPServer
 
+import agent_run_id._mcp_server
 import agent_run_id.mcp
 from agent_run_id import RunContext, RunId, current_run_id
 from agent_run_id.asgi import RunIdMiddleware
@@ -291,11 +292,23 @@ async def test_http_without_meta_takes_the_run_of_the_http_request(
 
 @pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "unrecorded"])
 async def test_fifty_client_runs_at_once_each_get_only_their_own_calls(
-    recorded: bool, tmp_path: Path, request: pytest.FixtureRequest
+    recorded: bool,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Recorded (a registry, observers) the server enters a RunContext; unrecorded, a frame."""
     if recorded:
         request.getfixturevalue("seen")
+    quick: list[bool] = []  # per tool call: entered without a RunContext?
+    unwatched = agent_run_id._mcp_server.enter_unwatched
+
+    def spy(*args: Any) -> Any:
+        token = unwatched(*args)
+        quick.append(token is not None)
+        return token
+
+    monkeypatch.setattr(agent_run_id._mcp_server, "enter_unwatched", spy)
     async with serving("memory", tmp_path) as client:
 
         async def agent(n: int) -> tuple[str, list[Any]]:
@@ -314,6 +327,7 @@ async def test_fifty_client_runs_at_once_each_get_only_their_own_calls(
         ] * 2
     assert len({run["run"] for _, runs in done for run in runs}) == 100  # each call its own
     assert (outside["parent"], outside["session"]) == (None, None)  # nothing left current
+    assert quick == [not recorded] * 101
 
 
 def test_one_server_shared_by_threads_each_with_its_own_loop_never_mixes_their_runs() -> None:

@@ -301,11 +301,12 @@ def test_a_later_agent_run_in_the_same_run_is_a_child_run_with_its_own_id(
         "agent planner",
         "ok",
     )
-    assert child.external_ids == {
-        "pydantic_ai_run": second.run_id,
+    assert child.external_ids == {"pydantic_ai_run": second.run_id}  # its own id alone
+    assert registry.get(a.run_id).external_ids == {  # the run keeps its ids and the conversation
+        "pydantic_ai_run": a.run_id.value,
         "pydantic_ai_conversation": "chat-2",
     }
-    assert registry.get(a.run_id).external_ids["pydantic_ai_run"] == a.run_id.value  # kept
+    assert [r.run_id for r in registry.by_external_id("chat-2")] == [a.run_id.value]
     steps = registry.tree(a.run_id)[1:]
     under_run = by_name([r for r in steps if r.parent_id == a.run_id.value])
     under_child = by_name([r for r in steps if r.parent_id == child.run_id])
@@ -317,6 +318,23 @@ def test_a_later_agent_run_in_the_same_run_is_a_child_run_with_its_own_id(
     }
     # With the history, the model answers at once: one request, no tool.
     assert {name: len(found) for name, found in under_child.items()} == {"model planner-model": 1}
+
+
+def test_ids_ours_refuse_are_left_out_and_every_step_still_ends(
+    registry: SQLiteRunRegistry,
+) -> None:
+    """Pydantic AI takes a conversation id with a space; an external id may not have one."""
+    agent = planner(name="planner", capabilities=[RunIdCapability()])  # given twice, too
+    with RunContext(registry=registry) as a:
+        first = agent.run_sync("plan", deps="ida", **run_kwargs(conversation_id="chat 7"))
+        second = agent.run_sync(
+            "again", deps="ida", **run_kwargs(conversation_id="chat 7"), message_history=[]
+        )
+    assert registry.get(a.run_id).external_ids == {"pydantic_ai_run": first.run_id}
+    (child,) = registry.by_external_id(second.run_id)
+    assert (child.parent_id, child.status) == (a.run_id.value, "ok")
+    # Not ok: the two failing "tool book" steps alone, nothing left "running".
+    assert [r.status for r in registry.tree(a.run_id) if r.status != "ok"] == ["error"] * 2
 
 
 def test_agent_runs_started_at_once_in_one_run_are_the_run_and_children(

@@ -160,6 +160,16 @@ def test_a_bad_parent_raises_naming_it() -> None:
         Step("tool", parent="0b6f5d3e-2c1a-4e8b-9f7d-5a4c3b2a1908")  # type: ignore[arg-type]
 
 
+def test_a_bad_external_id_raises_before_the_step_starts(registry: SQLiteRunRegistry) -> None:
+    """Nothing recorded: a step that raised on its way in never stays 'running'."""
+    with RunContext(registry=registry) as run:
+        with pytest.raises(ValueError, match=r"external_ids\['pydantic_ai_run'\] is"):
+            Step("agent", external_ids={"pydantic_ai_run": "has a space"})
+        assert current_run_id() == run.run_id
+    registry.flush()
+    assert registry.children(run.run_id) == []
+
+
 def test_the_callers_facts_are_untouched_by_a_steps_annotations() -> None:
     with RunContext(task="plan"):
         step = Step("tool")
