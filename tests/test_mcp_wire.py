@@ -147,6 +147,28 @@ def test_a_baggage_of_ours_alone_is_what_opentelemetry_would_write(session: str 
     assert baggage_with_run(None, run, session) == carrier["baggage"]
 
 
+@pytest.mark.parametrize("session", [None, "team@acme/chat-7"], ids=["no session", "to quote"])
+def test_a_baggage_of_an_enclosing_runs_members_gives_ours_as_opentelemetry_would(
+    session: str | None,
+) -> None:
+    """What install() leaves in baggage (the enclosing run's members) is replaced, exactly."""
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+
+    from agent_run_id._mcp_baggage import baggage_with_run
+    from agent_run_id._otel_runs import with_run_baggage
+
+    enclosing = RunId.generate(RunId.generate())
+    run = enclosing.child()
+    context = with_run_baggage(otel_context.Context(), enclosing, "chat-0")
+    carrier: dict[str, str] = {}
+    W3CBaggagePropagator().inject(carrier, with_run_baggage(context, run, session))
+    token = otel_context.attach(context)
+    try:
+        assert baggage_with_run(None, run, session) == carrier["baggage"]
+    finally:
+        otel_context.detach(token)
+
+
 def test_meta_merges_into_the_current_opentelemetry_baggage(otel_baggage: None) -> None:
     token = otel_context.attach(baggage.set_baggage("tenant", "acme"))
     try:
