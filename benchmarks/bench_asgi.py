@@ -25,6 +25,8 @@ from ._aims import elsewhere
 from ._timing import compare
 
 BATCH = 20
+NUMBER = 25  # batches a sample
+ROUNDS = 61
 _BASE_HEADERS = [
     (b"host", b"127.0.0.1:8000"),
     (b"user-agent", b"python-httpx/0.28.1"),
@@ -171,7 +173,9 @@ def main() -> None:
             name: _runner(loop, make(middleware), SCOPES[scope])
             for name, (middleware, scope) in CASES.items()
         }
-        medians = {name: t / BATCH for name, t in compare(cases, number=25, rounds=61).items()}
+        medians = {
+            name: t / BATCH for name, t in compare(cases, number=NUMBER, rounds=ROUNDS).items()
+        }
         _report(f"ASGI middleware per request, {title} ({BATCH} requests a batch)", medians)
     elsewhere("RunIdMiddleware's overhead <= 0.5x CorrelationIdMiddleware's")
     loop.close()

@@ -17,6 +17,9 @@ from agent_run_id import RunContext, RunId
 from ._aims import aim, elsewhere
 from ._timing import compare, report
 
+NUMBER = 20_000  # calls a sample
+ROUNDS = 15
+
 
 def bench_ids() -> None:
     medians = compare(
@@ -25,7 +28,8 @@ def bench_ids() -> None:
             "RunId.generate()": RunId.generate,
             "RunId.generate().value": lambda: RunId.generate().value,
         },
-        number=20_000,
+        number=NUMBER,
+        rounds=ROUNDS,
     )
     report("Minting an id", medians, baseline="str(uuid.uuid4())")
     ratio = medians["RunId.generate()"] / medians["str(uuid.uuid4())"]
@@ -49,7 +53,9 @@ def bench_context() -> None:
             "empty function call": lambda: None,
             "with RunContext(run_id=...)": enter_leave,
             "with RunContext() (mints a run)": enter_leave_minting,
-        }
+        },
+        number=NUMBER,
+        rounds=ROUNDS,
     )
     report("Entering and leaving a run", medians, baseline="empty function call")
 

@@ -20,6 +20,9 @@ from agent_run_id.httpx import RunIdTransport, instrument
 from ._aims import elsewhere
 from ._timing import compare, report
 
+NUMBER = 1_000  # requests a sample
+ROUNDS = 11
+
 _URL = "https://api.example.com/v1/chat/completions"
 
 
@@ -55,7 +58,7 @@ def main() -> None:
     root = RunId.generate()
     for title, run in (("a root run", root), ("a child run (lineage headers)", root.child())):
         with RunContext(run):
-            medians = compare(_cases(), number=1_000, rounds=11)
+            medians = compare(_cases(), number=NUMBER, rounds=ROUNDS)
             report(
                 f"One httpx request on MockTransport, inside {title}",
                 medians,

@@ -16,6 +16,9 @@ from agent_run_id.otel import RunIdSpanProcessor
 
 from ._timing import compare, report
 
+NUMBER = 5_000  # spans a sample
+ROUNDS = 11
+
 
 def _tracer(*processors: Any) -> Tracer:
     provider = TracerProvider()
@@ -32,9 +35,9 @@ def main() -> None:
         "RunIdSpanProcessor": lambda: stamped.start_span("step").end(),
     }
     with RunContext(), RunContext():  # a child run: all three attributes are set
-        inside = compare(cases, number=5_000, rounds=11)
+        inside = compare(cases, number=NUMBER, rounds=ROUNDS)
     report("OTel SDK span start+end inside a run, no exporter", inside, baseline="no processor")
-    outside = compare(cases, number=5_000, rounds=11)
+    outside = compare(cases, number=NUMBER, rounds=ROUNDS)
     report("Same, outside any run", outside, baseline="no processor")
 
 

@@ -26,12 +26,14 @@ RUNS_PER_WORKER = 5_000
 ROUNDS = 3
 
 
-def _worker(target: str, ready: Any, go: Any, done: Any) -> None:
+def _worker(target: str, runs: int, ready: Any, go: Any, done: Any) -> None:
+    # ``runs`` from the parent, not RUNS_PER_WORKER: a spawned process imports this module
+    # afresh, and would not see a size the parent set (as the smoke test does).
     registry = open_registry(target)
     registry.flush()  # connected (the tables made) before the clock starts
     ready.put(None)
     go.wait()
-    for _ in range(RUNS_PER_WORKER):
+    for _ in range(runs):
         with RunContext(registry=registry, user_id="bench", task="bench"):
             pass
     registry.flush()
@@ -43,7 +45,8 @@ def _round(target: str) -> float:
     spawn = multiprocessing.get_context("spawn")
     ready, done, go = spawn.Queue(), spawn.Queue(), spawn.Event()
     workers = [
-        spawn.Process(target=_worker, args=(target, ready, go, done)) for _ in range(WORKERS)
+        spawn.Process(target=_worker, args=(target, RUNS_PER_WORKER, ready, go, done))
+        for _ in range(WORKERS)
     ]
     for worker in workers:
         worker.start()
