@@ -48,6 +48,7 @@ KEYS = ("agent_run.id", "agent_run.parent_id", "agent_run.root_id")
 #: The baggage key of the run's session (baggage only: on spans it is ``gen_ai.conversation.id``).
 SESSION_KEY = "agent_run.session_id"
 _BAGGAGE_KEYS = (*KEYS, SESSION_KEY)
+_RUN_MEMBERS = frozenset(_BAGGAGE_KEYS)
 #: The span attribute of the run's session: the OpenTelemetry GenAI conventions' conversation.
 CONVERSATION_KEY = "gen_ai.conversation.id"
 #: The span attribute of the run's user (OpenTelemetry's ``user.id``), set only when asked for.
@@ -98,12 +99,20 @@ def with_run_baggage(context: Context, run: RunId, session_id: str | None = None
     OpenTelemetry's injector applies them: a pair it drops for its length takes no room.)
     """
     entries = baggage.get_all(context)
-    for key in _BAGGAGE_KEYS:
-        if key in entries:
-            context = baggage.remove_baggage(key, context)
     ours = attributes(run)
     if session_id is not None:
         ours[SESSION_KEY] = session_id
+    if _RUN_MEMBERS.issuperset(entries):
+        # A run's members alone (an enclosing run's, or none), the common case: ours replace
+        # them, in the same order as below, and ours alone are far within the limits.
+        if entries:
+            context = baggage.clear(context)
+        for key, value in ours.items():
+            context = baggage.set_baggage(key, value, context)
+        return context
+    for key in _BAGGAGE_KEYS:
+        if key in entries:
+            context = baggage.remove_baggage(key, context)
     pairs = [_pair(k, v) for k, v in entries.items() if k not in _BAGGAGE_KEYS]
     pairs = [pair for pair in pairs if len(pair) <= _MAX_PAIR_BYTES]
     pairs += [_pair(k, v) for k, v in ours.items()]

@@ -218,6 +218,26 @@ def test_a_run_without_a_session_drops_the_one_that_arrived_in_baggage() -> None
     assert baggage.get_all(replaced) == {ID: RUN.value, ROOT: RUN.value}
 
 
+@pytest.mark.parametrize("session", [None, "chat-1"])
+@pytest.mark.parametrize("enclosing", ["none", "root", "child with a session"])
+def test_a_runs_members_alone_are_replaced_as_beside_other_entries(
+    enclosing: str, session: str | None
+) -> None:
+    """The quick path (a run's members alone in baggage) gives what the general one gives."""
+    context = Context()
+    if enclosing == "root":
+        context = with_run_baggage(context, RunId.generate())
+    elif enclosing == "child with a session":
+        context = with_run_baggage(context, RunId.generate(RunId.generate()), "chat-0")
+    for run in (RUN, RUN.child()):
+        alone = baggage.get_all(with_run_baggage(context, run, session))
+        beside = baggage.get_all(
+            with_run_baggage(baggage.set_baggage("tenant", "acme", context), run, session)
+        )
+        assert list(beside.items()) == [("tenant", "acme"), *alone.items()]
+        assert alone[ID] == run.value
+
+
 def test_the_baggage_header_carries_the_session_to_the_next_service(installed: None) -> None:
     carrier: dict[str, str] = {}
     with RunContext(RUN, session_id="chat/42;x=1"):
