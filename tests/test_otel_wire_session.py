@@ -24,7 +24,7 @@ from opentelemetry.propagators import textmap
 from opentelemetry.sdk.trace import TracerProvider
 
 import agent_run_id
-from agent_run_id import RunContext, RunId
+from agent_run_id import RunContext, RunId, _otel_runs
 from agent_run_id import otel as run_otel
 from agent_run_id._otel_propagation import session_from_baggage_header
 from agent_run_id._otel_runs import SESSION_KEY, session_in_baggage, with_run_baggage
@@ -218,12 +218,22 @@ def test_a_run_without_a_session_drops_the_one_that_arrived_in_baggage() -> None
     assert baggage.get_all(replaced) == {ID: RUN.value, ROOT: RUN.value}
 
 
+@pytest.mark.parametrize("key", ["found", "not found"])
 @pytest.mark.parametrize("session", [None, "chat-1"])
 @pytest.mark.parametrize("enclosing", ["none", "root", "child with a session"])
 def test_a_runs_members_alone_are_replaced_as_beside_other_entries(
-    enclosing: str, session: str | None
+    enclosing: str, session: str | None, key: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The quick path (a run's members alone in baggage) gives what the general one gives."""
+    """The quick path (a run's members alone in baggage) gives what the general one gives.
+
+    With the baggage's context key found (one step), and without it (member by member).
+    """
+    assert _otel_runs.BAGGAGE_CONTEXT_KEY is not None, (
+        "the OpenTelemetry API no longer keeps baggage as a dict under one context key: "
+        "with_run_baggage sets a run's members one at a time, at twice the cost"
+    )
+    if key == "not found":
+        monkeypatch.setattr(_otel_runs, "BAGGAGE_CONTEXT_KEY", None)
     context = Context()
     if enclosing == "root":
         context = with_run_baggage(context, RunId.generate())
