@@ -13,9 +13,13 @@ def install_command(extra: str) -> str:
     return f'pip install "agent-run-id[{extra}] @ {SOURCE}"'
 
 
-def missing_extra(module: str, package: str, extra: str) -> ImportError:
-    """Return the ImportError to raise from ``module`` when ``package`` cannot be imported."""
+def missing_extra(module: str, package: str, extra: str, alone: str | None = None) -> ImportError:
+    """Return the ImportError to raise from ``module`` when ``package`` cannot be imported.
+
+    ``alone``: what to ``pip install`` for the package alone, when not its name (``psycopg``
+    wants its ``binary`` extra, or the system's libpq).
+    """
     return ImportError(
         f"agent_run_id.{module} needs the {package} package: {install_command(extra)}"
-        f" (or pip install {package} alone)"
+        f" (or pip install {alone or package} alone)"
     )

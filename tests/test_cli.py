@@ -658,6 +658,11 @@ def test_runs_needs_a_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("AGENT_RUN_ID_DB", raising=False)
     assert "give --db PATH or set $AGENT_RUN_ID_DB" in call("runs", "list").err
     assert "no registry database at" in call("runs", "list", "--db", "nope.db").err
+    conninfo = call("runs", "list", "--db", "host=127.0.0.1 dbname=agents password=s3cret")
+    assert conninfo.code == 2
+    assert "--db: a libpq key=value connection string" in conninfo.err
+    assert "give a postgresql:// URL" in conninfo.err
+    assert "s3cret" not in conninfo.err
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"not a database at all" * 100)
     result = call("runs", "list", "--db", str(junk))

@@ -865,6 +865,25 @@ def test_a_name_opens_the_backend_it_names_for_the_middleware_too(store: Store) 
         open_registry(3)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "conninfo", ["host=db.internal dbname=agents user=agent password=s3cret", "dbname=agents"]
+)
+def test_a_libpq_key_value_string_is_refused_never_made_a_file(
+    conninfo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a path or a URL goes, libpq's key=value form would open a SQLite file of its name."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"key=value connection string .* postgresql://") as err:
+        open_registry(conninfo)
+    assert "s3cret" not in str(err.value)
+    with pytest.raises(ValueError, match="key=value connection string"):
+        set_default(conninfo)
+    assert list(tmp_path.iterdir()) == []
+    named = open_registry("runs=1.db")  # a file name with "=" in it is still one
+    assert type(named).__name__ == "SQLiteRunRegistry"
+    named.close()
+
+
 def test_a_name_opens_the_backend_it_names(store: Store) -> None:
     name = store.name
     opened = open_registry(name)

@@ -383,8 +383,11 @@ def test_without_psycopg_the_error_names_the_extra(monkeypatch: pytest.MonkeyPat
     for name in [m for m in sys.modules if m == "psycopg" or m.startswith("psycopg.")]:
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delitem(sys.modules, "agent_run_id.registry._postgres", raising=False)
-    with pytest.raises(ImportError, match=r"needs the psycopg package: pip install .*\[postgres\]"):
+    with pytest.raises(
+        ImportError, match=r"needs the psycopg package: pip install .*\[postgres\]"
+    ) as err:
         importlib.import_module("agent_run_id.registry._postgres")
+    assert str(err.value).endswith('(or pip install "psycopg[binary]" alone)')
     from agent_run_id._cli.main import main
 
     monkeypatch.delitem(sys.modules, "agent_run_id.registry._postgres_read_only", raising=False)

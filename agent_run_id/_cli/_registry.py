@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from agent_run_id._optional import install_command
 from agent_run_id.registry import SQLiteRunRegistry
-from agent_run_id.registry._open import is_dsn
+from agent_run_id.registry._open import check_not_conninfo, is_dsn
 from agent_run_id.registry._schema import connect_read_only
 
 from ._errors import UsageError
@@ -92,6 +92,10 @@ def open_registry(path: str | None) -> BufferedRunRegistry:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
     if not os.path.isfile(path):
+        try:
+            check_not_conninfo(path)
+        except ValueError as exc:
+            raise UsageError(f"--db: {exc}") from None
         raise UsageError(f"no registry database at {path}")
     return ReadOnlyRegistry(path)
 

@@ -11,10 +11,29 @@ import os
 from ._buffered import BufferedRunRegistry
 from ._sqlite import SQLiteRunRegistry
 
-__all__ = ["DSN_SCHEMES", "is_dsn", "open_registry"]
+__all__ = ["DSN_SCHEMES", "check_not_conninfo", "is_dsn", "open_registry"]
 
 #: The URL schemes that name a PostgreSQL database.
 DSN_SCHEMES = ("postgresql://", "postgres://")
+# libpq's keywords that say where a database is: a string of key=value pairs with one of them is
+# a connection string, never a file name anyone means.
+_WHERE = frozenset({"host", "hostaddr", "port", "dbname", "user", "service"})
+
+
+def check_not_conninfo(target: str) -> None:
+    """Raise ValueError for libpq's ``key=value`` connection string, which names no file.
+
+    Such a string given where a SQLite path or a URL goes would otherwise open a SQLite file of
+    that name; ``PostgresRunRegistry`` itself takes it.
+    """
+    pairs = target.split()
+    where = any(pair.split("=", 1)[0].lower() in _WHERE for pair in pairs)
+    if where and all("=" in pair for pair in pairs):  # not echoed: it may hold a password
+        raise ValueError(
+            "a libpq key=value connection string (host=... dbname=...) names no registry here: "
+            "give a postgresql:// URL (postgresql://user@host:5432/dbname), or pass the string "
+            "to PostgresRunRegistry(...) itself"
+        )
 
 
 def is_dsn(target: object) -> bool:
@@ -34,8 +53,9 @@ def open_registry(target: str | os.PathLike[str]) -> BufferedRunRegistry:
 
         registry = open_registry(os.environ.get("AGENT_RUN_ID_DB", "runs.db"))
 
-    Raises TypeError for a target that is neither a str nor a path, ImportError naming the
-    extra to install for a PostgreSQL URL without psycopg.
+    Raises TypeError for a target that is neither a str nor a path, ValueError for libpq's
+    ``key=value`` connection string (give its URL), ImportError naming the extra to install for
+    a PostgreSQL URL without psycopg.
     """
     if isinstance(target, str) and is_dsn(target):
         from ._postgres import PostgresRunRegistry  # psycopg: imported only for a URL
@@ -46,4 +66,6 @@ def open_registry(target: str | os.PathLike[str]) -> BufferedRunRegistry:
             f"a registry is named by a str or a path, got {type(target).__name__}: give a "
             "SQLite file's path or a postgresql:// URL"
         )
+    if isinstance(target, str):
+        check_not_conninfo(target)
     return SQLiteRunRegistry(target)

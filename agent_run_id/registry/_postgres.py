@@ -13,7 +13,9 @@ try:
 except ImportError as exc:  # pragma: no cover - the tests run with the extra installed
     from agent_run_id._optional import missing_extra
 
-    raise missing_extra("registry.PostgresRunRegistry", "psycopg", "postgres") from exc
+    raise missing_extra(
+        "registry.PostgresRunRegistry", "psycopg", "postgres", alone='"psycopg[binary]"'
+    ) from exc
 
 import functools
 from collections.abc import Iterable
