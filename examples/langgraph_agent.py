@@ -8,7 +8,9 @@ model, node and tool call is a child run in the registry, and each tool's log li
 tool's own run. LangChain's in-memory tracer stands in for LangSmith: the on-call engineer
 holding the failing tool's LangSmith id finds it, its run and its log lines.
 
-Run: ``python examples/langgraph_agent.py [FOLDER]`` (a temporary folder by default).
+Run: ``python examples/langgraph_agent.py [FOLDER]`` (a temporary folder by default). It needs
+LangGraph beside the ``langchain`` extra (which installs ``langchain-core`` alone):
+``pip install langgraph``.
 """
 
 from __future__ import annotations
