@@ -167,6 +167,9 @@ class RunIdCapability(AbstractCapability[Any]):
 
     async def wrap_run(self, ctx: AgentContext[Any], *, handler: Any) -> Any:
         """Record the agent run's ids on the run it runs in (or a child run of it); run it."""
+        key = (str(ctx.run_id), "agent")
+        if _running.get() == key:  # a second instance of ours, inside the first one's child run
+            return await handler()
         ids: dict[str, str] = {}
         later = False
         try:
@@ -184,7 +187,6 @@ class RunIdCapability(AbstractCapability[Any]):
             return await handler()
         agent = getattr(getattr(ctx, "agent", None), "name", None)
         name = "agent" if agent is None else f"agent {agent}"
-        key = (str(ctx.run_id), "agent")
         # Its own id alone: the conversation (the session's, shared by its turns) stays the run's.
         own = {RUN_SYSTEM: ids[RUN_SYSTEM]} if RUN_SYSTEM in ids else None
         return await self._in_step(key, name, {}, lambda _: handler(), None, own)
