@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings  # type: ignore[import-untyped]
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 
-from ._recording import check_registry
+from ._recording import as_registry, check_registry
 from ._show import show_value
 from ._types import Registry
 
@@ -68,24 +68,32 @@ def read_settings() -> dict[str, Any]:
             f"agent_run_id.logging.install() options, got {show_value(logging_option)}"
         )
     registry = options.get("registry")
-    if registry is not None and not isinstance(registry, str | os.PathLike):
+    if isinstance(registry, str):
+        from .registry._open import check_not_conninfo
+
+        try:
+            check_not_conninfo(registry)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{NAME}['registry']: {exc}") from None
+    elif registry is not None and not isinstance(registry, os.PathLike):
         try:
             check_registry(registry)
         except TypeError:
             raise ImproperlyConfigured(
-                f"{NAME}['registry'] must be a path to a SQLite file (such as 'runs.db') or a "
-                f"RunRegistry, got {type(registry).__name__}: {show_value(registry)}"
+                f"{NAME}['registry'] must be a path to a SQLite file (such as 'runs.db'), a "
+                f"postgresql:// URL or a RunRegistry, got {type(registry).__name__}: "
+                f"{show_value(registry)}"
             ) from None
     return options
 
 
 def open_registry(value: object) -> Registry | None:
-    """Return the registry a ``registry`` option names: a path opens a ``SQLiteRunRegistry``."""
-    if isinstance(value, str | os.PathLike):
-        from .registry import SQLiteRunRegistry  # only when asked: it starts a writer thread
+    """Return the registry a ``registry`` option names, as the middleware's ``registry=`` does.
 
-        return SQLiteRunRegistry(value)
-    return value  # type: ignore[return-value]  # checked by read_settings()
+    A SQLite file's path or a ``postgresql://`` URL opens one (``agent_run_id.registry.
+    open_registry``); a registry is itself.
+    """
+    return as_registry(value)
 
 
 def user_id_of(user: Any, option: UserOption) -> str | None:

@@ -660,7 +660,7 @@ def test_runs_needs_a_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "no registry database at" in call("runs", "list", "--db", "nope.db").err
     conninfo = call("runs", "list", "--db", "host=127.0.0.1 dbname=agents password=s3cret")
     assert conninfo.code == 2
-    assert "--db: a libpq key=value connection string" in conninfo.err
+    assert "a libpq key=value connection string" in conninfo.err
     assert "give a postgresql:// URL" in conninfo.err
     assert "s3cret" not in conninfo.err
     junk = tmp_path / "junk.db"

@@ -559,12 +559,30 @@ def test_a_failing_view_is_answered_500_in_its_run() -> None:
         ({"user": "pk"}, ImproperlyConfigured, "['user'] must be True"),
         ({"logging": "on"}, ImproperlyConfigured, "['logging'] must be True"),
         ({"registry": 42}, ImproperlyConfigured, "['registry'] must be a path"),
+        (
+            {"registry": "host=db dbname=agents password=s3cret"},
+            ImproperlyConfigured,
+            "['registry']: a libpq key=value connection string",
+        ),
     ],
 )
 def test_a_bad_setting_is_a_clear_error(value: object, error: type, words: str) -> None:
     with override_settings(AGENT_RUN_ID=value), pytest.raises(error) as info:
         RunIdMiddleware(lambda request: None)
     assert words in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+def test_the_app_opens_a_postgresql_url_as_the_middleware_does() -> None:
+    """Never connected in the foreground: no server there, and the app starts all the same."""
+    with override_settings(AGENT_RUN_ID={"registry": "postgresql://agent@127.0.0.1:1/agents"}):
+        apps.get_app_config("agent_run_id").ready()
+    registry = get_default()
+    try:
+        assert type(registry).__name__ == "PostgresRunRegistry"
+    finally:
+        reset()
+        registry.close()  # type: ignore[union-attr]
 
 
 def test_a_registry_path_needs_the_app_installed(tmp_path: Path) -> None:

@@ -866,7 +866,14 @@ def test_a_name_opens_the_backend_it_names_for_the_middleware_too(store: Store) 
 
 
 @pytest.mark.parametrize(
-    "conninfo", ["host=db.internal dbname=agents user=agent password=s3cret", "dbname=agents"]
+    "conninfo",
+    [
+        "host=db.internal dbname=agents user=agent password=s3cret",
+        "dbname=agents",
+        "host=db dbname=agents password='my s3cret'",  # a quoted value with a blank
+        "host = db dbname = agents password = s3cret",  # blanks around =
+        "password=s3cret sslmode=require",
+    ],
 )
 def test_a_libpq_key_value_string_is_refused_never_made_a_file(
     conninfo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -879,9 +886,20 @@ def test_a_libpq_key_value_string_is_refused_never_made_a_file(
     with pytest.raises(ValueError, match="key=value connection string"):
         set_default(conninfo)
     assert list(tmp_path.iterdir()) == []
-    named = open_registry("runs=1.db")  # a file name with "=" in it is still one
-    assert type(named).__name__ == "SQLiteRunRegistry"
-    named.close()
+    (tmp_path / "user=alice").mkdir()
+    for path in ("runs=1.db", "user=alice/runs.db"):  # file names with "=": a folder that is
+        named = open_registry(path)
+        assert type(named).__name__ == "SQLiteRunRegistry"
+        named.close()
+
+
+def test_a_hostile_name_is_read_in_linear_time() -> None:
+    from agent_run_id.registry._open import check_not_conninfo
+
+    for hostile in ("a=" + "b=" * 50_000 + "'", "a=b " * 30_000 + "'", "a" * 100_000 + "="):
+        started = time.thread_time()
+        check_not_conninfo(hostile)  # no connection string: nothing raised
+        assert time.thread_time() - started < 0.5
 
 
 def test_a_name_opens_the_backend_it_names(store: Store) -> None:

@@ -95,7 +95,7 @@ def open_registry(path: str | None) -> BufferedRunRegistry:
         try:
             check_not_conninfo(path)
         except ValueError as exc:
-            raise UsageError(f"--db: {exc}") from None
+            raise UsageError(str(exc)) from None
         raise UsageError(f"no registry database at {path}")
     return ReadOnlyRegistry(path)
 

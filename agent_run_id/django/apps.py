@@ -16,7 +16,8 @@ class RunIdConfig(AppConfig):  # type: ignore[misc]  # Django ships no type hint
     ``agent_run_id.logging`` (every record carries ``run_id``; a dict gives ``install()`` its
     options), and ``"registry": "runs.db"`` records every run of the process (requests,
     management commands, tasks) in that SQLite file, as ``agent_run_id.registry.set_default``
-    does; a ``RunRegistry`` object works too. Both are off by default. The app has no models.
+    does; a ``postgresql://`` URL or a ``RunRegistry`` object works too. Both are off by
+    default. The app has no models.
 
     Example::
 

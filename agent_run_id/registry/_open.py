@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from ._buffered import BufferedRunRegistry
 from ._sqlite import SQLiteRunRegistry
@@ -15,25 +16,50 @@ __all__ = ["DSN_SCHEMES", "check_not_conninfo", "is_dsn", "open_registry"]
 
 #: The URL schemes that name a PostgreSQL database.
 DSN_SCHEMES = ("postgresql://", "postgres://")
-# libpq's keywords that say where a database is: a string of key=value pairs with one of them is
-# a connection string, never a file name anyone means.
-_WHERE = frozenset({"host", "hostaddr", "port", "dbname", "user", "service"})
+# libpq's connection string: key = value pairs apart, a value bare or in single quotes (with \
+# escapes). A pair ends where blanks begin: read in one pass, whatever the string.
+_PAIR = r"([A-Za-z_]+)\s*=\s*(?:'(?:[^'\\]|\\.)*'|(?:[^\s'\\]|\\.)+)"
+_CONNINFO = re.compile(rf"\s*{_PAIR}(?:\s+{_PAIR})*\s*")
+_KEY = re.compile(_PAIR)
+# libpq's keywords a connection string is made of: one of them says it is one.
+_LIBPQ = frozenset(
+    {
+        "host",
+        "hostaddr",
+        "port",
+        "dbname",
+        "user",
+        "password",
+        "passfile",
+        "service",
+        "sslmode",
+        "options",
+        "application_name",
+        "connect_timeout",
+        "target_session_attrs",
+    }
+)
 
 
 def check_not_conninfo(target: str) -> None:
     """Raise ValueError for libpq's ``key=value`` connection string, which names no file.
 
     Such a string given where a SQLite path or a URL goes would otherwise open a SQLite file of
-    that name; ``PostgresRunRegistry`` itself takes it.
+    that name (a password in it, in a file name). A path that exists, or whose folder does, is a
+    path, whatever its name. The string is never echoed.
     """
-    pairs = target.split()
-    where = any(pair.split("=", 1)[0].lower() in _WHERE for pair in pairs)
-    if where and all("=" in pair for pair in pairs):  # not echoed: it may hold a password
-        raise ValueError(
-            "a libpq key=value connection string (host=... dbname=...) names no registry here: "
-            "give a postgresql:// URL (postgresql://user@host:5432/dbname), or pass the string "
-            "to PostgresRunRegistry(...) itself"
-        )
+    if not _CONNINFO.fullmatch(target):
+        return
+    if not any(key.lower() in _LIBPQ for key in _KEY.findall(target)):
+        return
+    folder = os.path.dirname(target)
+    if os.path.exists(target) or (folder and os.path.isdir(folder)):
+        return
+    raise ValueError(
+        "a libpq key=value connection string (host=... dbname=...) names no registry here: "
+        "give a postgresql:// URL (postgresql://user@host:5432/dbname), or pass the string "
+        "to PostgresRunRegistry(...) itself"
+    )
 
 
 def is_dsn(target: object) -> bool:
