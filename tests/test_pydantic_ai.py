@@ -337,6 +337,21 @@ def test_ids_ours_refuse_are_left_out_and_every_step_still_ends(
     assert [r.status for r in registry.tree(a.run_id) if r.status != "ok"] == ["error"] * 2
 
 
+def test_a_second_capability_inside_a_later_agent_runs_child_run_passes_through(
+    registry: SQLiteRunRegistry,
+) -> None:
+    """Given twice, a later agent run whose id ours refuse: the child takes no ids of the run."""
+    agent = planner(name="planner", capabilities=[RunIdCapability()])
+    with RunContext(registry=registry, session_id="chat-2") as a:
+        agent.run_sync("plan", deps="jo", **run_kwargs())
+        refused = "bad id " + "x" * 300  # Pydantic AI takes it; an external id may not
+        kwargs = run_kwargs(run_id=refused, conversation_id="chat-9")
+        agent.run_sync("again", deps="jo", **kwargs, message_history=[])
+    (child,) = [r for r in registry.children(a.run_id) if r.metadata["name"] == "agent planner"]
+    assert child.external_ids == {}  # the conversation stays off it
+    assert registry.by_external_id("chat-9") == []
+
+
 def test_agent_runs_started_at_once_in_one_run_are_the_run_and_children(
     registry: SQLiteRunRegistry,
 ) -> None:
