@@ -18,7 +18,7 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 
 from ._hooks import fallbacks
 from ._otel_propagation import run_from_baggage_header, session_from_baggage_header
-from ._otel_runs import KEYS, SESSION_KEY, attributes, with_run_baggage
+from ._otel_runs import RUN_MEMBERS, SESSION_KEY, attributes, with_run_baggage
 from ._run_id import RunId
 
 __all__ = ["baggage_on", "baggage_with_run", "run_in_baggage_text", "session_in_baggage_text"]
@@ -27,8 +27,6 @@ _W3C = W3CBaggagePropagator()
 # The W3C Baggage limits: 180 members, 8,192 bytes in all.
 _MAX_MEMBERS = 180
 _MAX_BYTES = 8192
-# The members of a run, which ours replace.
-_RUN_MEMBERS = frozenset((*KEYS, SESSION_KEY))
 
 
 def baggage_on() -> bool:
@@ -53,7 +51,7 @@ def baggage_with_run(existing: str | None, run: RunId, session_id: str | None) -
         return _merged_text(existing, _ours(run, session_id))
     context = otel_context.get_current()
     entries = baggage.get_all(context)
-    if not entries or _RUN_MEMBERS.issuperset(entries):
+    if RUN_MEMBERS.issuperset(entries):
         # Nothing but a run's members in it (``install()`` puts the current run's there): ours
         # alone, as OpenTelemetry's propagator would write them (a test holds the two to the
         # same text), without building four contexts and parsing them back.

@@ -31,6 +31,7 @@ __all__ = [
     "BAGGAGE_CONTEXT_KEY",
     "CONVERSATION_KEY",
     "KEYS",
+    "RUN_MEMBERS",
     "SESSION_KEY",
     "USER_KEY",
     "OtelAnnotator",
@@ -49,7 +50,8 @@ KEYS = ("agent_run.id", "agent_run.parent_id", "agent_run.root_id")
 #: The baggage key of the run's session (baggage only: on spans it is ``gen_ai.conversation.id``).
 SESSION_KEY = "agent_run.session_id"
 _BAGGAGE_KEYS = (*KEYS, SESSION_KEY)
-_RUN_MEMBERS = frozenset(_BAGGAGE_KEYS)
+#: The baggage members of a run (its ids and session), which a run's own replace.
+RUN_MEMBERS = frozenset(_BAGGAGE_KEYS)
 #: The span attribute of the run's session: the OpenTelemetry GenAI conventions' conversation.
 CONVERSATION_KEY = "gen_ai.conversation.id"
 #: The span attribute of the run's user (OpenTelemetry's ``user.id``), set only when asked for.
@@ -122,7 +124,7 @@ def with_run_baggage(context: Context, run: RunId, session_id: str | None = None
     ours = attributes(run)
     if session_id is not None:
         ours[SESSION_KEY] = session_id
-    if _RUN_MEMBERS.issuperset(entries):
+    if RUN_MEMBERS.issuperset(entries):
         # A run's members alone (an enclosing run's, or none), the common case: ours replace
         # them, in the same order as below, and ours alone are far within the limits.
         if BAGGAGE_CONTEXT_KEY is not None:  # ours as the whole baggage, in one step
